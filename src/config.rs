@@ -1,0 +1,100 @@
+//! Node configuration: flags, `CHATNODE_*` environment variables and an optional `.env`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Everything `chatnode serve` needs. Tests build it with `Config::new` and override fields.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (the bound address is logged).
+    #[arg(long, env = "CHATNODE_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// Directory for the SQLite database, uploaded media and the generated JWT secret.
+    #[arg(long, env = "CHATNODE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite://<path>`; default `sqlite://<data-dir>/chatnode.db`.
+    #[arg(long, env = "CHATNODE_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// HS256 signing secret for JWTs; when absent one is generated once and kept in the data directory.
+    #[arg(long, env = "CHATNODE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Fan-out transport between this node's handlers and its sockets.
+    #[arg(long, env = "CHATNODE_TRANSPORT", value_enum, default_value_t = TransportKind::Memory)]
+    pub transport: TransportKind,
+
+    /// Broker URL for broker transports (unused by `memory`).
+    #[arg(long, env = "CHATNODE_BROKER_URL", hide_env_values = true)]
+    pub broker_url: Option<String>,
+
+    /// Largest accepted attachment, in bytes.
+    #[arg(long, env = "CHATNODE_MAX_UPLOAD_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+
+    /// Log format.
+    #[arg(long, env = "CHATNODE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// Most members a room may have.
+    #[arg(long, env = "CHATNODE_MAX_ROOM_MEMBERS", default_value_t = 1024)]
+    pub max_room_members: usize,
+
+    /// Seconds between WebSocket pings; a peer silent for two intervals is dropped.
+    #[arg(long, env = "CHATNODE_WS_PING_SECS", default_value_t = 30)]
+    pub ws_ping_secs: u64,
+
+    /// Frames queued per socket before a slow reader is disconnected.
+    #[arg(long, env = "CHATNODE_WS_QUEUE", default_value_t = 1024)]
+    pub ws_queue: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportKind {
+    /// In-process bus: one node, nothing external.
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl Config {
+    /// Defaults for a node keeping its files in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            data_dir: data_dir.into(),
+            database_url: None,
+            jwt_secret: None,
+            transport: TransportKind::Memory,
+            broker_url: None,
+            max_upload_bytes: 25 * 1024 * 1024,
+            log_format: LogFormat::Human,
+            max_room_members: 1024,
+            ws_ping_secs: 30,
+            ws_queue: 1024,
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("chatnode.db").display()))
+    }
+
+    pub fn media_dir(&self) -> PathBuf {
+        self.data_dir.join("media")
+    }
+
+    pub fn ws_ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ws_ping_secs.max(1))
+    }
+}

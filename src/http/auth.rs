@@ -1,0 +1,286 @@
+//! Registration, login, token refresh and logout.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::{json_body, ok, parse_json, respond, with_state, ApiError, MAX_JSON_BODY};
+use crate::auth::validate::{self, FieldErrors, REQUIRED};
+use crate::auth::{password, AuthError, TokenKind};
+use crate::state::SharedState;
+use crate::store::{NewUser, User};
+
+#[derive(Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    #[schema(example = "+14155552671")]
+    pub phone_number: String,
+    #[schema(example = "a-long-passphrase")]
+    pub password: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    /// A refresh token from register or login.
+    pub refresh: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    pub id: i64,
+    pub email: String,
+    pub username: String,
+    pub phone_number: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            username: u.username,
+            phone_number: u.phone_number,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
+    let raw_body = || warp::body::content_length_limit(MAX_JSON_BODY).and(warp::body::bytes());
+    let register = warp::path!("api" / "v1" / "auth" / "register")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(raw_body())
+        .then(register)
+        .and_then(respond);
+    let login = warp::path!("api" / "v1" / "auth" / "login")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(raw_body())
+        .then(login)
+        .and_then(respond);
+    let refresh = warp::path!("api" / "v1" / "auth" / "refresh")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(json_body())
+        .then(refresh)
+        .and_then(respond);
+    let logout = warp::path!("api" / "v1" / "auth" / "logout")
+        .and(warp::post())
+        .and(with_state(state))
+        .and(json_body())
+        .then(logout)
+        .and_then(respond);
+    register
+        .or(login)
+        .unify()
+        .or(refresh)
+        .unify()
+        .or(logout)
+        .unify()
+        .boxed()
+}
+
+/// Reads string fields one by one so every problem is reported per field, as the original did.
+struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    errors: FieldErrors,
+}
+
+impl<'a> Fields<'a> {
+    fn parse(body: &'a Value) -> Result<Self, ApiError> {
+        let object = body
+            .as_object()
+            .ok_or_else(|| ApiError::bad_request("The body must be a JSON object"))?;
+        Ok(Self {
+            object,
+            errors: FieldErrors::new(),
+        })
+    }
+
+    fn text(&mut self, name: &str) -> Option<&'a str> {
+        match self.object.get(name) {
+            None | Some(Value::Null) => self.fail(name, REQUIRED),
+            Some(Value::String(s)) if s.trim().is_empty() => self.fail(name, REQUIRED),
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(_) => self.fail(name, "Not a valid string."),
+        }
+    }
+
+    fn check<T>(&mut self, name: &str, result: Result<T, &'static str>) -> Option<T> {
+        result
+            .map_err(|message| self.fail::<()>(name, message))
+            .ok()
+    }
+
+    fn fail<T>(&mut self, name: &str, message: &str) -> Option<T> {
+        self.errors.insert(name.to_string(), message.to_string());
+        None
+    }
+
+    fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validations(self.errors))
+        }
+    }
+}
+
+async fn hash_password(plain: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || password::hash(&plain))
+        .await
+        .map_err(|e| ApiError::from(AuthError::Hash(e.to_string())))?
+        .map_err(ApiError::from)
+}
+
+fn credentials(state: &SharedState, user: i64) -> Result<Value, ApiError> {
+    Ok(json!({
+        "access": state.tokens.issue(user, TokenKind::Access)?,
+        "refresh": state.tokens.issue(user, TokenKind::Refresh)?,
+    }))
+}
+
+/// Register a new account.
+#[utoipa::path(post, path = "/api/v1/auth/register/", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, description = "The user and a fresh access/refresh token pair"),
+              (status = 400, description = "Validation errors per field, or the email is taken")))]
+pub async fn register(state: SharedState, body: bytes::Bytes) -> Result<Response, ApiError> {
+    let body: Value = parse_json(&body)?;
+    let mut fields = Fields::parse(&body)?;
+    let email = fields
+        .text("email")
+        .and_then(|v| fields.check("email", validate::email(v)));
+    let phone = fields
+        .text("phone_number")
+        .and_then(|v| fields.check("phone_number", validate::phone_number(v)));
+    let plain = fields.text("password");
+    if let Some(p) = plain {
+        fields.check("password", validate::password(p));
+    }
+    let first = fields
+        .text("first_name")
+        .and_then(|v| fields.check("first_name", validate::name(v)));
+    let last = fields
+        .text("last_name")
+        .and_then(|v| fields.check("last_name", validate::name(v)));
+    fields.finish()?;
+    let (Some(email), Some(phone), Some(plain), Some(first), Some(last)) =
+        (email, phone, plain, first, last)
+    else {
+        return Err(ApiError::bad_request("Invalid registration"));
+    };
+    let password_hash = hash_password(plain.to_string()).await?;
+    let user = state
+        .store
+        .create_user(NewUser {
+            username: validate::username_for(&email),
+            email,
+            phone_number: phone,
+            first_name: first,
+            last_name: last,
+            password_hash,
+        })
+        .await?;
+    let credentials = credentials(&state, user.id)?;
+    Ok(ok(
+        StatusCode::CREATED,
+        json!({ "user": UserView::from(user), "credentials": credentials }),
+    ))
+}
+
+/// Log in with email and password.
+#[utoipa::path(post, path = "/api/v1/auth/login/", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, description = "The user and a fresh access/refresh token pair"),
+              (status = 400, description = "Missing fields"),
+              (status = 401, description = "Wrong email or password")))]
+pub async fn login(state: SharedState, body: bytes::Bytes) -> Result<Response, ApiError> {
+    let body: Value = parse_json(&body)?;
+    let mut fields = Fields::parse(&body)?;
+    let email = fields.text("email");
+    let plain = fields.text("password");
+    fields.finish()?;
+    let (Some(email), Some(plain)) = (email, plain) else {
+        return Err(ApiError::bad_request("Invalid login"));
+    };
+    let found = state
+        .store
+        .credentials(&email.trim().to_lowercase())
+        .await?;
+    let plain = plain.to_string();
+    // The same argon2 work runs whether or not the account exists.
+    let user = tokio::task::spawn_blocking(move || match found {
+        Some((user, hash)) if password::verify(&plain, &hash) => Some(user),
+        Some(_) => None,
+        None => {
+            password::verify_against_nothing(&plain);
+            None
+        }
+    })
+    .await
+    .map_err(|e| ApiError::from(AuthError::Hash(e.to_string())))?;
+    let user =
+        user.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Invalid email or password"))?;
+    let credentials = credentials(&state, user.id)?;
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "user": UserView::from(user), "credentials": credentials }),
+    ))
+}
+
+async fn live_refresh_claims(
+    state: &SharedState,
+    token: &str,
+) -> Result<crate::auth::Claims, ApiError> {
+    let claims = state.tokens.verify(token, TokenKind::Refresh)?;
+    if state.store.is_token_revoked(&claims.jti).await? {
+        return Err(AuthError::RevokedToken.into());
+    }
+    Ok(claims)
+}
+
+/// Exchange a refresh token for a new access token.
+#[utoipa::path(post, path = "/api/v1/auth/refresh/", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, description = "`{\"access\": <JWT>}`"),
+              (status = 401, description = "Invalid, expired, revoked or non-refresh token")))]
+pub async fn refresh(state: SharedState, body: RefreshRequest) -> Result<Response, ApiError> {
+    let claims = live_refresh_claims(&state, &body.refresh).await?;
+    if state.store.user(claims.user_id).await?.is_none() {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "User not found"));
+    }
+    let access = state.tokens.issue(claims.user_id, TokenKind::Access)?;
+    Ok(ok(StatusCode::OK, json!({ "access": access })))
+}
+
+/// Revoke a refresh token.
+#[utoipa::path(post, path = "/api/v1/auth/logout/", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, description = "The refresh token no longer works"),
+              (status = 401, description = "Invalid, expired, already revoked or non-refresh token")))]
+pub async fn logout(state: SharedState, body: RefreshRequest) -> Result<Response, ApiError> {
+    let claims = live_refresh_claims(&state, &body.refresh).await?;
+    state.store.revoke_token(&claims.jti, claims.exp).await?;
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "detail": "Successfully logged out." }),
+    ))
+}

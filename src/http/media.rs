@@ -1,0 +1,326 @@
+//! Attachments: uploads streamed to disk and recognised by their content, and downloads
+//! served only to members of the message's room.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use utoipa::ToSchema;
+use warp::filters::BoxedFilter;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Buf, Filter, Reply};
+
+use super::{bearer, user_for_token, with_state, ApiError};
+use crate::state::SharedState;
+use crate::store::Attachment;
+
+/// Room for the multipart framing and the `content` field on top of the attachment limit.
+pub const FORM_OVERHEAD: u64 = 256 * 1024;
+/// Bytes kept from the start of a file to recognise its type.
+const SNIFF_BYTES: usize = 8192;
+const INCOMING_DIR: &str = ".incoming";
+
+/// The multipart form of a send (documentation only).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    content: String,
+    /// An image (jpg png gif bmp svg webp ico) or video (mp4 avi mkv mov wmv flv webm 3gp).
+    #[schema(value_type = String, format = Binary)]
+    attachment: Vec<u8>,
+}
+
+/// A received file; removed from disk when dropped unless [`SavedFile::keep`] was called.
+pub struct SavedFile {
+    pub attachment: Attachment,
+    path: Option<PathBuf>,
+}
+
+impl SavedFile {
+    pub fn keep(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for SavedFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+pub struct Upload {
+    pub content: Option<String>,
+    pub attachment: Option<SavedFile>,
+}
+
+/// Removes a partly written upload on every early return.
+struct Incoming(Option<PathBuf>);
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn bad_form(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("Invalid multipart body: {e}"))
+}
+
+/// Reads a send form part by part; the attachment goes to disk chunk by chunk.
+pub async fn receive(
+    mut form: warp::multipart::FormData,
+    media_dir: &Path,
+    max_bytes: u64,
+) -> Result<Upload, ApiError> {
+    let mut upload = Upload {
+        content: None,
+        attachment: None,
+    };
+    while let Some(part) = form.try_next().await.map_err(bad_form)? {
+        match part.name() {
+            "content" => {
+                let mut text = Vec::new();
+                let mut chunks = part.stream();
+                while let Some(chunk) = chunks.next().await {
+                    let chunk = chunk.map_err(bad_form)?;
+                    text.extend_from_slice(chunk.chunk());
+                    if text.len() > super::messages::MAX_CONTENT_CHARS * 4 {
+                        return Err(ApiError::bad_request("Message content is too long"));
+                    }
+                }
+                let text = String::from_utf8(text)
+                    .map_err(|_| ApiError::bad_request("Message content is not valid UTF-8"))?;
+                upload.content = Some(text);
+            }
+            "attachment" => {
+                if upload.attachment.is_some() {
+                    return Err(ApiError::bad_request("Only one attachment per message"));
+                }
+                upload.attachment = Some(save_attachment(part, media_dir, max_bytes).await?);
+            }
+            _ => {
+                // Unknown fields are read past, bounded by the form's length limit.
+                let mut chunks = part.stream();
+                while let Some(chunk) = chunks.next().await {
+                    chunk.map_err(bad_form)?;
+                }
+            }
+        }
+    }
+    Ok(upload)
+}
+
+async fn save_attachment(
+    part: warp::multipart::Part,
+    media_dir: &Path,
+    max_bytes: u64,
+) -> Result<SavedFile, ApiError> {
+    let storage = |e: std::io::Error| {
+        tracing::error!(error = %e, "cannot write an upload");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The attachment could not be stored; nothing was saved",
+        )
+    };
+    let incoming_dir = media_dir.join(INCOMING_DIR);
+    tokio::fs::create_dir_all(&incoming_dir)
+        .await
+        .map_err(storage)?;
+    let name = uuid::Uuid::new_v4().simple().to_string();
+    let temp_path = incoming_dir.join(&name);
+    let mut guard = Incoming(Some(temp_path.clone()));
+    let mut file = tokio::fs::File::create(&temp_path).await.map_err(storage)?;
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    let mut size: u64 = 0;
+    let mut chunks = part.stream();
+    while let Some(chunk) = chunks.next().await {
+        let mut chunk = chunk.map_err(bad_form)?;
+        size += chunk.remaining() as u64;
+        if size > max_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("The attachment is larger than the limit of {max_bytes} bytes"),
+            ));
+        }
+        if head.len() < SNIFF_BYTES {
+            let bytes = chunk.chunk();
+            let take = bytes.len().min(SNIFF_BYTES - head.len());
+            head.extend_from_slice(&bytes[..take]);
+        }
+        file.write_all_buf(&mut chunk).await.map_err(storage)?;
+    }
+    if size == 0 {
+        return Err(ApiError::bad_request("The attachment is empty"));
+    }
+    file.sync_all().await.map_err(storage)?;
+    drop(file);
+    let (extension, content_type) = sniff(&head).ok_or_else(|| {
+        ApiError::bad_request(
+            "Unsupported attachment: only images (jpg jpeg png gif bmp svg webp ico) and videos \
+             (mp4 avi mkv mov wmv flv webm 3gp) are accepted, recognised by their content",
+        )
+    })?;
+    let file_name = format!("{name}.{extension}");
+    let final_path = media_dir.join(&file_name);
+    tokio::fs::rename(&temp_path, &final_path)
+        .await
+        .map_err(storage)?;
+    guard.0 = None;
+    Ok(SavedFile {
+        attachment: Attachment {
+            file_name,
+            content_type: content_type.to_string(),
+            size,
+        },
+        path: Some(final_path),
+    })
+}
+
+/// The file's type from its first bytes: `(extension, content type)` for accepted media.
+pub fn sniff(head: &[u8]) -> Option<(&'static str, &'static str)> {
+    if is_svg(head) {
+        return Some(("svg", "image/svg+xml"));
+    }
+    // 3GP is an ISO media file whose brand starts with "3gp"/"3g2".
+    if head.len() >= 11
+        && &head[4..8] == b"ftyp"
+        && (&head[8..11] == b"3gp" || &head[8..11] == b"3g2")
+    {
+        return Some(("3gp", "video/3gpp"));
+    }
+    let kind = infer::get(head)?;
+    Some(match kind.mime_type() {
+        "image/jpeg" => ("jpg", "image/jpeg"),
+        "image/png" => ("png", "image/png"),
+        "image/gif" => ("gif", "image/gif"),
+        "image/bmp" => ("bmp", "image/bmp"),
+        "image/webp" => ("webp", "image/webp"),
+        "image/vnd.microsoft.icon" | "image/x-icon" => ("ico", "image/x-icon"),
+        "video/mp4" | "video/x-m4v" => ("mp4", "video/mp4"),
+        "video/x-msvideo" => ("avi", "video/x-msvideo"),
+        "video/x-matroska" => ("mkv", "video/x-matroska"),
+        "video/quicktime" => ("mov", "video/quicktime"),
+        "video/x-ms-wmv" => ("wmv", "video/x-ms-wmv"),
+        "video/x-flv" => ("flv", "video/x-flv"),
+        "video/webm" => ("webm", "video/webm"),
+        _ => return None,
+    })
+}
+
+fn is_svg(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    (text.starts_with("<?xml") || text.starts_with("<svg") || text.starts_with("<!DOCTYPE svg"))
+        && text.contains("<svg")
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// `GET /media/<file>`: the file, for members of its message's room only.
+pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
+    let media_dir = state.config.media_dir();
+    warp::path("media")
+        .and(warp::get())
+        .and(warp::path::peek())
+        .and(with_state(state))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::query::<TokenQuery>())
+        .and_then(
+            |peek: warp::path::Peek,
+             state: SharedState,
+             auth: Option<String>,
+             query: TokenQuery| async move {
+                authorize_download(peek.as_str(), &state, auth, query)
+                    .await
+                    .map_err(warp::reject::custom)
+            },
+        )
+        .untuple_one()
+        .and(warp::fs::dir(media_dir))
+        .map(download)
+        .boxed()
+}
+
+/// Download an attachment (members of its chatroom only).
+#[utoipa::path(get, path = "/media/{file}", tag = "media", security(("bearer" = [])),
+    params(("file" = String, Path, description = "File name from a message's attachment URL"),
+           ("token" = Option<String>, Query, description = "Access token (or an Authorization header)")),
+    responses((status = 200, description = "The file, with its content type"),
+              (status = 401, description = "Missing or invalid access token"),
+              (status = 403, description = "Not a member of the attachment's chatroom"),
+              (status = 404, description = "No such attachment")))]
+pub fn download(file: warp::fs::File) -> Response {
+    let mut response = file.into_response();
+    // Uploaded SVGs must not run script in this origin.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
+    );
+    response
+}
+
+async fn authorize_download(
+    name: &str,
+    state: &SharedState,
+    auth: Option<String>,
+    query: TokenQuery,
+) -> Result<(), ApiError> {
+    let token = match query.token.as_deref() {
+        Some(token) => Some(token),
+        None => bearer(auth.as_deref()).map_err(ApiError::from)?,
+    };
+    let user = user_for_token(state, token).await?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "Attachment not found");
+    let plain_name = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if !plain_name {
+        return Err(not_found());
+    }
+    let owner = state
+        .store
+        .attachment_owner(name)
+        .await?
+        .ok_or_else(not_found)?;
+    state
+        .store
+        .check_member(owner.room_id, user.id)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotMember => {
+                ApiError::forbidden("Only members of the chatroom may download this attachment")
+            }
+            other => other.into(),
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sniff;
+
+    #[test]
+    fn recognises_media_by_content() {
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+        assert_eq!(sniff(png), Some(("png", "image/png")));
+        assert_eq!(
+            sniff(b"<svg xmlns='http://www.w3.org/2000/svg'></svg>")
+                .unwrap()
+                .0,
+            "svg"
+        );
+        assert_eq!(sniff(b"\0\0\0\x18ftyp3gp4\0\0\0\0").unwrap().0, "3gp");
+        assert_eq!(sniff(b"just some text pretending to be a png"), None);
+    }
+}

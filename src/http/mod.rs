@@ -1,0 +1,354 @@
+//! The HTTP face: routes, the response envelope and the one place errors become statuses.
+
+pub mod auth;
+pub mod docs;
+pub mod media;
+pub mod messages;
+pub mod rooms;
+pub mod ws;
+
+use std::convert::Infallible;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use warp::filters::BoxedFilter;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::auth::validate::FieldErrors;
+use crate::auth::{AuthError, TokenKind};
+use crate::state::SharedState;
+use crate::store::{StoreError, User};
+
+/// Largest JSON body accepted anywhere.
+pub const MAX_JSON_BODY: u64 = 64 * 1024;
+
+/// An error answer: a status and what goes under `"errors"` in the envelope.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub errors: Value,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            errors: json!({ "detail": detail.into() }),
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, detail)
+    }
+
+    pub fn room_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Chatroom not found")
+    }
+
+    pub fn validations(fields: FieldErrors) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            errors: json!({ "validations": fields }),
+        }
+    }
+
+    fn internal(what: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %what, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal server error; it has been logged",
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::EmailTaken => {
+                Self::bad_request("User account already exists. Please login.")
+            }
+            StoreError::RoomNotFound => Self::room_not_found(),
+            StoreError::NotMember => Self::forbidden("User not in chatroom"),
+            StoreError::AlreadyMember => {
+                Self::bad_request("You are already a member of this chatroom")
+            }
+            StoreError::RoomFull => Self::forbidden("This chatroom has reached its member limit"),
+            StoreError::UnknownUsers(ids) => {
+                let mut fields = FieldErrors::new();
+                fields.insert("members".into(), format!("Unknown user ids: {ids:?}"));
+                Self::validations(fields)
+            }
+            StoreError::Backend(_)
+            | StoreError::UnsupportedUrl(_)
+            | StoreError::Migration { .. } => {
+                tracing::error!(error = %err, "storage failure");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Storage is unavailable; nothing was changed, try again",
+                )
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        let status = StatusCode::UNAUTHORIZED;
+        match err {
+            AuthError::MissingToken => Self::new(status, "no_auth_error"),
+            AuthError::InvalidToken => Self::new(status, "Token is invalid"),
+            AuthError::ExpiredToken => Self::new(status, "Token has expired"),
+            AuthError::WrongTokenType(kind) => Self::new(
+                status,
+                format!("Token has wrong type: an {kind} token is required"),
+            ),
+            AuthError::RevokedToken => Self::new(status, "Token has been revoked"),
+            AuthError::Secret(_) | AuthError::Hash(_) => Self::internal(err),
+        }
+    }
+}
+
+/// `{"success": true, "data": data}` with `status`.
+pub fn ok(status: StatusCode, data: impl Serialize) -> Response {
+    warp::reply::with_status(
+        warp::reply::json(&json!({ "success": true, "data": data })),
+        status,
+    )
+    .into_response()
+}
+
+pub fn error_response(err: &ApiError) -> Response {
+    warp::reply::with_status(
+        warp::reply::json(&json!({ "success": false, "errors": err.errors })),
+        err.status,
+    )
+    .into_response()
+}
+
+/// Turns a handler's `ApiError` into a rejection for `.recover` to answer.
+pub async fn respond(result: Result<Response, ApiError>) -> Result<Response, Rejection> {
+    result.map_err(warp::reject::custom)
+}
+
+pub fn with_state(
+    state: SharedState,
+) -> impl Filter<Extract = (SharedState,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// A JSON body of at most [`MAX_JSON_BODY`] bytes, with a clear message for each way it can be wrong.
+pub fn json_body<T: DeserializeOwned + Send>(
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(MAX_JSON_BODY)
+        .and(warp::body::bytes())
+        .and_then(
+            |body: bytes::Bytes| async move { parse_json(&body).map_err(warp::reject::custom) },
+        )
+}
+
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "Request body is empty; a JSON object is expected",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let what = if e.is_syntax() || e.is_eof() {
+            "Malformed JSON"
+        } else {
+            "Invalid JSON body"
+        };
+        ApiError::bad_request(format!("{what}: {e}"))
+    })
+}
+
+/// Parses a numeric id from a path segment; anything else names no room.
+pub fn room_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(ApiError::room_not_found)
+}
+
+/// The token of an `Authorization: Bearer <t>` (or `JWT <t>`) header.
+pub fn bearer(header: Option<&str>) -> Result<Option<&str>, AuthError> {
+    let Some(value) = header else {
+        return Ok(None);
+    };
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or(AuthError::InvalidToken)?;
+    if scheme.eq_ignore_ascii_case("bearer") || scheme == "JWT" {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AuthError::MissingToken);
+        }
+        Ok(Some(token))
+    } else {
+        Err(AuthError::InvalidToken)
+    }
+}
+
+/// Checks an access token and loads its user.
+pub async fn user_for_token(state: &SharedState, token: Option<&str>) -> Result<User, ApiError> {
+    let token = token.ok_or(AuthError::MissingToken)?;
+    let claims = state.tokens.verify(token, TokenKind::Access)?;
+    state
+        .store
+        .user(claims.user_id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "User not found"))
+}
+
+/// The authenticated user of a REST call, from the `Authorization` header.
+pub fn authenticated(
+    state: SharedState,
+) -> impl Filter<Extract = (User,), Error = Rejection> + Clone {
+    with_state(state)
+        .and(warp::header::headers_cloned())
+        .and_then(
+            |state: SharedState, headers: warp::http::HeaderMap| async move {
+                let header = headers
+                    .get(header::AUTHORIZATION)
+                    .map(|v| v.to_str().map_err(|_| AuthError::InvalidToken))
+                    .transpose()
+                    .map_err(|e| warp::reject::custom(ApiError::from(e)))?;
+                let token = bearer(header).map_err(|e| warp::reject::custom(ApiError::from(e)))?;
+                user_for_token(&state, token)
+                    .await
+                    .map_err(warp::reject::custom)
+            },
+        )
+}
+
+/// Every route of the node, errors answered by [`recover`], one log line per request.
+pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
+    let api = auth::routes(state.clone())
+        .or(rooms::routes(state.clone()))
+        .unify()
+        .or(messages::routes(state.clone()))
+        .unify()
+        .or(ws::routes(state.clone()))
+        .unify()
+        .or(media::routes(state.clone()))
+        .unify()
+        .or(docs::routes())
+        .unify()
+        .or(health_routes(state))
+        .unify();
+    let log = warp::log::custom(|info: warp::log::Info<'_>| {
+        tracing::info!(
+            target: "chatnode::request",
+            method = %info.method(),
+            path = info.path(),
+            status = info.status().as_u16(),
+            latency_ms = info.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
+    api.recover(recover)
+        .unify()
+        .map(|mut response: Response| {
+            let headers = response.headers_mut();
+            headers.insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+            headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+            headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+            response
+        })
+        .with(log)
+        .map(Reply::into_response)
+        .boxed()
+}
+
+fn health_routes(state: SharedState) -> BoxedFilter<(Response,)> {
+    let live = warp::path!("healthz").and(warp::get()).then(healthz);
+    let ready = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_state(state))
+        .then(readyz);
+    live.or(ready).unify().boxed()
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The node is up")))]
+pub async fn healthz() -> Response {
+    ok(StatusCode::OK, json!({ "status": "ok" }))
+}
+
+/// Readiness: storage answers and the transport and its subscriber are running.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready to serve"),
+              (status = 503, description = "A dependency is down; the body says which")))]
+pub async fn readyz(state: SharedState) -> Response {
+    let store = state.store.ping().await;
+    let transport = state.transport.health();
+    let subscriber = state.subscriber_up();
+    let ready = store.is_ok() && transport.is_ok() && subscriber;
+    let body = json!({
+        "store": match &store { Ok(()) => json!("ok"), Err(e) => json!(e.to_string()) },
+        "transport": match &transport { Ok(kind) => json!(kind), Err(e) => json!(e) },
+        "subscriber": if subscriber { "running" } else { "down" },
+        "sockets": state.hub.socket_count(),
+    });
+    if ready {
+        ok(StatusCode::OK, body)
+    } else {
+        warp::reply::with_status(
+            warp::reply::json(&json!({ "success": false, "errors": body })),
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .into_response()
+    }
+}
+
+/// The single place rejections become answers, always in the error envelope.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    use warp::reject;
+    let err = if let Some(api) = rejection.find::<ApiError>() {
+        return Ok(error_response(api));
+    } else if rejection.is_not_found() {
+        ApiError::new(StatusCode::NOT_FOUND, "Not found: no such route")
+    } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
+        ApiError::bad_request(format!("Invalid JSON body: {e}"))
+    } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
+    } else if rejection.find::<reject::LengthRequired>().is_some() {
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "A Content-Length header is required",
+        )
+    } else if rejection.find::<reject::UnsupportedMediaType>().is_some() {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported content type",
+        )
+    } else if let Some(e) = rejection.find::<reject::InvalidQuery>() {
+        ApiError::bad_request(format!("Invalid query string: {e}"))
+    } else if let Some(e) = rejection.find::<reject::MissingHeader>() {
+        ApiError::bad_request(format!("Missing header: {}", e.name()))
+    } else if let Some(e) = rejection.find::<reject::InvalidHeader>() {
+        ApiError::bad_request(format!("Invalid header: {}", e.name()))
+    } else if rejection.find::<reject::MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed on this route",
+        )
+    } else {
+        ApiError::internal(format!("unhandled rejection: {rejection:?}"))
+    };
+    Ok(error_response(&err))
+}

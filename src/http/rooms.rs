@@ -1,0 +1,209 @@
+//! Listing, creating, entering and leaving chatrooms.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::{authenticated, json_body, ok, respond, room_id, with_state, ApiError};
+use crate::state::SharedState;
+use crate::store::{now_timestamp, Room, User};
+use crate::transport::{EventKind, RoomEvent, BOT_SENDER};
+
+pub const MAX_ROOM_NAME_CHARS: usize = 255;
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateRoomRequest {
+    #[schema(example = "Weekend plans")]
+    pub name: String,
+    /// Ids of users to add besides the creator.
+    #[serde(default)]
+    pub members: Vec<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberView {
+    pub id: i64,
+    pub username: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RoomView {
+    pub id: i64,
+    pub name: String,
+    /// The creator's user id.
+    pub admin: i64,
+    pub members: Vec<MemberView>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Room> for RoomView {
+    fn from(room: Room) -> Self {
+        Self {
+            id: room.id,
+            name: room.name,
+            admin: room.admin,
+            members: room
+                .members
+                .into_iter()
+                .map(|m| MemberView {
+                    id: m.id,
+                    username: m.username,
+                })
+                .collect(),
+            created_at: room.created_at,
+            updated_at: room.updated_at,
+        }
+    }
+}
+
+pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
+    let list = warp::path!("api" / "v1" / "chat" / "chatrooms")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and(authenticated(state.clone()))
+        .then(list_rooms)
+        .and_then(respond);
+    let create = warp::path!("api" / "v1" / "chat" / "chatrooms" / "create")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(authenticated(state.clone()))
+        .and(json_body())
+        .then(create_room)
+        .and_then(respond);
+    let enter = warp::path!("api" / "v1" / "chat" / "chatrooms" / String / "enter")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(authenticated(state.clone()))
+        .then(enter_room)
+        .and_then(respond);
+    let leave = warp::path!("api" / "v1" / "chat" / "chatrooms" / String / "leave")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(authenticated(state))
+        .then(leave_room)
+        .and_then(respond);
+    list.or(create)
+        .unify()
+        .or(enter)
+        .unify()
+        .or(leave)
+        .unify()
+        .boxed()
+}
+
+/// The chatrooms the caller is a member of.
+#[utoipa::path(get, path = "/api/v1/chat/chatrooms/", tag = "rooms", security(("bearer" = [])),
+    responses((status = 200, description = "`{\"chatrooms\": [room...]}`", body = [RoomView]),
+              (status = 401, description = "Missing or invalid access token")))]
+pub async fn list_rooms(state: SharedState, user: User) -> Result<Response, ApiError> {
+    let rooms: Vec<RoomView> = state
+        .store
+        .rooms_of(user.id)
+        .await?
+        .into_iter()
+        .map(RoomView::from)
+        .collect();
+    Ok(ok(StatusCode::OK, json!({ "chatrooms": rooms })))
+}
+
+/// Create a chatroom; the creator is its admin and a member.
+#[utoipa::path(post, path = "/api/v1/chat/chatrooms/create/", tag = "rooms", security(("bearer" = [])),
+    request_body = CreateRoomRequest,
+    responses((status = 201, description = "`{\"chatroom\": room}`", body = RoomView),
+              (status = 400, description = "Invalid name, unknown member ids or too many members; nothing is created"),
+              (status = 401, description = "Missing or invalid access token")))]
+pub async fn create_room(
+    state: SharedState,
+    user: User,
+    body: CreateRoomRequest,
+) -> Result<Response, ApiError> {
+    let name = body.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("The chatroom name may not be blank"));
+    }
+    if name.chars().count() > MAX_ROOM_NAME_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "The chatroom name may have at most {MAX_ROOM_NAME_CHARS} characters"
+        )));
+    }
+    let mut everyone: Vec<i64> = body.members.clone();
+    everyone.push(user.id);
+    everyone.sort_unstable();
+    everyone.dedup();
+    let cap = state.config.max_room_members;
+    if everyone.len() > cap {
+        return Err(ApiError::bad_request(format!(
+            "A chatroom may have at most {cap} members"
+        )));
+    }
+    let room = state
+        .store
+        .create_room(name, user.id, &body.members, cap)
+        .await?;
+    Ok(ok(
+        StatusCode::CREATED,
+        json!({ "chatroom": RoomView::from(room) }),
+    ))
+}
+
+fn notice(kind: EventKind, room: i64, user: &User, text: String) -> RoomEvent {
+    RoomEvent {
+        kind,
+        chat_id: room,
+        id: None,
+        message: text,
+        sender: BOT_SENDER.to_string(),
+        sender_id: None,
+        user_id: Some(user.id),
+        file: None,
+        created_at: now_timestamp(),
+    }
+}
+
+/// Join a chatroom.
+#[utoipa::path(post, path = "/api/v1/chat/chatrooms/{id}/enter/", tag = "rooms", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Chatroom id")),
+    responses((status = 200, description = "Joined; the room is told"),
+              (status = 400, description = "Already a member"),
+              (status = 403, description = "The room is at its member limit"),
+              (status = 404, description = "No such chatroom")))]
+pub async fn enter_room(id: String, state: SharedState, user: User) -> Result<Response, ApiError> {
+    let id = room_id(&id)?;
+    let room = state
+        .store
+        .join_room(id, user.id, state.config.max_room_members)
+        .await?;
+    let text = format!("{} just joined the Chatroom", user.username);
+    state
+        .publish(notice(EventKind::MemberJoined, id, &user, text))
+        .await;
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "detail": format!("You have successfully joined the chatroom: {}", room.name) }),
+    ))
+}
+
+/// Leave a chatroom; the user's open sockets in it are closed at once.
+#[utoipa::path(post, path = "/api/v1/chat/chatrooms/{id}/leave/", tag = "rooms", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Chatroom id")),
+    responses((status = 200, description = "Left; the room is told"),
+              (status = 403, description = "Not a member"),
+              (status = 404, description = "No such chatroom")))]
+pub async fn leave_room(id: String, state: SharedState, user: User) -> Result<Response, ApiError> {
+    let id = room_id(&id)?;
+    state.store.leave_room(id, user.id).await?;
+    state.hub.evict(id, user.id);
+    let text = format!("{} has left the chatroom", user.username);
+    state
+        .publish(notice(EventKind::MemberLeft, id, &user, text))
+        .await;
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "detail": format!("{} have left the chatroom", user.username) }),
+    ))
+}

@@ -1,0 +1,18 @@
+//! chatnode: a WhatsApp-style chat server in one binary.
+//!
+//! Seams: [`store::Store`] (SQLite embedded) and [`transport::Transport`] (in-process bus
+//! embedded). A message is stored, then published; the subscriber hands it to the room's local
+//! sockets through the [`hub::Hub`].
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod supervisor;
+pub mod transport;
+
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,144 @@
+//! Building and running a node: storage, transport, hub, subscriber and the HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AuthError, Tokens};
+use crate::config::{Config, TransportKind};
+use crate::state::{AppState, SharedState};
+use crate::store::{self, StoreError};
+use crate::supervisor::supervise;
+use crate::transport::memory::MemoryTransport;
+use crate::transport::Transport;
+
+/// Longest wait for sockets and background tasks once the server has stopped accepting.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot prepare the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: SharedState,
+}
+
+impl Application {
+    /// Opens storage (applying migrations), sets up the transport and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let data_dir = |source| StartupError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(config.media_dir()).map_err(data_dir)?;
+        let store = store::open(&config.database_url()).await?;
+        let tokens = Tokens::load(config.jwt_secret.as_deref(), &config.data_dir)?;
+        let transport: Arc<dyn Transport> = match config.transport {
+            TransportKind::Memory => Arc::new(MemoryTransport::default()),
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let address = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let state = Arc::new(AppState::new(
+            config,
+            store,
+            transport,
+            tokens,
+            CancellationToken::new(),
+        ));
+        Ok(Self {
+            listener,
+            address,
+            state,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Cancelling this token shuts the node down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token fires, then closes sockets (1001) and waits briefly
+    /// for in-flight work.
+    pub async fn run(self) {
+        let state = self.state;
+        let subscriber_state = state.clone();
+        supervise(
+            "subscriber",
+            &state.tasks,
+            state.shutdown.clone(),
+            move |token| run_subscriber(subscriber_state.clone(), token),
+        );
+        tracing::info!(
+            address = %self.address,
+            transport = ?state.config.transport,
+            database = %store::redact(&state.config.database_url()),
+            "chatnode listening"
+        );
+        let shutdown = state.shutdown.clone();
+        warp::serve(crate::http::routes(state.clone()))
+            .incoming(self.listener)
+            .graceful(async move { shutdown.cancelled().await })
+            .run()
+            .await;
+        state.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks were still running at the end of the shutdown grace period");
+        }
+        tracing::info!("chatnode stopped");
+    }
+}
+
+/// Moves events from the transport to this node's sockets until cancelled or the stream fails.
+async fn run_subscriber(state: SharedState, token: CancellationToken) -> Result<(), String> {
+    let mut events = state.transport.events().await.map_err(|e| e.to_string())?;
+    state.set_subscriber_up(true);
+    let outcome = loop {
+        tokio::select! {
+            _ = token.cancelled() => break Ok(()),
+            event = events.next() => match event {
+                Some(Ok(event)) => state.hub.deliver(&event),
+                Some(Err(e)) => break Err(e.to_string()),
+                None => break Err("the event stream ended".to_string()),
+            },
+        }
+    };
+    state.set_subscriber_up(false);
+    outcome
+}

@@ -1,0 +1,66 @@
+//! What every handler and background task shares.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::store::Store;
+use crate::transport::{RoomEvent, Transport};
+
+pub struct AppState {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub transport: Arc<dyn Transport>,
+    pub hub: Arc<Hub>,
+    pub tokens: Tokens,
+    /// Fires when the node starts shutting down; socket tasks watch it.
+    pub shutdown: CancellationToken,
+    /// Tracks socket and background tasks so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    subscriber_up: AtomicBool,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        transport: Arc<dyn Transport>,
+        tokens: Tokens,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            hub: Arc::new(Hub::new(transport.clone())),
+            transport,
+            tokens,
+            shutdown,
+            tasks: TaskTracker::new(),
+            subscriber_up: AtomicBool::new(false),
+        }
+    }
+
+    /// Broadcasts an event that is already stored. A failure is logged, not returned: the
+    /// message is safe in the database and clients catch up over REST.
+    pub async fn publish(&self, event: RoomEvent) {
+        let room = event.chat_id;
+        if let Err(error) = self.transport.publish(event).await {
+            tracing::error!(room, %error, "could not broadcast a stored event");
+        }
+    }
+
+    pub fn set_subscriber_up(&self, up: bool) {
+        self.subscriber_up.store(up, Ordering::Relaxed);
+    }
+
+    pub fn subscriber_up(&self) -> bool {
+        self.subscriber_up.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,185 @@
+//! The storage seam. Handlers only see [`Store`]; SQLite is the embedded implementation.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+/// Errors a store reports. Domain outcomes (not found, not a member, ...) are variants so
+/// that every backend answers them the same way and the HTTP layer maps them in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("chatroom not found")]
+    RoomNotFound,
+    #[error("user is not a member of the chatroom")]
+    NotMember,
+    #[error("user is already a member of the chatroom")]
+    AlreadyMember,
+    #[error("the chatroom is full")]
+    RoomFull,
+    #[error("unknown user ids: {0:?}")]
+    UnknownUsers(Vec<i64>),
+    #[error("unsupported database URL: {0}")]
+    UnsupportedUrl(String),
+    #[error("migration {name} failed: {reason}")]
+    Migration { name: String, reason: String },
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub username: String,
+    pub phone_number: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub username: String,
+    pub phone_number: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: i64,
+    pub username: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Room {
+    pub id: i64,
+    pub name: String,
+    pub admin: i64,
+    pub members: Vec<Member>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A stored attachment: `file_name` is the name under the media directory.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub file_name: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: i64,
+    pub room_id: i64,
+    pub sender_id: i64,
+    pub sender_username: String,
+    pub content: String,
+    pub attachment: Option<Attachment>,
+    pub created_at: String,
+}
+
+/// A window of a room's history, always returned oldest first.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: u32,
+    /// Only messages with a smaller id (the newest `limit` of them).
+    pub before: Option<i64>,
+    /// Only messages with a larger id (the oldest `limit` of them).
+    pub after: Option<i64>,
+}
+
+/// Who may see an attachment: the members of `room_id`.
+#[derive(Debug, Clone)]
+pub struct AttachmentOwner {
+    pub room_id: i64,
+    pub content_type: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
+    /// The user with this email (case-insensitive) and their password hash.
+    async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
+    async fn user(&self, id: i64) -> StoreResult<Option<User>>;
+
+    async fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
+    async fn is_token_revoked(&self, jti: &str) -> StoreResult<bool>;
+
+    /// Creates a room with `admin` and `members` (all must exist) as members; nothing is
+    /// written when any id is unknown or the member count exceeds `cap`.
+    async fn create_room(
+        &self,
+        name: &str,
+        admin: i64,
+        members: &[i64],
+        cap: usize,
+    ) -> StoreResult<Room>;
+    async fn rooms_of(&self, user: i64) -> StoreResult<Vec<Room>>;
+    async fn room(&self, room: i64) -> StoreResult<Option<Room>>;
+    /// `Ok(())` for a member; `RoomNotFound` or `NotMember` otherwise.
+    async fn check_member(&self, room: i64, user: i64) -> StoreResult<()>;
+    async fn join_room(&self, room: i64, user: i64, cap: usize) -> StoreResult<Room>;
+    async fn leave_room(&self, room: i64, user: i64) -> StoreResult<Room>;
+
+    /// Stores a message from a member; the membership check and the insert are atomic.
+    async fn post_message(
+        &self,
+        room: i64,
+        sender: i64,
+        content: &str,
+        attachment: Option<Attachment>,
+    ) -> StoreResult<Message>;
+    /// A page of a room's history for a member.
+    async fn messages(&self, room: i64, user: i64, page: Page) -> StoreResult<Vec<Message>>;
+    async fn attachment_owner(&self, file_name: &str) -> StoreResult<Option<AttachmentOwner>>;
+
+    /// Cheap round trip used by readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Opens the backend named by the URL's scheme and applies its migrations.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let store = sqlite::SqliteStore::open(path).await?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::UnsupportedUrl(format!(
+            "{} (PostgreSQL support is not part of this build)",
+            redact(url)
+        )));
+    }
+    Err(StoreError::UnsupportedUrl(format!(
+        "{} (expected sqlite://<path>)",
+        redact(url)
+    )))
+}
+
+/// Hides a password in `scheme://user:password@host` before it reaches a log or an error.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub fn now_timestamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

@@ -1,0 +1,640 @@
+//! SQLite behind the [`Store`] seam.
+//!
+//! rusqlite is blocking, so it never runs on the async workers: one writer thread owns the
+//! only write connection and commits queued writes in groups (each write in its own savepoint,
+//! answered only after the shared COMMIT), and reads run in `spawn_blocking` on a small pool of
+//! read-only connections that WAL lets proceed while the writer works.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
+use tokio::sync::oneshot;
+
+use super::{
+    now_timestamp, Attachment, AttachmentOwner, Member, Message, NewUser, Page, Room, Store,
+    StoreError, StoreResult, User,
+};
+
+/// The schema, applied in this order and recorded in `schema_migrations`.
+const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_init", include_str!("../../sql/sqlite/0001_init.sql"))];
+
+/// Most writes committed together; bounds the latency a write can add to the others.
+const MAX_BATCH: usize = 512;
+const IDLE_READERS: usize = 8;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// A queued write: runs on the writer connection (or is told why it could not) and returns
+/// whether it succeeded plus the answer to send once the group's COMMIT is known.
+type Job = Box<dyn FnOnce(StoreResult<&Connection>) -> (bool, Reply) + Send>;
+
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<Readers>,
+}
+
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Backend(err.to_string())
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub async fn open(path: &str) -> StoreResult<Self> {
+        let path = PathBuf::from(path);
+        let writer_path = path.clone();
+        let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, queue))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            jobs,
+            readers: Arc::new(Readers {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = conn.and_then(work);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit| {
+                let _ = answer.send(commit.and(result));
+            });
+            (ok, reply)
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Backend("the database writer has stopped".into()))?;
+        answered
+            .await
+            .map_err(|_| StoreError::Backend("the database writer has stopped".into()))?
+    }
+
+    async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let result = work(&conn);
+            readers.put(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+}
+
+impl Readers {
+    fn take(&self) -> StoreResult<Connection> {
+        if let Some(conn) = self.idle.lock().expect("reader pool poisoned").pop() {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(conn)
+    }
+
+    fn put(&self, conn: Connection) {
+        let mut idle = self.idle.lock().expect("reader pool poisoned");
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
+fn open_writer(path: &Path) -> StoreResult<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL lets readers work beside the writer; FULL keeps every acknowledged commit on disk.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            name TEXT PRIMARY KEY,
+            applied_at TEXT NOT NULL
+        )",
+    )?;
+    for (name, sql) in MIGRATIONS {
+        let tx = conn.transaction()?;
+        let done: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE name = ?1)",
+            [name],
+            |row| row.get(0),
+        )?;
+        if done {
+            continue;
+        }
+        let failed = |e: rusqlite::Error| StoreError::Migration {
+            name: name.to_string(),
+            reason: e.to_string(),
+        };
+        tx.execute_batch(sql).map_err(failed)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (name, applied_at) VALUES (?1, ?2)",
+            params![name, now_timestamp()],
+        )
+        .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+        tracing::info!(migration = name, "applied migration");
+    }
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, queue: mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let reason = e.to_string();
+            for job in batch {
+                let (_, reply) = job(Err(StoreError::Backend(reason.clone())));
+                reply(Err(StoreError::Backend(reason.clone())));
+            }
+            continue;
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        for job in batch {
+            let reply = match conn.execute_batch("SAVEPOINT job") {
+                Ok(()) => {
+                    let (ok, reply) = job(Ok(&conn));
+                    let end = if ok {
+                        "RELEASE job"
+                    } else {
+                        "ROLLBACK TO job; RELEASE job"
+                    };
+                    if let Err(e) = conn.execute_batch(end) {
+                        tracing::error!(error = %e, "savepoint cleanup failed");
+                    }
+                    reply
+                }
+                Err(e) => job(Err(e.into())).1,
+            };
+            replies.push(reply);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "group commit failed");
+            StoreError::Backend(e.to_string())
+        });
+        for reply in replies {
+            reply(match &commit {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Backend(e.to_string())),
+            });
+        }
+    }
+}
+
+const USER_COLUMNS: &str =
+    "id, email, username, phone_number, first_name, last_name, created_at, updated_at";
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        username: row.get(2)?,
+        phone_number: row.get(3)?,
+        first_name: row.get(4)?,
+        last_name: row.get(5)?,
+        created_at: row.get(6)?,
+        updated_at: row.get(7)?,
+    })
+}
+
+fn is_constraint(err: &rusqlite::Error, needle: &str) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, Some(msg))
+        if e.code == ErrorCode::ConstraintViolation && msg.contains(needle))
+}
+
+fn load_room(conn: &Connection, room: i64) -> StoreResult<Option<Room>> {
+    let head = conn
+        .query_row(
+            "SELECT id, name, admin_id, created_at, updated_at FROM rooms WHERE id = ?1",
+            [room],
+            |row| {
+                Ok(Room {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    admin: row.get(2)?,
+                    members: Vec::new(),
+                    created_at: row.get(3)?,
+                    updated_at: row.get(4)?,
+                })
+            },
+        )
+        .optional()?;
+    let Some(mut room) = head else {
+        return Ok(None);
+    };
+    let mut members = conn.prepare_cached(
+        "SELECT u.id, u.username FROM room_members m JOIN users u ON u.id = m.user_id
+         WHERE m.room_id = ?1 ORDER BY m.joined_at, u.id",
+    )?;
+    room.members = members
+        .query_map([room.id], |row| {
+            Ok(Member {
+                id: row.get(0)?,
+                username: row.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(room))
+}
+
+fn check_member(conn: &Connection, room: i64, user: i64) -> StoreResult<()> {
+    let state: Option<bool> = conn
+        .query_row(
+            "SELECT EXISTS(SELECT 1 FROM room_members WHERE room_id = r.id AND user_id = ?2)
+             FROM rooms r WHERE r.id = ?1",
+            params![room, user],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match state {
+        None => Err(StoreError::RoomNotFound),
+        Some(false) => Err(StoreError::NotMember),
+        Some(true) => Ok(()),
+    }
+}
+
+fn touch_room(conn: &Connection, room: i64) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE rooms SET updated_at = ?2 WHERE id = ?1",
+        params![room, now_timestamp()],
+    )?;
+    Ok(())
+}
+
+const MESSAGE_SELECT: &str =
+    "SELECT m.id, m.room_id, m.sender_id, u.username, m.content, m.created_at,
+            a.file_name, a.content_type, a.size
+     FROM messages m JOIN users u ON u.id = m.sender_id
+     LEFT JOIN attachments a ON a.message_id = m.id";
+
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    let file_name: Option<String> = row.get(6)?;
+    let attachment = match file_name {
+        Some(file_name) => Some(Attachment {
+            file_name,
+            content_type: row.get(7)?,
+            size: row.get::<_, i64>(8)? as u64,
+        }),
+        None => None,
+    };
+    Ok(Message {
+        id: row.get(0)?,
+        room_id: row.get(1)?,
+        sender_id: row.get(2)?,
+        sender_username: row.get(3)?,
+        content: row.get(4)?,
+        created_at: row.get(5)?,
+        attachment,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, user: NewUser) -> StoreResult<User> {
+        self.write(move |conn| {
+            let now = now_timestamp();
+            let inserted = conn.execute(
+                "INSERT INTO users (email, username, phone_number, first_name, last_name,
+                                    password_hash, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                params![
+                    user.email,
+                    user.username,
+                    user.phone_number,
+                    user.first_name,
+                    user.last_name,
+                    user.password_hash,
+                    now
+                ],
+            );
+            match inserted {
+                Err(e) if is_constraint(&e, "users.email") => return Err(StoreError::EmailTaken),
+                other => other?,
+            };
+            let id = conn.last_insert_rowid();
+            Ok(conn.query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                [id],
+                user_from_row,
+            )?)
+        })
+        .await
+    }
+
+    async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>> {
+        let email = email.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = ?1"),
+                    [email],
+                    |row| Ok((user_from_row(row)?, row.get(8)?)),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn user(&self, id: i64) -> StoreResult<Option<User>> {
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                    [id],
+                    user_from_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
+        let jti = jti.to_string();
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM revoked_tokens WHERE expires_at < ?1",
+                [chrono::Utc::now().timestamp()],
+            )?;
+            conn.execute(
+                "INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)",
+                params![jti, expires_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_token_revoked(&self, jti: &str) -> StoreResult<bool> {
+        let jti = jti.to_string();
+        self.read(move |conn| {
+            Ok(conn.query_row(
+                "SELECT EXISTS(SELECT 1 FROM revoked_tokens WHERE jti = ?1)",
+                [jti],
+                |row| row.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn create_room(
+        &self,
+        name: &str,
+        admin: i64,
+        members: &[i64],
+        cap: usize,
+    ) -> StoreResult<Room> {
+        let name = name.to_string();
+        let mut ids = vec![admin];
+        for id in members {
+            if !ids.contains(id) {
+                ids.push(*id);
+            }
+        }
+        self.write(move |conn| {
+            if ids.len() > cap {
+                return Err(StoreError::RoomFull);
+            }
+            let mut exists = conn.prepare_cached("SELECT 1 FROM users WHERE id = ?1")?;
+            let mut unknown = Vec::new();
+            for id in &ids {
+                if !exists.exists([id])? {
+                    unknown.push(*id);
+                }
+            }
+            if !unknown.is_empty() {
+                return Err(StoreError::UnknownUsers(unknown));
+            }
+            let now = now_timestamp();
+            conn.execute(
+                "INSERT INTO rooms (name, admin_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+                params![name, admin, now],
+            )?;
+            let room = conn.last_insert_rowid();
+            let mut add = conn.prepare_cached(
+                "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+            )?;
+            for id in &ids {
+                add.execute(params![room, id, now])?;
+            }
+            load_room(conn, room)?.ok_or(StoreError::RoomNotFound)
+        })
+        .await
+    }
+
+    async fn rooms_of(&self, user: i64) -> StoreResult<Vec<Room>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT room_id FROM room_members WHERE user_id = ?1 ORDER BY room_id",
+            )?;
+            let ids = stmt
+                .query_map([user], |row| row.get::<_, i64>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut rooms = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(room) = load_room(conn, id)? {
+                    rooms.push(room);
+                }
+            }
+            Ok(rooms)
+        })
+        .await
+    }
+
+    async fn room(&self, room: i64) -> StoreResult<Option<Room>> {
+        self.read(move |conn| load_room(conn, room)).await
+    }
+
+    async fn check_member(&self, room: i64, user: i64) -> StoreResult<()> {
+        self.read(move |conn| check_member(conn, room, user)).await
+    }
+
+    async fn join_room(&self, room: i64, user: i64, cap: usize) -> StoreResult<Room> {
+        self.write(move |conn| {
+            match check_member(conn, room, user) {
+                Ok(()) => return Err(StoreError::AlreadyMember),
+                Err(StoreError::NotMember) => {}
+                Err(e) => return Err(e),
+            }
+            let count: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM room_members WHERE room_id = ?1",
+                [room],
+                |row| row.get(0),
+            )?;
+            if count as usize >= cap {
+                return Err(StoreError::RoomFull);
+            }
+            conn.execute(
+                "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+                params![room, user, now_timestamp()],
+            )?;
+            touch_room(conn, room)?;
+            load_room(conn, room)?.ok_or(StoreError::RoomNotFound)
+        })
+        .await
+    }
+
+    async fn leave_room(&self, room: i64, user: i64) -> StoreResult<Room> {
+        self.write(move |conn| {
+            check_member(conn, room, user)?;
+            conn.execute(
+                "DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2",
+                params![room, user],
+            )?;
+            touch_room(conn, room)?;
+            load_room(conn, room)?.ok_or(StoreError::RoomNotFound)
+        })
+        .await
+    }
+
+    async fn post_message(
+        &self,
+        room: i64,
+        sender: i64,
+        content: &str,
+        attachment: Option<Attachment>,
+    ) -> StoreResult<Message> {
+        let content = content.to_string();
+        self.write(move |conn| {
+            check_member(conn, room, sender)?;
+            conn.prepare_cached(
+                "INSERT INTO messages (room_id, sender_id, content, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![room, sender, content, now_timestamp()])?;
+            let id = conn.last_insert_rowid();
+            if let Some(file) = &attachment {
+                conn.execute(
+                    "INSERT INTO attachments (message_id, file_name, content_type, size)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![id, file.file_name, file.content_type, file.size as i64],
+                )?;
+            }
+            Ok(conn
+                .prepare_cached(&format!("{MESSAGE_SELECT} WHERE m.id = ?1"))?
+                .query_row([id], message_from_row)?)
+        })
+        .await
+    }
+
+    async fn messages(&self, room: i64, user: i64, page: Page) -> StoreResult<Vec<Message>> {
+        self.read(move |conn| {
+            check_member(conn, room, user)?;
+            let before = page.before.unwrap_or(i64::MAX);
+            let limit = i64::from(page.limit);
+            let messages = match page.after {
+                Some(after) => conn
+                    .prepare_cached(&format!(
+                        "{MESSAGE_SELECT} WHERE m.room_id = ?1 AND m.id > ?2 AND m.id < ?3
+                         ORDER BY m.id ASC LIMIT ?4"
+                    ))?
+                    .query_map(params![room, after, before, limit], message_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+                None => {
+                    let mut newest = conn
+                        .prepare_cached(&format!(
+                            "{MESSAGE_SELECT} WHERE m.room_id = ?1 AND m.id < ?2
+                             ORDER BY m.id DESC LIMIT ?3"
+                        ))?
+                        .query_map(params![room, before, limit], message_from_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    newest.reverse();
+                    newest
+                }
+            };
+            Ok(messages)
+        })
+        .await
+    }
+
+    async fn attachment_owner(&self, file_name: &str) -> StoreResult<Option<AttachmentOwner>> {
+        let file_name = file_name.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT m.room_id, a.content_type FROM attachments a
+                     JOIN messages m ON m.id = a.message_id WHERE a.file_name = ?1",
+                    [file_name],
+                    |row| {
+                        Ok(AttachmentOwner {
+                            room_id: row.get(0)?,
+                            content_type: row.get(1)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await?;
+        self.write(|_| Ok(())).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    #[test]
+    fn every_sql_file_is_a_listed_migration_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/sqlite");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".sql"))
+            .map(|name| name.trim_end_matches(".sql").to_string())
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(files, listed);
+    }
+}
