@@ -8,7 +8,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::{json_body, ok, parse_json, respond, with_state, ApiError, MAX_JSON_BODY};
+use super::{
+    json_body, limited_body, ok, parse_json, respond, with_state, ApiError, MAX_JSON_BODY,
+};
 use crate::auth::validate::{self, FieldErrors, REQUIRED};
 use crate::auth::{password, AuthError, TokenKind};
 use crate::state::SharedState;
@@ -66,7 +68,7 @@ impl From<User> for UserView {
 }
 
 pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
-    let raw_body = || warp::body::content_length_limit(MAX_JSON_BODY).and(warp::body::bytes());
+    let raw_body = || limited_body(MAX_JSON_BODY);
     let register = warp::path!("api" / "v1" / "auth" / "register")
         .and(warp::post())
         .and(with_state(state.clone()))

@@ -148,11 +148,50 @@ pub fn with_state(
 /// A JSON body of at most [`MAX_JSON_BODY`] bytes, with a clear message for each way it can be wrong.
 pub fn json_body<T: DeserializeOwned + Send>(
 ) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(MAX_JSON_BODY)
-        .and(warp::body::bytes())
-        .and_then(
-            |body: bytes::Bytes| async move { parse_json(&body).map_err(warp::reject::custom) },
-        )
+    limited_body(MAX_JSON_BODY).and_then(|body: bytes::Bytes| async move {
+        parse_json(&body).map_err(warp::reject::custom)
+    })
+}
+
+/// The whole body, refused with 413 as soon as it passes `max` bytes. Unlike warp's
+/// `content_length_limit`, it also accepts chunked bodies and bodies without a length.
+pub fn limited_body(max: u64) -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |declared, stream| collect_body(declared, stream, max))
+}
+
+async fn collect_body<S, B>(
+    declared: Option<u64>,
+    stream: S,
+    max: u64,
+) -> Result<bytes::Bytes, Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: warp::Buf,
+{
+    use futures_util::StreamExt;
+    let too_large = || {
+        warp::reject::custom(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than {max} bytes"),
+        ))
+    };
+    if declared.is_some_and(|length| length > max) {
+        return Err(too_large());
+    }
+    let mut stream = std::pin::pin!(stream);
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            warp::reject::custom(ApiError::bad_request(format!("Cannot read the body: {e}")))
+        })?;
+        if body.len() + chunk.remaining() > max as usize {
+            return Err(too_large());
+        }
+        body.extend_from_slice(chunk.chunk());
+    }
+    Ok(body.freeze())
 }
 
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -33,6 +33,8 @@ const READ_BUFFER: usize = 4096;
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// Outgoing frames written before one flush, so a burst costs one syscall.
 const WRITE_BATCH: usize = 64;
+/// How long a closing socket waits for its peer to take the close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 const CLOSE_SHUTDOWN: CloseReason = CloseReason {
     code: 1001,
@@ -156,7 +158,7 @@ fn error_frame(detail: impl Into<String>) -> Frame {
 async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User) {
     let (queue, mut outgoing) = mpsc::channel::<Utf8Bytes>(state.config.ws_queue.max(1));
     let kick = Kick::default();
-    let _registration = state.hub.register(room, user.id, queue, kick.clone());
+    let registration = state.hub.register(room, user.id, queue, kick.clone());
     let (mut sink, mut stream) = socket.split();
 
     let ping_every = state.config.ws_ping_interval();
@@ -170,19 +172,24 @@ async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User) {
             reason = kick.fired() => break Some(reason),
             frame = outgoing.recv() => {
                 let Some(frame) = frame else { break None };
-                if sink.feed(Frame::Text(frame)).await.is_err() {
-                    break None;
-                }
-                let mut batched = 1;
-                while batched < WRITE_BATCH {
-                    let Ok(frame) = outgoing.try_recv() else { break };
-                    if sink.feed(Frame::Text(frame)).await.is_err() {
-                        break;
+                // A peer that stops reading blocks this write: stay responsive to kicks and
+                // shutdown meanwhile (tungstenite keeps a partly written frame buffered).
+                let write = async {
+                    sink.feed(Frame::Text(frame)).await?;
+                    for _ in 1..WRITE_BATCH {
+                        let Ok(frame) = outgoing.try_recv() else { break };
+                        sink.feed(Frame::Text(frame)).await?;
                     }
-                    batched += 1;
-                }
-                if sink.flush().await.is_err() {
-                    break None;
+                    sink.flush().await
+                };
+                tokio::select! {
+                    written = write => if written.is_err() { break None },
+                    _ = state.shutdown.cancelled() => break Some(CLOSE_SHUTDOWN),
+                    reason = kick.fired() => break Some(reason),
+                    _ = tokio::time::sleep(ping_every * 2) => {
+                        tracing::debug!(room, user = user.id, "dropping a peer that stopped reading");
+                        break None;
+                    }
                 }
             }
             incoming = stream.next() => {
@@ -190,13 +197,14 @@ async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User) {
                 match incoming {
                     Some(Ok(Frame::Text(text))) => {
                         if let Some(answer) = handle_client_frame(&state, room, &user, &text).await {
-                            if sink.send(answer).await.is_err() {
+                            if !matches!(tokio::time::timeout(ping_every, sink.send(answer)).await, Ok(Ok(()))) {
                                 break None;
                             }
                         }
                     }
                     Some(Ok(Frame::Binary(_))) => {
-                        if sink.send(error_frame("Binary frames are not supported; send JSON text")).await.is_err() {
+                        let answer = error_frame("Binary frames are not supported; send JSON text");
+                        if !matches!(tokio::time::timeout(ping_every, sink.send(answer)).await, Ok(Ok(()))) {
                             break None;
                         }
                     }
@@ -212,15 +220,18 @@ async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User) {
                     tracing::debug!(room, user = user.id, "dropping a silent WebSocket peer");
                     break None;
                 }
-                if sink.send(Frame::Ping(Default::default())).await.is_err() {
+                let ping = sink.send(Frame::Ping(Default::default()));
+                if !matches!(tokio::time::timeout(ping_every, ping).await, Ok(Ok(()))) {
                     break None;
                 }
             }
         }
     };
+    // Out of the room before the goodbye, which may wait on a slow peer.
+    drop(registration);
     if let Some(reason) = close {
         // A peer that does not read its close frame must not hold shutdown up.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
             let _ = sink.send(close_frame(reason)).await;
             let _ = sink.close().await;
         })

@@ -156,7 +156,7 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Err(StoreError::UnsupportedUrl(format!(
-            "{} (PostgreSQL support is not part of this build)",
+            "{} (PostgreSQL needs the `postgres` cargo feature, which this build does not include: cargo build --features postgres)",
             redact(url)
         )));
     }

@@ -1,1 +1,12 @@
+//! Black-box tests: each starts a real node on a random port and drives it over HTTP and
+//! WebSocket, the way a client does.
 
+mod attachments;
+mod auth;
+mod docs;
+mod errors;
+mod helpers;
+mod lifecycle;
+mod messages;
+mod rooms;
+mod ws;

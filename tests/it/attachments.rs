@@ -1,0 +1,225 @@
+use reqwest::multipart::{Form, Part};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{spawn, spawn_with, TestNode, TestUser};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+async fn upload(
+    node: &TestNode,
+    user: &TestUser,
+    room: i64,
+    content: Option<&str>,
+    file_name: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut form = Form::new().part(
+        "attachment",
+        Part::bytes(bytes).file_name(file_name.to_string()),
+    );
+    if let Some(content) = content {
+        form = form.text("content", content.to_string());
+    }
+    let request = node
+        .client
+        .post(node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/")))
+        .multipart(form);
+    node.send(request, Some(&user.access)).await
+}
+
+/// Files in the media directory, ignoring the in-progress folder.
+fn stored_files(node: &TestNode) -> Vec<String> {
+    let dir = node.data_dir.path().join("media");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".incoming")
+        .collect();
+    names.sort();
+    let incoming = dir.join(".incoming");
+    if incoming.exists() {
+        assert_eq!(
+            std::fs::read_dir(incoming).unwrap().count(),
+            0,
+            "no partial upload is left"
+        );
+    }
+    names
+}
+
+#[tokio::test]
+async fn images_and_videos_are_stored_served_to_members_and_broadcast() {
+    let node = spawn().await;
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let outsider = node.register("outsider").await;
+    let room = node.create_room(&alice, "media", &[&bob]).await;
+    let mut bob_ws = node.ws(room, &bob).await;
+
+    let png = fixture("pixel.png");
+    // The client's file name is irrelevant: the type comes from the bytes.
+    let (status, body) = upload(
+        &node,
+        &alice,
+        room,
+        Some("look"),
+        "holiday.jpeg",
+        png.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let message = &body["data"]["detail"];
+    assert_eq!(message["content"], "look");
+    let url = message["attachment"].as_str().unwrap().to_string();
+    assert!(url.starts_with("/media/") && url.ends_with(".png"), "{url}");
+    let frame = bob_ws.next_data().await;
+    assert_eq!(frame["file"], url.as_str());
+    assert_eq!(frame["message"], "look");
+    assert_eq!(
+        node.history(&bob, room, "").await[0]["attachment"],
+        url.as_str()
+    );
+
+    let download = node
+        .client
+        .get(node.url(&url))
+        .bearer_auth(&bob.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), StatusCode::OK);
+    assert_eq!(download.headers()["content-type"], "image/png");
+    assert_eq!(download.bytes().await.unwrap().to_vec(), png);
+    let by_query = node
+        .client
+        .get(node.url(&format!("{url}?token={}", bob.access)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_query.status(), StatusCode::OK);
+
+    let (status, _) = node.get(&url, Some(&outsider.access)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = node.get(&url, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    for (file, content_type) in [("clip.webm", "video/webm"), ("clip.mp4", "video/mp4")] {
+        let (status, body) = upload(&node, &alice, room, None, file, fixture(file)).await;
+        assert_eq!(status, StatusCode::CREATED, "{file}: {body}");
+        let url = body["data"]["detail"]["attachment"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let response = node
+            .client
+            .get(node.url(&url))
+            .bearer_auth(&alice.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["content-type"], content_type);
+        assert_eq!(bob_ws.next_data().await["file"], url.as_str());
+    }
+    assert_eq!(stored_files(&node).len(), 3);
+}
+
+#[tokio::test]
+async fn rejected_uploads_store_nothing() {
+    let node = spawn_with(|c| c.max_upload_bytes = 1024).await;
+    let alice = node.register("alice").await;
+    let outsider = node.register("outsider").await;
+    let room = node.create_room(&alice, "media", &[]).await;
+
+    let (status, body) = upload(
+        &node,
+        &alice,
+        room,
+        Some("sneaky"),
+        "not-an-image.png",
+        fixture("not-an-image.png"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["errors"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("Unsupported attachment"));
+
+    let (status, body) = upload(
+        &node,
+        &alice,
+        room,
+        Some("big"),
+        "clip.mp4",
+        fixture("clip.mp4"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+
+    let (status, _) = upload(
+        &node,
+        &outsider,
+        room,
+        Some("x"),
+        "pixel.png",
+        fixture("pixel.png"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = upload(
+        &node,
+        &alice,
+        999,
+        Some("x"),
+        "pixel.png",
+        fixture("pixel.png"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["errors"]["error"], "Chatroom not found");
+
+    assert!(
+        node.history(&alice, room, "").await.is_empty(),
+        "no message without its file"
+    );
+    assert!(
+        stored_files(&node).is_empty(),
+        "no file without its message"
+    );
+
+    // A form without an attachment still needs text.
+    let form = reqwest::multipart::Form::new().text("content", "");
+    let request = node
+        .client
+        .post(node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/")))
+        .multipart(form);
+    let (status, _) = node.send(request, Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn media_paths_cannot_escape_the_media_directory() {
+    let node = spawn().await;
+    let alice = node.register("alice").await;
+    for path in [
+        "/media/..%2Fchatnode.db",
+        "/media/../chatnode.db",
+        "/media/%2e%2e/jwt-secret",
+        "/media/.incoming",
+        "/media/does-not-exist.png",
+    ] {
+        let response = node
+            .client
+            .get(node.url(path))
+            .bearer_auth(&alice.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["success"], false);
+    }
+}

@@ -1,0 +1,101 @@
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn, TestNode};
+
+async fn raw_post(
+    node: &TestNode,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let request = node
+        .client
+        .post(node.url(path))
+        .header("content-type", "application/json")
+        .body(body);
+    node.send(request, token).await
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_clear_400s_and_change_nothing() {
+    let node = spawn().await;
+    let alice = node.register("alice").await;
+    let create = "/api/v1/chat/chatrooms/create/";
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"{not json".to_vec(), "Malformed JSON"),
+        (b"".to_vec(), "Request body is empty"),
+        (br#"{"name": ["a"]}"#.to_vec(), "Invalid JSON body"),
+        (
+            br#"{"name": "ok", "members": "all"}"#.to_vec(),
+            "Invalid JSON body",
+        ),
+        (
+            vec![b'{', b'"', b'n', 0xff, 0xfe, b'"', b':', b'1', b'}'],
+            "Malformed JSON",
+        ),
+    ];
+    for (body, prefix) in cases {
+        let (status, answer) = raw_post(&node, create, Some(&alice.access), body.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(answer["success"], false);
+        let detail = answer["errors"]["detail"].as_str().unwrap();
+        assert!(detail.starts_with(prefix), "{detail}");
+    }
+    let (status, answer) = raw_post(&node, "/api/v1/auth/register/", None, b"[]".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (_, rooms) = node
+        .get("/api/v1/chat/chatrooms/", Some(&alice.access))
+        .await;
+    assert_eq!(rooms["data"]["chatrooms"], json!([]));
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413() {
+    let node = spawn().await;
+    let alice = node.register("alice").await;
+    let huge = json!({"name": "x".repeat(100 * 1024)})
+        .to_string()
+        .into_bytes();
+    let (status, body) = raw_post(
+        &node,
+        "/api/v1/chat/chatrooms/create/",
+        Some(&alice.access),
+        huge,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["success"], false);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_answer_in_the_envelope() {
+    let node = spawn().await;
+    let (status, body) = node.get("/api/v1/nothing-here", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        json!({"success": false, "errors": {"detail": "Not found: no such route"}})
+    );
+
+    let (status, body) = node
+        .send(node.client.delete(node.url("/api/v1/auth/login/")), None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["success"], false);
+    let (status, _) = node.get("/api/v1/auth/register/", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers() {
+    let node = spawn().await;
+    let response = node.client.get(node.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+}

@@ -1,0 +1,189 @@
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{spawn, start, test_config, WAIT};
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_1001_and_returns_promptly() {
+    let node = spawn().await;
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "r", &[]).await;
+    let mut first = node.ws(room, &alice).await;
+    let mut second = node.ws(room, &alice).await;
+    let started = Instant::now();
+    let closing = tokio::spawn(node.stop());
+    assert_eq!(first.expect_close().await.0, 1001);
+    assert_eq!(second.expect_close().await.0, 1001);
+    closing.await.unwrap();
+    assert!(started.elapsed() < WAIT);
+}
+
+#[tokio::test]
+async fn data_and_tokens_survive_a_restart_on_the_same_directory() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(data_dir.path());
+    config.jwt_secret = None; // the generated secret must be reused
+    let node = start(config.clone(), data_dir).await;
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "kept", &[]).await;
+    node.send_message(&alice, room, "before restart").await;
+    let data_dir = node.stop().await;
+
+    let node = start(config, data_dir).await;
+    let history = node.history(&alice, room, "").await;
+    assert_eq!(history[0]["content"], "before restart");
+    let (status, _) = node
+        .post(
+            "/api/v1/auth/login/",
+            None,
+            json!({"email": alice.email, "password": crate::helpers::PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+}
+
+/// Reads the node's log until it names the address it bound.
+fn bound_address(child: &mut std::process::Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref().take(50) {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("\"address\":\"").nth(1) {
+            let address = rest.split('"').next().unwrap().to_string();
+            // Keep draining so the node never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return address;
+        }
+    }
+    panic!("the node never logged its address");
+}
+
+#[tokio::test]
+async fn the_binary_logs_its_port_and_exits_cleanly_on_sigterm_with_sockets_open() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatnode"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(data_dir.path())
+        .env("CHATNODE_JWT_SECRET", crate::helpers::JWT_SECRET)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address = bound_address(&mut child);
+    let base = format!("http://{address}");
+    let client = reqwest::Client::new();
+    let registered: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/register/"))
+        .json(
+            &json!({"email": "z@example.com", "phone_number": "+14155552671",
+                      "password": crate::helpers::PASSWORD, "first_name": "Z", "last_name": "Z"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = registered["data"]["credentials"]["access"]
+        .as_str()
+        .unwrap();
+    let room: serde_json::Value = client
+        .post(format!("{base}/api/v1/chat/chatrooms/create/"))
+        .bearer_auth(token)
+        .json(&json!({"name": "r"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room = room["data"]["chatroom"]["id"].as_i64().unwrap();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{address}/ws/chat/{room}/?token={token}"))
+            .await
+            .unwrap();
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    use futures_util::StreamExt;
+    let close = loop {
+        match tokio::time::timeout(WAIT, socket.next()).await.unwrap() {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.unwrap().code), 1001);
+    let deadline = Instant::now() + WAIT;
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_once() {
+    let data_dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let output = Command::new(env!("CARGO_BIN_EXE_chatnode"))
+            .args(["migrate", "--data-dir"])
+            .arg(data_dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let db = rusqlite::Connection::open(data_dir.path().join("chatnode.db")).unwrap();
+    let applied: i64 = db
+        .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+        .unwrap();
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/sqlite"))
+        .unwrap()
+        .count();
+    assert_eq!(applied as usize, files);
+    let mode: String = db
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn a_postgres_url_names_the_missing_feature() {
+    let output = Command::new(env!("CARGO_BIN_EXE_chatnode"))
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://user:secret@127.0.0.1/db",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PostgreSQL"), "{stderr}");
+    assert!(
+        !stderr.contains("secret"),
+        "passwords are not printed: {stderr}"
+    );
+}
