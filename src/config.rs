@@ -29,9 +29,18 @@ pub struct Config {
     #[arg(long, env = "CHATNODE_TRANSPORT", value_enum, default_value_t = TransportKind::Memory)]
     pub transport: TransportKind,
 
-    /// Broker URL for broker transports (unused by `memory`).
+    /// Broker URL for broker transports (unused by `memory`); for `amqp091` the default is
+    /// `amqp://guest:guest@127.0.0.1:5672/%2f`.
     #[arg(long, env = "CHATNODE_BROKER_URL", hide_env_values = true)]
     pub broker_url: Option<String>,
+
+    /// Broker exchange that carries room events between nodes.
+    #[arg(long, env = "CHATNODE_EXCHANGE", default_value = "chatnode")]
+    pub exchange: String,
+
+    /// This node's name on the broker; default: a random id generated at start.
+    #[arg(long, env = "CHATNODE_NODE_ID", default_value_t = random_node_id(), hide_default_value = true)]
+    pub node_id: String,
 
     /// Largest accepted attachment, in bytes.
     #[arg(long, env = "CHATNODE_MAX_UPLOAD_BYTES", default_value_t = 25 * 1024 * 1024)]
@@ -58,6 +67,16 @@ pub struct Config {
 pub enum TransportKind {
     /// In-process bus: one node, nothing external.
     Memory,
+    /// AMQP 0-9-1 broker (RabbitMQ): many nodes share one exchange.
+    #[value(name = "amqp091")]
+    Amqp091,
+}
+
+/// Broker URL used by `amqp091` when none is configured.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+fn random_node_id() -> String {
+    format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,6 +95,8 @@ impl Config {
             jwt_secret: None,
             transport: TransportKind::Memory,
             broker_url: None,
+            exchange: "chatnode".into(),
+            node_id: random_node_id(),
             max_upload_bytes: 25 * 1024 * 1024,
             log_format: LogFormat::Human,
             max_room_members: 1024,
@@ -90,11 +111,35 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("chatnode.db").display()))
     }
 
+    /// The broker URL for AMQP transports: the configured one or a local RabbitMQ.
+    pub fn amqp_url(&self) -> String {
+        self.broker_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_AMQP_URL.to_string())
+    }
+
     pub fn media_dir(&self) -> PathBuf {
         self.data_dir.join("media")
     }
 
     pub fn ws_ping_interval(&self) -> Duration {
         Duration::from_secs(self.ws_ping_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amqp091_is_spelled_as_documented_and_has_broker_defaults() {
+        assert_eq!(
+            TransportKind::from_str("amqp091", false),
+            Ok(TransportKind::Amqp091)
+        );
+        let config = Config::new("data");
+        assert_eq!(config.amqp_url(), DEFAULT_AMQP_URL);
+        assert_eq!(config.exchange, "chatnode");
+        assert_ne!(config.node_id, Config::new("data").node_id);
     }
 }

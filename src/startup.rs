@@ -13,8 +13,9 @@ use crate::config::{Config, TransportKind};
 use crate::state::{AppState, SharedState};
 use crate::store::{self, StoreError};
 use crate::supervisor::supervise;
+use crate::transport::amqp091::Amqp091Transport;
 use crate::transport::memory::MemoryTransport;
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 
 /// Longest wait for sockets and background tasks once the server has stopped accepting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -30,6 +31,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -55,6 +58,20 @@ impl Application {
         let tokens = Tokens::load(config.jwt_secret.as_deref(), &config.data_dir)?;
         let transport: Arc<dyn Transport> = match config.transport {
             TransportKind::Memory => Arc::new(MemoryTransport::default()),
+            TransportKind::Amqp091 => {
+                let url = config.amqp_url();
+                tracing::info!(
+                    broker = %store::redact(&url),
+                    exchange = %config.exchange,
+                    node = %config.node_id,
+                    "using the AMQP 0-9-1 transport; connecting in the background"
+                );
+                Arc::new(Amqp091Transport::new(
+                    &url,
+                    &config.exchange,
+                    &config.node_id,
+                )?)
+            }
         };
         let listener =
             TcpListener::bind(config.listen)

@@ -1,6 +1,8 @@
 //! The transport seam: how room events travel from the node that stored them to every node
-//! with sockets in that room. The in-process bus is the embedded default.
+//! with sockets in that room. The in-process bus is the embedded default; `amqp091` carries
+//! events between nodes through a RabbitMQ exchange.
 
+pub mod amqp091;
 pub mod memory;
 
 use std::pin::Pin;
