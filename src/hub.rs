@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::transport::{EventKind, RoomEvent, Transport};
+use crate::events::{EventKind, RoomEvent};
+use crate::transport::Transport;
 
 /// Why the server closes a socket, sent as its close frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +49,19 @@ impl Kick {
     }
 }
 
+/// What the hub puts in a socket's queue.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A serialised frame; `id` is the message id (none for notices), for de-duplication.
+    Frame { id: Option<i64>, frame: Utf8Bytes },
+    /// Events may have been missed (the transport reconnected): re-read the room's history
+    /// after the last message sent.
+    Resync,
+}
+
 struct LocalSocket {
     user_id: i64,
-    queue: mpsc::Sender<Utf8Bytes>,
+    queue: mpsc::Sender<Outgoing>,
     kick: Kick,
 }
 
@@ -88,19 +98,20 @@ impl Hub {
         }
     }
 
-    pub fn register(
+    /// Adds a socket to its room and returns once the room's events reach this node (or the
+    /// transport has said it will deliver them when it recovers).
+    pub async fn register(
         self: &Arc<Self>,
         room: i64,
         user_id: i64,
-        queue: mpsc::Sender<Utf8Bytes>,
+        queue: mpsc::Sender<Outgoing>,
         kick: Kick,
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let _serial = self.membership.lock().expect("hub poisoned");
-        let first = {
+        {
+            let _serial = self.membership.lock().expect("hub poisoned");
             let mut rooms = self.rooms.write().expect("hub poisoned");
-            let sockets = rooms.entry(room).or_default();
-            sockets.insert(
+            rooms.entry(room).or_default().insert(
                 id,
                 LocalSocket {
                     user_id,
@@ -108,16 +119,17 @@ impl Hub {
                     kick,
                 },
             );
-            sockets.len() == 1
-        };
-        if first {
-            self.transport.subscribe(room);
         }
-        Registration {
+        // Created before waiting, so a cancelled registration still unregisters.
+        let registration = Registration {
             hub: self.clone(),
             room,
             id,
+        };
+        if let Err(error) = self.transport.subscribe(room).await {
+            tracing::warn!(room, %error, "room subscription pending");
         }
+        registration
     }
 
     fn unregister(&self, room: i64, id: u64) {
@@ -163,19 +175,24 @@ impl Hub {
         let Some(sockets) = rooms.get(&event.chat_id) else {
             return;
         };
-        let frame = Utf8Bytes::from(frame_json(event));
-        let mut delivered = 0;
-        for socket in sockets.values() {
-            if socket.kick.token.is_cancelled() {
-                continue;
-            }
-            match socket.queue.try_send(frame.clone()) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => socket.kick.fire(CLOSE_SLOW_READER),
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
+        let outgoing = Outgoing::Frame {
+            id: event.id,
+            frame: Utf8Bytes::from(event.frame_json()),
+        };
+        let delivered = sockets
+            .values()
+            .filter(|socket| offer(socket, &outgoing))
+            .count();
+        self.delivered
+            .fetch_add(delivered as u64, Ordering::Relaxed);
+    }
+
+    /// Tells every local socket to re-read what it may have missed.
+    pub fn resync_all(&self) {
+        let rooms = self.rooms.read().expect("hub poisoned");
+        for socket in rooms.values().flat_map(HashMap::values) {
+            offer(socket, &Outgoing::Resync);
         }
-        self.delivered.fetch_add(delivered, Ordering::Relaxed);
     }
 
     pub fn socket_count(&self) -> usize {
@@ -188,20 +205,17 @@ impl Hub {
     }
 }
 
-/// The WebSocket frame for an event: the original's `{"data": {...}}` plus ids and the file.
-pub fn frame_json(event: &RoomEvent) -> String {
-    json!({
-        "data": {
-            "purpose": "new_chat_message",
-            "event": event.kind,
-            "message": event.message,
-            "sender": event.sender,
-            "id": event.id,
-            "chat_id": event.chat_id,
-            "sender_id": event.sender_id,
-            "file": event.file,
-            "created_at": event.created_at,
+/// Queues without waiting; a socket whose queue is full is told to close.
+fn offer(socket: &LocalSocket, outgoing: &Outgoing) -> bool {
+    if socket.kick.token.is_cancelled() {
+        return false;
+    }
+    match socket.queue.try_send(outgoing.clone()) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            socket.kick.fire(CLOSE_SLOW_READER);
+            false
         }
-    })
-    .to_string()
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
 }

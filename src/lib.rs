@@ -1,13 +1,16 @@
 //! chatnode: a WhatsApp-style chat server in one binary.
 //!
 //! Seams: [`store::Store`] (SQLite embedded) and [`transport::Transport`] (in-process bus
-//! embedded). A message is stored, then published; the subscriber hands it to the room's local
-//! sockets through the [`hub::Hub`].
+//! embedded). A message is stored together with its event in the outbox; the [`relay`]
+//! publishes it, and the subscriber hands it to the room's local sockets through the
+//! [`hub::Hub`].
 
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod hub;
+pub mod relay;
 pub mod startup;
 pub mod state;
 pub mod store;

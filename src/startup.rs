@@ -119,6 +119,13 @@ impl Application {
             state.shutdown.clone(),
             move |token| run_subscriber(subscriber_state.clone(), token),
         );
+        let relay_state = state.clone();
+        supervise(
+            "relay",
+            &state.tasks,
+            state.shutdown.clone(),
+            move |token| crate::relay::run(relay_state.clone(), token),
+        );
         tracing::info!(
             address = %self.address,
             transport = ?state.config.transport,
@@ -146,6 +153,9 @@ impl Application {
 async fn run_subscriber(state: SharedState, token: CancellationToken) -> Result<(), String> {
     let mut events = state.transport.events().await.map_err(|e| e.to_string())?;
     state.set_subscriber_up(true);
+    // Events published while the stream was down never reached this node: every socket
+    // re-reads its room from where it is.
+    state.hub.resync_all();
     let outcome = loop {
         tokio::select! {
             _ = token.cancelled() => break Ok(()),

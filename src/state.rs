@@ -10,7 +10,7 @@ use crate::auth::Tokens;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::store::Store;
-use crate::transport::{RoomEvent, Transport};
+use crate::transport::Transport;
 
 pub struct AppState {
     pub config: Config,
@@ -44,15 +44,6 @@ impl AppState {
             shutdown,
             tasks: TaskTracker::new(),
             subscriber_up: AtomicBool::new(false),
-        }
-    }
-
-    /// Broadcasts an event that is already stored. A failure is logged, not returned: the
-    /// message is safe in the database and clients catch up over REST.
-    pub async fn publish(&self, event: RoomEvent) {
-        let room = event.chat_id;
-        if let Err(error) = self.transport.publish(event).await {
-            tracing::error!(room, %error, "could not broadcast a stored event");
         }
     }
 

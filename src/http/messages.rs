@@ -10,9 +10,9 @@ use warp::{Filter, Rejection};
 
 use super::media::{self, Upload};
 use super::{authenticated, json_body, ok, respond, room_id, with_state, ApiError};
+use crate::events::attachment_url;
 use crate::state::SharedState;
-use crate::store::{Attachment, Message, Page, StoreError, User};
-use crate::transport::{EventKind, RoomEvent};
+use crate::store::{Message, Page, StoreError, User};
 
 pub const MAX_CONTENT_CHARS: usize = 10_000;
 pub const DEFAULT_PAGE: u32 = 50;
@@ -61,24 +61,6 @@ impl From<&Message> for MessageView {
     }
 }
 
-pub fn attachment_url(file: &Attachment) -> String {
-    format!("/media/{}", file.file_name)
-}
-
-pub fn message_event(m: &Message) -> RoomEvent {
-    RoomEvent {
-        kind: EventKind::Message,
-        chat_id: m.room_id,
-        id: Some(m.id),
-        message: m.content.clone(),
-        sender: m.sender_username.clone(),
-        sender_id: Some(m.sender_id),
-        user_id: None,
-        file: m.attachment.as_ref().map(attachment_url),
-        created_at: m.created_at.clone(),
-    }
-}
-
 /// Message text as stored: non-blank unless a file carries the message, and bounded.
 pub fn validate_content(content: &str, has_attachment: bool) -> Result<(), String> {
     if content.trim().is_empty() && !has_attachment {
@@ -90,22 +72,6 @@ pub fn validate_content(content: &str, has_attachment: bool) -> Result<(), Strin
         ));
     }
     Ok(())
-}
-
-/// Stores a message, then broadcasts it: the only way a message enters a room.
-pub async fn post(
-    state: &SharedState,
-    room: i64,
-    sender: i64,
-    content: &str,
-    attachment: Option<Attachment>,
-) -> Result<Message, StoreError> {
-    let message = state
-        .store
-        .post_message(room, sender, content, attachment)
-        .await?;
-    state.publish(message_event(&message)).await;
-    Ok(message)
 }
 
 pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
@@ -219,7 +185,9 @@ pub async fn send_json(
 ) -> Result<Response, ApiError> {
     let id = room_id(&id).map_err(|_| send_error(StoreError::RoomNotFound))?;
     validate_content(&body.content, false).map_err(ApiError::bad_request)?;
-    let message = post(&state, id, user.id, &body.content, None)
+    let message = state
+        .store
+        .post_message(id, user.id, &body.content, None)
         .await
         .map_err(send_error)?;
     Ok(created(&message))
@@ -250,7 +218,9 @@ pub async fn send_multipart(
     let content = content.unwrap_or_default();
     validate_content(&content, attachment.is_some()).map_err(ApiError::bad_request)?;
     let stored = attachment.as_ref().map(|file| file.attachment.clone());
-    let message = post(&state, id, user.id, &content, stored)
+    let message = state
+        .store
+        .post_message(id, user.id, &content, stored)
         .await
         .map_err(send_error)?;
     // Only now is the file referenced by a stored message; until here it is removed on error.

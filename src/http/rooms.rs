@@ -10,8 +10,7 @@ use warp::Filter;
 
 use super::{authenticated, json_body, ok, respond, room_id, with_state, ApiError};
 use crate::state::SharedState;
-use crate::store::{now_timestamp, Room, User};
-use crate::transport::{EventKind, RoomEvent, BOT_SENDER};
+use crate::store::{Room, User};
 
 pub const MAX_ROOM_NAME_CHARS: usize = 255;
 
@@ -151,20 +150,6 @@ pub async fn create_room(
     ))
 }
 
-fn notice(kind: EventKind, room: i64, user: &User, text: String) -> RoomEvent {
-    RoomEvent {
-        kind,
-        chat_id: room,
-        id: None,
-        message: text,
-        sender: BOT_SENDER.to_string(),
-        sender_id: None,
-        user_id: Some(user.id),
-        file: None,
-        created_at: now_timestamp(),
-    }
-}
-
 /// Join a chatroom.
 #[utoipa::path(post, path = "/api/v1/chat/chatrooms/{id}/enter/", tag = "rooms", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Chatroom id")),
@@ -178,10 +163,6 @@ pub async fn enter_room(id: String, state: SharedState, user: User) -> Result<Re
         .store
         .join_room(id, user.id, state.config.max_room_members)
         .await?;
-    let text = format!("{} just joined the Chatroom", user.username);
-    state
-        .publish(notice(EventKind::MemberJoined, id, &user, text))
-        .await;
     Ok(ok(
         StatusCode::OK,
         json!({ "detail": format!("You have successfully joined the chatroom: {}", room.name) }),
@@ -198,10 +179,6 @@ pub async fn leave_room(id: String, state: SharedState, user: User) -> Result<Re
     let id = room_id(&id)?;
     state.store.leave_room(id, user.id).await?;
     state.hub.evict(id, user.id);
-    let text = format!("{} has left the chatroom", user.username);
-    state
-        .publish(notice(EventKind::MemberLeft, id, &user, text))
-        .await;
     Ok(ok(
         StatusCode::OK,
         json!({ "detail": format!("{} have left the chatroom", user.username) }),

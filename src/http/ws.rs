@@ -5,28 +5,30 @@
 
 use std::time::Duration;
 
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message as Frame, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
 use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::messages::{post, validate_content};
+use super::messages::validate_content;
 use super::{bearer, respond, room_id, user_for_token, with_state, ApiError};
-use crate::hub::{CloseReason, Kick};
+use crate::events::RoomEvent;
+use crate::hub::{CloseReason, Kick, Outgoing, CLOSE_LEFT_ROOM};
 use crate::state::SharedState;
-use crate::store::{StoreError, User};
+use crate::store::{Page, StoreError, User};
 
 const READ_BUFFER: usize = 4096;
 /// Largest frame or message a client may send.
@@ -35,6 +37,8 @@ pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 const WRITE_BATCH: usize = 64;
 /// How long a closing socket waits for its peer to take the close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Messages read from the store per page of a catch-up.
+const CATCH_UP_PAGE: u32 = 200;
 
 const CLOSE_SHUTDOWN: CloseReason = CloseReason {
     code: 1001,
@@ -44,10 +48,16 @@ const CLOSE_TOO_BIG: CloseReason = CloseReason {
     code: 1009,
     reason: "message too big",
 };
+const CLOSE_STORE_DOWN: CloseReason = CloseReason {
+    code: 1011,
+    reason: "storage unavailable; reconnect with ?since=<last id>",
+};
 
 #[derive(Deserialize)]
 pub struct WsQuery {
     token: Option<String>,
+    /// Replay every message after this id before live ones.
+    since: Option<i64>,
 }
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -67,7 +77,8 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
 /// Open a room's live feed (WebSocket).
 #[utoipa::path(get, path = "/ws/chat/{id}/", tag = "websocket",
     params(("id" = i64, Path, description = "Chatroom id"),
-           ("token" = Option<String>, Query, description = "Access token (or an Authorization header)")),
+           ("token" = Option<String>, Query, description = "Access token (or an Authorization header)"),
+           ("since" = Option<i64>, Query, description = "Replay every message after this id first, then live ones, without gaps or duplicates")),
     responses((status = 101, description = "Upgraded: frames `{\"data\": {\"purpose\": \"new_chat_message\", ...}}`"),
               (status = 401, description = "Missing, invalid, expired or refresh token"),
               (status = 403, description = "Not a member"),
@@ -122,7 +133,7 @@ pub async fn handshake(
                     Some(config),
                 )
                 .await;
-                run_socket(socket, task_state, room, user).await;
+                run_socket(socket, task_state, room, user, query.since).await;
             }
             Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
         }
@@ -153,85 +164,225 @@ fn error_frame(detail: impl Into<String>) -> Frame {
     )
 }
 
+type Sink = SplitSink<Socket, Frame>;
+
+/// How a socket ends: with a close frame and its reason, or dropped (peer gone or stalled).
+type End = Option<CloseReason>;
+
+/// What this socket has sent of its room: `cursor` is the newest message id the client has,
+/// so replayed or re-published events are never sent twice.
+struct Feed {
+    state: SharedState,
+    room: i64,
+    user: i64,
+    cursor: i64,
+    /// A write that makes no progress for this long means the peer stopped reading.
+    stall: Duration,
+}
+
+impl Feed {
+    async fn write(&self, sink: &mut Sink, frames: Vec<Frame>) -> Result<(), End> {
+        let write = async {
+            for frame in frames {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await
+        };
+        match timeout(self.stall, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(None),
+            Err(_) => {
+                tracing::debug!(
+                    room = self.room,
+                    user = self.user,
+                    "dropping a peer that stopped reading"
+                );
+                Err(None)
+            }
+        }
+    }
+
+    /// Writes queued events (skipping messages the client already has) and runs a catch-up
+    /// where the hub asks for one.
+    async fn deliver(&mut self, sink: &mut Sink, batch: Vec<Outgoing>) -> Result<(), End> {
+        let mut frames = Vec::with_capacity(batch.len());
+        for outgoing in batch {
+            match outgoing {
+                Outgoing::Frame { id: Some(id), .. } if id <= self.cursor => {}
+                Outgoing::Frame { id, frame } => {
+                    if let Some(id) = id {
+                        self.cursor = id;
+                    }
+                    frames.push(Frame::Text(frame));
+                }
+                Outgoing::Resync => {
+                    self.write(sink, std::mem::take(&mut frames)).await?;
+                    let from = self.cursor;
+                    self.catch_up(sink, from).await?;
+                }
+            }
+        }
+        self.write(sink, frames).await
+    }
+
+    /// Sends every message after `from`, oldest first, page by page.
+    async fn catch_up(&mut self, sink: &mut Sink, mut from: i64) -> Result<(), End> {
+        loop {
+            let page = Page {
+                limit: CATCH_UP_PAGE,
+                before: None,
+                after: Some(from),
+            };
+            let messages = match self.state.store.messages(self.room, self.user, page).await {
+                Ok(messages) => messages,
+                Err(StoreError::NotMember | StoreError::RoomNotFound) => {
+                    return Err(Some(CLOSE_LEFT_ROOM))
+                }
+                Err(error) => {
+                    tracing::warn!(room = self.room, %error, "catch-up failed");
+                    return Err(Some(CLOSE_STORE_DOWN));
+                }
+            };
+            let complete = messages.len() < CATCH_UP_PAGE as usize;
+            let Some(last) = messages.last().map(|m| m.id) else {
+                return Ok(());
+            };
+            let frames = messages
+                .iter()
+                .map(|m| Frame::Text(RoomEvent::message(m).frame_json().into()))
+                .collect();
+            self.write(sink, frames).await?;
+            from = last;
+            self.cursor = self.cursor.max(last);
+            if complete {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The newest message id now: a socket without `since` starts after it.
+    async fn newest_id(&self) -> Result<i64, End> {
+        let page = Page {
+            limit: 1,
+            before: None,
+            after: None,
+        };
+        match self.state.store.messages(self.room, self.user, page).await {
+            Ok(messages) => Ok(messages.last().map_or(0, |m| m.id)),
+            Err(StoreError::NotMember | StoreError::RoomNotFound) => Err(Some(CLOSE_LEFT_ROOM)),
+            Err(_) => Err(Some(CLOSE_STORE_DOWN)),
+        }
+    }
+}
+
 /// Serves one socket until the peer leaves, goes quiet, falls behind, is evicted or the node
 /// shuts down.
-async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User) {
-    let (queue, mut outgoing) = mpsc::channel::<Utf8Bytes>(state.config.ws_queue.max(1));
+async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User, since: Option<i64>) {
+    let (queue, mut outgoing) = mpsc::channel::<Outgoing>(state.config.ws_queue.max(1));
     let kick = Kick::default();
-    let registration = state.hub.register(room, user.id, queue, kick.clone());
+    // Registered (and subscribed) before reading history, so nothing falls in between.
+    let registration = state.hub.register(room, user.id, queue, kick.clone()).await;
     let (mut sink, mut stream) = socket.split();
 
     let ping_every = state.config.ws_ping_interval();
+    let mut feed = Feed {
+        state: state.clone(),
+        room,
+        user: user.id,
+        cursor: 0,
+        stall: ping_every * 2,
+    };
+    let start = async {
+        match since {
+            Some(since) => {
+                feed.cursor = since;
+                feed.catch_up(&mut sink, since).await
+            }
+            None => {
+                feed.cursor = feed.newest_id().await?;
+                Ok(())
+            }
+        }
+    };
+    let started = tokio::select! {
+        started = start => started,
+        _ = state.shutdown.cancelled() => Err(Some(CLOSE_SHUTDOWN)),
+        reason = kick.fired() => Err(Some(reason)),
+    };
+
     let mut pings = interval_at(Instant::now() + ping_every, ping_every);
     pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
 
-    let close = loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => break Some(CLOSE_SHUTDOWN),
-            reason = kick.fired() => break Some(reason),
-            frame = outgoing.recv() => {
-                let Some(frame) = frame else { break None };
-                // A peer that stops reading blocks this write: stay responsive to kicks and
-                // shutdown meanwhile (tungstenite keeps a partly written frame buffered).
-                let write = async {
-                    sink.feed(Frame::Text(frame)).await?;
-                    for _ in 1..WRITE_BATCH {
-                        let Ok(frame) = outgoing.try_recv() else { break };
-                        sink.feed(Frame::Text(frame)).await?;
+    let close = match started {
+        Err(end) => end,
+        Ok(()) => loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break Some(CLOSE_SHUTDOWN),
+                reason = kick.fired() => break Some(reason),
+                first = outgoing.recv() => {
+                    let Some(first) = first else { break None };
+                    let mut batch = vec![first];
+                    while batch.len() < WRITE_BATCH {
+                        let Ok(next) = outgoing.try_recv() else { break };
+                        batch.push(next);
                     }
-                    sink.flush().await
-                };
-                tokio::select! {
-                    written = write => if written.is_err() { break None },
-                    _ = state.shutdown.cancelled() => break Some(CLOSE_SHUTDOWN),
-                    reason = kick.fired() => break Some(reason),
-                    _ = tokio::time::sleep(ping_every * 2) => {
-                        tracing::debug!(room, user = user.id, "dropping a peer that stopped reading");
-                        break None;
+                    // Stay responsive to kicks and shutdown while a slow peer blocks the write
+                    // (tungstenite keeps a partly written frame buffered for the close).
+                    tokio::select! {
+                        done = feed.deliver(&mut sink, batch) => if let Err(end) = done { break end },
+                        _ = state.shutdown.cancelled() => break Some(CLOSE_SHUTDOWN),
+                        reason = kick.fired() => break Some(reason),
                     }
                 }
-            }
-            incoming = stream.next() => {
-                last_heard = Instant::now();
-                match incoming {
-                    Some(Ok(Frame::Text(text))) => {
-                        if let Some(answer) = handle_client_frame(&state, room, &user, &text).await {
-                            if !matches!(tokio::time::timeout(ping_every, sink.send(answer)).await, Ok(Ok(()))) {
-                                break None;
+                incoming = stream.next() => {
+                    last_heard = Instant::now();
+                    let answered = match incoming {
+                        Some(Ok(Frame::Text(text))) => {
+                            match ClientRequest::parse(&text) {
+                                Ok(ClientRequest::Send(content)) => match send(&state, room, user.id, &content).await {
+                                    Ok(()) => Ok(()),
+                                    Err(answer) => feed.write(&mut sink, vec![answer]).await,
+                                },
+                                Ok(ClientRequest::CatchUp(since)) => tokio::select! {
+                                    done = feed.catch_up(&mut sink, since) => done,
+                                    _ = state.shutdown.cancelled() => Err(Some(CLOSE_SHUTDOWN)),
+                                    reason = kick.fired() => Err(Some(reason)),
+                                },
+                                Err(answer) => feed.write(&mut sink, vec![answer]).await,
                             }
                         }
-                    }
-                    Some(Ok(Frame::Binary(_))) => {
-                        let answer = error_frame("Binary frames are not supported; send JSON text");
-                        if !matches!(tokio::time::timeout(ping_every, sink.send(answer)).await, Ok(Ok(()))) {
-                            break None;
+                        Some(Ok(Frame::Binary(_))) => {
+                            let answer = error_frame("Binary frames are not supported; send JSON text");
+                            feed.write(&mut sink, vec![answer]).await
                         }
+                        Some(Ok(Frame::Close(_))) | None => Err(None),
+                        // Pings are answered by tungstenite; pongs only prove the peer is alive.
+                        Some(Ok(_)) => Ok(()),
+                        Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => Err(Some(CLOSE_TOO_BIG)),
+                        Some(Err(_)) => Err(None),
+                    };
+                    if let Err(end) = answered {
+                        break end;
                     }
-                    Some(Ok(Frame::Close(_))) | None => break None,
-                    // Pings are answered by tungstenite; pongs only prove the peer is alive.
-                    Some(Ok(_)) => {}
-                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => break Some(CLOSE_TOO_BIG),
-                    Some(Err(_)) => break None,
+                }
+                _ = pings.tick() => {
+                    if last_heard.elapsed() > ping_every * 2 {
+                        tracing::debug!(room, user = user.id, "dropping a silent WebSocket peer");
+                        break None;
+                    }
+                    if let Err(end) = feed.write(&mut sink, vec![Frame::Ping(Default::default())]).await {
+                        break end;
+                    }
                 }
             }
-            _ = pings.tick() => {
-                if last_heard.elapsed() > ping_every * 2 {
-                    tracing::debug!(room, user = user.id, "dropping a silent WebSocket peer");
-                    break None;
-                }
-                let ping = sink.send(Frame::Ping(Default::default()));
-                if !matches!(tokio::time::timeout(ping_every, ping).await, Ok(Ok(()))) {
-                    break None;
-                }
-            }
-        }
+        },
     };
     // Out of the room before the goodbye, which may wait on a slow peer.
     drop(registration);
     if let Some(reason) = close {
         // A peer that does not read its close frame must not hold shutdown up.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let _ = timeout(CLOSE_TIMEOUT, async {
             let _ = sink.send(close_frame(reason)).await;
             let _ = sink.close().await;
         })
@@ -239,48 +390,64 @@ async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User) {
     }
 }
 
+/// What a client may ask over its socket.
+enum ClientRequest {
+    /// `{"purpose": "send_chat_message", "message": "..."}`
+    Send(String),
+    /// `{"purpose": "catch_up", "since": <message id>}`
+    CatchUp(i64),
+}
+
 #[derive(Deserialize)]
 struct ClientFrame {
     purpose: Option<Value>,
     message: Option<Value>,
+    since: Option<Value>,
 }
 
-/// Acts on one client frame; the answer is an error frame, or nothing when the message was
-/// stored (the sender sees it arrive like everyone else).
-async fn handle_client_frame(
-    state: &SharedState,
-    room: i64,
-    user: &User,
-    text: &str,
-) -> Option<Frame> {
-    let frame: ClientFrame = match serde_json::from_str::<Value>(text) {
-        Ok(value @ Value::Object(_)) => match serde_json::from_value(value) {
-            Ok(frame) => frame,
-            Err(e) => return Some(error_frame(format!("Invalid frame: {e}"))),
-        },
-        Ok(_) => return Some(error_frame("A frame must be a JSON object")),
-        Err(e) => return Some(error_frame(format!("Frame is not valid JSON: {e}"))),
-    };
-    match frame.purpose.as_ref().and_then(Value::as_str) {
-        Some("send_chat_message") => {}
-        Some(other) => return Some(error_frame(format!("Unknown purpose: {other}"))),
-        None => {
-            return Some(error_frame(
-                "Missing \"purpose\": expected \"send_chat_message\"",
-            ))
+impl ClientRequest {
+    /// The request, or the error frame to answer it with.
+    fn parse(text: &str) -> Result<Self, Frame> {
+        let frame: ClientFrame = match serde_json::from_str::<Value>(text) {
+            Ok(value @ Value::Object(_)) => serde_json::from_value(value)
+                .map_err(|e| error_frame(format!("Invalid frame: {e}")))?,
+            Ok(_) => return Err(error_frame("A frame must be a JSON object")),
+            Err(e) => return Err(error_frame(format!("Frame is not valid JSON: {e}"))),
+        };
+        match frame.purpose.as_ref().and_then(Value::as_str) {
+            Some("send_chat_message") => match frame.message {
+                Some(Value::String(content)) => {
+                    validate_content(&content, false).map_err(error_frame)?;
+                    Ok(Self::Send(content))
+                }
+                _ => Err(error_frame("\"message\" must be a string")),
+            },
+            Some("catch_up") => match frame.since.as_ref().and_then(Value::as_i64) {
+                Some(since) if since >= 0 => Ok(Self::CatchUp(since)),
+                _ => Err(error_frame(
+                    "\"since\" must be a message id (a non-negative integer)",
+                )),
+            },
+            Some(other) => Err(error_frame(format!("Unknown purpose: {other}"))),
+            None => Err(error_frame(
+                "Missing \"purpose\": expected \"send_chat_message\" or \"catch_up\"",
+            )),
         }
     }
-    let Some(Value::String(content)) = frame.message else {
-        return Some(error_frame("\"message\" must be a string"));
-    };
-    if let Err(e) = validate_content(&content, false) {
-        return Some(error_frame(e));
-    }
-    match post(state, room, user.id, &content, None).await {
-        Ok(_) => None,
+}
+
+/// Stores a message sent over the socket; the sender sees it arrive like everyone else.
+async fn send(state: &SharedState, room: i64, user: i64, content: &str) -> Result<(), Frame> {
+    match state.store.post_message(room, user, content, None).await {
+        Ok(_) => Ok(()),
         Err(StoreError::NotMember | StoreError::RoomNotFound) => {
-            Some(error_frame("You are no longer a member of this chatroom"))
+            Err(error_frame("You are no longer a member of this chatroom"))
         }
-        Err(e) => Some(error_frame(ApiError::from(e).errors["detail"].to_string())),
+        Err(e) => Err(error_frame(
+            ApiError::from(e).errors["detail"]
+                .as_str()
+                .unwrap_or("The message could not be stored")
+                .to_string(),
+        )),
     }
 }

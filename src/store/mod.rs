@@ -3,8 +3,12 @@
 pub mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::events::RoomEvent;
 
 /// Errors a store reports. Domain outcomes (not found, not a member, ...) are variants so
 /// that every backend answers them the same way and the HTTP layer maps them in one place.
@@ -99,6 +103,13 @@ pub struct Page {
     pub after: Option<i64>,
 }
 
+/// An event waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub event: RoomEvent,
+}
+
 /// Who may see an attachment: the members of `room_id`.
 #[derive(Debug, Clone)]
 pub struct AttachmentOwner {
@@ -129,10 +140,13 @@ pub trait Store: Send + Sync {
     async fn room(&self, room: i64) -> StoreResult<Option<Room>>;
     /// `Ok(())` for a member; `RoomNotFound` or `NotMember` otherwise.
     async fn check_member(&self, room: i64, user: i64) -> StoreResult<()>;
+    /// Adds a member and queues the join notice in the outbox, atomically.
     async fn join_room(&self, room: i64, user: i64, cap: usize) -> StoreResult<Room>;
+    /// Removes a member and queues the leave notice in the outbox, atomically.
     async fn leave_room(&self, room: i64, user: i64) -> StoreResult<Room>;
 
-    /// Stores a message from a member; the membership check and the insert are atomic.
+    /// Stores a message from a member and queues its event in the outbox; the membership
+    /// check, the insert and the outbox row are one transaction.
     async fn post_message(
         &self,
         room: i64,
@@ -143,6 +157,17 @@ pub trait Store: Send + Sync {
     /// A page of a room's history for a member.
     async fn messages(&self, room: i64, user: i64, page: Page) -> StoreResult<Vec<Message>>;
     async fn attachment_owner(&self, file_name: &str) -> StoreResult<Option<AttachmentOwner>>;
+
+    /// The oldest outbox entries, in id (commit) order.
+    async fn outbox_batch(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>>;
+    /// Removes published entries.
+    async fn outbox_delete(&self, ids: Vec<i64>) -> StoreResult<()>;
+    /// Notified after each commit that added outbox entries.
+    fn outbox_signal(&self) -> Arc<Notify>;
+    /// Takes or renews the relay lease for `holder`; `false` while another holder has it.
+    async fn acquire_relay_lease(&self, holder: &str, ttl: Duration) -> StoreResult<bool>;
+    /// Gives the lease up (on shutdown), so another relay need not wait for it to expire.
+    async fn release_relay_lease(&self, holder: &str) -> StoreResult<()>;
 
     /// Cheap round trip used by readiness checks.
     async fn ping(&self) -> StoreResult<()>;

@@ -11,16 +11,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use super::{
-    now_timestamp, Attachment, AttachmentOwner, Member, Message, NewUser, Page, Room, Store,
-    StoreError, StoreResult, User,
+    now_timestamp, Attachment, AttachmentOwner, Member, Message, NewUser, OutboxEntry, Page, Room,
+    Store, StoreError, StoreResult, User,
 };
+use crate::events::RoomEvent;
 
 /// The schema, applied in this order and recorded in `schema_migrations`.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init", include_str!("../../sql/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../sql/sqlite/0001_init.sql")),
+    (
+        "0002_outbox",
+        include_str!("../../sql/sqlite/0002_outbox.sql"),
+    ),
+];
 
 /// Most writes committed together; bounds the latency a write can add to the others.
 const MAX_BATCH: usize = 512;
@@ -35,6 +41,7 @@ type Job = Box<dyn FnOnce(StoreResult<&Connection>) -> (bool, Reply) + Send>;
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Readers>,
+    outbox: Arc<Notify>,
 }
 
 struct Readers {
@@ -67,6 +74,7 @@ impl SqliteStore {
                 path,
                 idle: Mutex::new(Vec::new()),
             }),
+            outbox: Arc::new(Notify::new()),
         })
     }
 
@@ -300,6 +308,21 @@ fn check_member(conn: &Connection, room: i64, user: i64) -> StoreResult<()> {
     }
 }
 
+fn enqueue(conn: &Connection, event: &RoomEvent) -> StoreResult<()> {
+    let body = serde_json::to_string(event).map_err(|e| StoreError::Backend(e.to_string()))?;
+    conn.prepare_cached("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)")?
+        .execute(params![body, event.created_at])?;
+    Ok(())
+}
+
+fn username(conn: &Connection, user: i64) -> StoreResult<String> {
+    Ok(
+        conn.query_row("SELECT username FROM users WHERE id = ?1", [user], |row| {
+            row.get(0)
+        })?,
+    )
+}
+
 fn touch_room(conn: &Connection, room: i64) -> StoreResult<()> {
     conn.execute(
         "UPDATE rooms SET updated_at = ?2 WHERE id = ?1",
@@ -496,41 +519,57 @@ impl Store for SqliteStore {
     }
 
     async fn join_room(&self, room: i64, user: i64, cap: usize) -> StoreResult<Room> {
-        self.write(move |conn| {
-            match check_member(conn, room, user) {
-                Ok(()) => return Err(StoreError::AlreadyMember),
-                Err(StoreError::NotMember) => {}
-                Err(e) => return Err(e),
-            }
-            let count: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM room_members WHERE room_id = ?1",
-                [room],
-                |row| row.get(0),
-            )?;
-            if count as usize >= cap {
-                return Err(StoreError::RoomFull);
-            }
-            conn.execute(
-                "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
-                params![room, user, now_timestamp()],
-            )?;
-            touch_room(conn, room)?;
-            load_room(conn, room)?.ok_or(StoreError::RoomNotFound)
-        })
-        .await
+        let joined = self
+            .write(move |conn| {
+                match check_member(conn, room, user) {
+                    Ok(()) => return Err(StoreError::AlreadyMember),
+                    Err(StoreError::NotMember) => {}
+                    Err(e) => return Err(e),
+                }
+                let count: i64 = conn.query_row(
+                    "SELECT COUNT(*) FROM room_members WHERE room_id = ?1",
+                    [room],
+                    |row| row.get(0),
+                )?;
+                if count as usize >= cap {
+                    return Err(StoreError::RoomFull);
+                }
+                let now = now_timestamp();
+                conn.execute(
+                    "INSERT INTO room_members (room_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+                    params![room, user, now],
+                )?;
+                touch_room(conn, room)?;
+                enqueue(
+                    conn,
+                    &RoomEvent::joined(room, user, &username(conn, user)?, &now),
+                )?;
+                load_room(conn, room)?.ok_or(StoreError::RoomNotFound)
+            })
+            .await?;
+        self.outbox.notify_one();
+        Ok(joined)
     }
 
     async fn leave_room(&self, room: i64, user: i64) -> StoreResult<Room> {
-        self.write(move |conn| {
-            check_member(conn, room, user)?;
-            conn.execute(
-                "DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2",
-                params![room, user],
-            )?;
-            touch_room(conn, room)?;
-            load_room(conn, room)?.ok_or(StoreError::RoomNotFound)
-        })
-        .await
+        let left = self
+            .write(move |conn| {
+                check_member(conn, room, user)?;
+                conn.execute(
+                    "DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2",
+                    params![room, user],
+                )?;
+                touch_room(conn, room)?;
+                let now = now_timestamp();
+                enqueue(
+                    conn,
+                    &RoomEvent::left(room, user, &username(conn, user)?, &now),
+                )?;
+                load_room(conn, room)?.ok_or(StoreError::RoomNotFound)
+            })
+            .await?;
+        self.outbox.notify_one();
+        Ok(left)
     }
 
     async fn post_message(
@@ -541,26 +580,31 @@ impl Store for SqliteStore {
         attachment: Option<Attachment>,
     ) -> StoreResult<Message> {
         let content = content.to_string();
-        self.write(move |conn| {
-            check_member(conn, room, sender)?;
-            conn.prepare_cached(
-                "INSERT INTO messages (room_id, sender_id, content, created_at)
+        let message = self
+            .write(move |conn| {
+                check_member(conn, room, sender)?;
+                conn.prepare_cached(
+                    "INSERT INTO messages (room_id, sender_id, content, created_at)
                  VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![room, sender, content, now_timestamp()])?;
-            let id = conn.last_insert_rowid();
-            if let Some(file) = &attachment {
-                conn.execute(
-                    "INSERT INTO attachments (message_id, file_name, content_type, size)
+                )?
+                .execute(params![room, sender, content, now_timestamp()])?;
+                let id = conn.last_insert_rowid();
+                if let Some(file) = &attachment {
+                    conn.execute(
+                        "INSERT INTO attachments (message_id, file_name, content_type, size)
                      VALUES (?1, ?2, ?3, ?4)",
-                    params![id, file.file_name, file.content_type, file.size as i64],
-                )?;
-            }
-            Ok(conn
-                .prepare_cached(&format!("{MESSAGE_SELECT} WHERE m.id = ?1"))?
-                .query_row([id], message_from_row)?)
-        })
-        .await
+                        params![id, file.file_name, file.content_type, file.size as i64],
+                    )?;
+                }
+                let message = conn
+                    .prepare_cached(&format!("{MESSAGE_SELECT} WHERE m.id = ?1"))?
+                    .query_row([id], message_from_row)?;
+                enqueue(conn, &RoomEvent::message(&message))?;
+                Ok(message)
+            })
+            .await?;
+        self.outbox.notify_one();
+        Ok(message)
     }
 
     async fn messages(&self, room: i64, user: i64, page: Page) -> StoreResult<Vec<Message>> {
@@ -609,6 +653,72 @@ impl Store for SqliteStore {
                     },
                 )
                 .optional()?)
+        })
+        .await
+    }
+
+    async fn outbox_batch(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT id, event FROM outbox ORDER BY id LIMIT ?1")?;
+            let rows = stmt
+                .query_map([limit], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(id, body)| {
+                    let event = serde_json::from_str(&body).map_err(|e| {
+                        StoreError::Backend(format!("outbox entry {id} is corrupt: {e}"))
+                    })?;
+                    Ok(OutboxEntry { id, event })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn outbox_delete(&self, ids: Vec<i64>) -> StoreResult<()> {
+        self.write(move |conn| {
+            let mut delete = conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+            for id in ids {
+                delete.execute([id])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn outbox_signal(&self) -> Arc<Notify> {
+        self.outbox.clone()
+    }
+
+    async fn acquire_relay_lease(&self, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        let holder = holder.to_string();
+        self.write(move |conn| {
+            let now = chrono::Utc::now().timestamp_millis();
+            let until = now + ttl.as_millis() as i64;
+            conn.execute(
+                "INSERT INTO relay_lease (id, holder, expires_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET holder = excluded.holder,
+                                                expires_at = excluded.expires_at
+                 WHERE relay_lease.holder = excluded.holder OR relay_lease.expires_at < ?3",
+                params![holder, until, now],
+            )?;
+            Ok(conn.query_row(
+                "SELECT holder = ?1 FROM relay_lease WHERE id = 1",
+                [&holder],
+                |row| row.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn release_relay_lease(&self, holder: &str) -> StoreResult<()> {
+        let holder = holder.to_string();
+        self.write(move |conn| {
+            conn.execute("DELETE FROM relay_lease WHERE holder = ?1", [holder])?;
+            Ok(())
         })
         .await
     }

@@ -5,7 +5,7 @@
 //! to `room.<id>` while the node has sockets in that room. The exchange is live-only fan-out:
 //! messages are transient, the database is the record.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +22,7 @@ use lapin::{
     Acker, BasicProperties, Channel, Connection, ConnectionProperties, ConnectionStatus, Consumer,
     ExchangeKind,
 };
-use tokio::sync::{Notify, OwnedMutexGuard};
+use tokio::sync::{oneshot, Notify, OwnedMutexGuard};
 use tokio::time::{timeout, Instant};
 
 use super::{EventStream, RoomEvent, Transport, TransportError};
@@ -38,6 +38,8 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 const RECONNECT_COOLDOWN: Duration = Duration::from_secs(1);
 /// Unacknowledged deliveries the broker may push to this node.
 const PREFETCH: u16 = 256;
+/// How long `subscribe` waits for its binding before reporting the broker as unavailable.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Amqp091Transport {
     uri: AMQPUri,
@@ -68,6 +70,19 @@ struct Rooms {
     wanted: HashSet<i64>,
     /// Rooms whose binding may differ from `wanted`, for the consuming stream to fix.
     dirty: HashSet<i64>,
+    /// Rooms bound on the live queue (empty while there is none).
+    bound: HashSet<i64>,
+    /// `subscribe` calls waiting for their room to be bound.
+    waiters: HashMap<i64, Vec<oneshot::Sender<()>>>,
+}
+
+impl Rooms {
+    fn set_bound(&mut self, room: i64) {
+        self.bound.insert(room);
+        for waiter in self.waiters.remove(&room).unwrap_or_default() {
+            let _ = waiter.send(());
+        }
+    }
 }
 
 impl Amqp091Transport {
@@ -93,19 +108,6 @@ impl Amqp091Transport {
 
     fn connection_name(&self) -> String {
         format!("chatnode {}", self.node_id)
-    }
-
-    fn mark_room(&self, room: i64, wanted: bool) {
-        {
-            let mut rooms = self.rooms.lock().expect("rooms poisoned");
-            if wanted {
-                rooms.wanted.insert(room);
-            } else {
-                rooms.wanted.remove(&room);
-            }
-            rooms.dirty.insert(room);
-        }
-        self.rooms_changed.notify_one();
     }
 
     fn set_health(&self, health: Result<ConnectionStatus, String>) {
@@ -228,12 +230,40 @@ impl Transport for Amqp091Transport {
             })?
     }
 
-    fn subscribe(&self, room: i64) {
-        self.mark_room(room, true);
+    async fn subscribe(&self, room: i64) -> Result<(), TransportError> {
+        let bound = {
+            let mut rooms = self.rooms.lock().expect("rooms poisoned");
+            rooms.wanted.insert(room);
+            if rooms.bound.contains(&room) {
+                return Ok(());
+            }
+            rooms.dirty.insert(room);
+            if self.consuming.try_lock().is_ok() {
+                // No live stream: the binding waits for the next `events`.
+                return Err(TransportError::Other(format!(
+                    "room {room} will be bound once the broker connection is up"
+                )));
+            }
+            let (waiter, bound) = oneshot::channel();
+            rooms.waiters.entry(room).or_default().push(waiter);
+            bound
+        };
+        self.rooms_changed.notify_one();
+        match timeout(SUBSCRIBE_TIMEOUT, bound).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(TransportError::Other(format!(
+                "room {room} is not bound yet; it will be once the broker is back"
+            ))),
+        }
     }
 
     fn unsubscribe(&self, room: i64) {
-        self.mark_room(room, false);
+        {
+            let mut rooms = self.rooms.lock().expect("rooms poisoned");
+            rooms.wanted.remove(&room);
+            rooms.dirty.insert(room);
+        }
+        self.rooms_changed.notify_one();
     }
 
     /// Declares the exchange and a fresh queue on the node's connection (reconnecting if
@@ -273,6 +303,7 @@ impl Transport for Amqp091Transport {
         let wanted = {
             let mut rooms = self.rooms.lock().expect("rooms poisoned");
             rooms.dirty.clear();
+            rooms.bound.clear();
             rooms.wanted.clone()
         };
         // Consume before binding: an auto-delete queue that never had a consumer would outlive
@@ -289,6 +320,12 @@ impl Transport for Amqp091Transport {
         .await?;
         for &room in &wanted {
             bind(&channel, &queue, &self.exchange, room).await?;
+        }
+        {
+            let mut rooms = self.rooms.lock().expect("rooms poisoned");
+            for &room in &wanted {
+                rooms.set_bound(room);
+            }
         }
         let consuming = Consuming {
             _guard: guard,
@@ -336,6 +373,13 @@ struct Consuming {
     bound: HashSet<i64>,
     /// The delivery last handed out.
     unacked: Option<Acker>,
+}
+
+impl Drop for Consuming {
+    fn drop(&mut self) {
+        // The queue dies with this stream: nothing is bound until `events` runs again.
+        self.rooms.lock().expect("rooms poisoned").bound.clear();
+    }
 }
 
 impl Consuming {
@@ -396,6 +440,7 @@ impl Consuming {
             if wanted && !self.bound.contains(&room) {
                 bind(&self.channel, &self.queue, &self.exchange, room).await?;
                 self.bound.insert(room);
+                self.rooms.lock().expect("rooms poisoned").set_bound(room);
             } else if !wanted && self.bound.contains(&room) {
                 bounded(
                     "unbind a room",
@@ -408,6 +453,11 @@ impl Consuming {
                 )
                 .await?;
                 self.bound.remove(&room);
+                self.rooms
+                    .lock()
+                    .expect("rooms poisoned")
+                    .bound
+                    .remove(&room);
             }
         }
         Ok(())
@@ -638,12 +688,11 @@ mod tests {
     async fn amqp091_nodes_receive_only_the_rooms_they_subscribed() {
         with_exchange(|url, exchange| async move {
             let (a, b) = (node(&url, &exchange), node(&url, &exchange));
-            a.subscribe(1);
-            a.subscribe(2);
-            b.subscribe(2);
-            b.subscribe(3);
             let mut sub_a = Subscriber::start(&a).await;
             let mut sub_b = Subscriber::start(&b).await;
+            for (transport, room) in [(&a, 1), (&a, 2), (&b, 2), (&b, 3)] {
+                transport.subscribe(room).await.expect("bound");
+            }
             assert_eq!(a.health(), Ok("amqp091"));
             for room in [1, 2] {
                 sub_a.settle(&a, room).await;
@@ -675,9 +724,9 @@ mod tests {
     async fn amqp091_unsubscribed_rooms_stop_arriving_and_can_come_back() {
         with_exchange(|url, exchange| async move {
             let (a, b) = (node(&url, &exchange), node(&url, &exchange));
-            a.subscribe(1);
-            a.subscribe(2);
             let mut sub_a = Subscriber::start(&a).await;
+            a.subscribe(1).await.expect("bound");
+            a.subscribe(2).await.expect("bound");
             sub_a.settle(&b, 1).await;
             sub_a.settle(&b, 2).await;
 
@@ -703,7 +752,7 @@ mod tests {
             b.publish(event(2, "fence")).await.expect("b publishes");
             assert_eq!(sub_a.until(&["fence"]).await, sorted(&[(2, "fence")]));
 
-            a.subscribe(1);
+            a.subscribe(1).await.expect("bound again");
             sub_a.settle(&b, 1).await;
             b.publish(event(1, "back")).await.expect("b publishes");
             assert_eq!(sub_a.next_real().await.message, "back");
@@ -757,10 +806,10 @@ mod tests {
     async fn amqp091_reconnects_and_rebinds_after_the_broker_closes_the_connection() {
         with_exchange(|url, exchange| async move {
             let (a, b) = (node(&url, &exchange), node(&url, &exchange));
-            a.subscribe(1);
-            b.subscribe(1);
             let mut sub_a = Subscriber::start(&a).await;
             let mut sub_b = Subscriber::start(&b).await;
+            a.subscribe(1).await.expect("bound");
+            b.subscribe(1).await.expect("bound");
             sub_a.settle(&a, 1).await;
             sub_b.settle(&b, 1).await;
             a.publish(event(1, "before")).await.expect("a publishes");
@@ -828,7 +877,10 @@ mod tests {
         let transport = Amqp091Transport::new("amqp://guest:guest@127.0.0.1:1/%2f", "x", "n")
             .expect("a valid URL is enough to build");
         assert!(transport.health().is_err());
-        transport.subscribe(7);
+        assert!(
+            transport.subscribe(7).await.is_err(),
+            "nothing can be bound"
+        );
         let events = timeout(WAIT, transport.events()).await.expect("in time");
         assert!(events.is_err());
         let published = timeout(WAIT, transport.publish(event(7, "lost"))).await;

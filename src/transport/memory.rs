@@ -47,8 +47,9 @@ impl Transport for MemoryTransport {
             .map_err(|_| TransportError::Closed)
     }
 
-    fn subscribe(&self, room: i64) {
+    async fn subscribe(&self, room: i64) -> Result<(), TransportError> {
         self.rooms.lock().expect("rooms poisoned").insert(room);
+        Ok(())
     }
 
     fn unsubscribe(&self, room: i64) {
@@ -98,7 +99,7 @@ mod tests {
     #[tokio::test]
     async fn delivers_only_subscribed_rooms_and_resumes_after_a_dropped_stream() {
         let bus = MemoryTransport::default();
-        bus.subscribe(1);
+        bus.subscribe(1).await.unwrap();
         bus.publish(event(2)).await.unwrap();
         bus.publish(event(1)).await.unwrap();
         let mut events = bus.events().await.unwrap();

@@ -9,9 +9,8 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use futures_util::Stream;
-use serde::{Deserialize, Serialize};
 
-pub const BOT_SENDER: &str = "WhatsApp MessengerBot";
+pub use crate::events::{EventKind, RoomEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -23,40 +22,24 @@ pub enum TransportError {
     Other(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Message,
-    MemberJoined,
-    MemberLeft,
-}
-
-/// One room event as it crosses the transport (JSON on the wire).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RoomEvent {
-    pub kind: EventKind,
-    pub chat_id: i64,
-    /// Message id; `None` for join/leave notices, which are not stored.
-    pub id: Option<i64>,
-    pub message: String,
-    /// Username of the author, or the bot for notices.
-    pub sender: String,
-    pub sender_id: Option<i64>,
-    /// Whom a join/leave notice is about.
-    pub user_id: Option<i64>,
-    /// Attachment URL.
-    pub file: Option<String>,
-    pub created_at: String,
-}
-
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<RoomEvent, TransportError>> + Send>>;
 
 #[async_trait]
 pub trait Transport: Send + Sync {
-    /// Hands an already stored event to every node serving its room.
+    /// Hands an already stored event to every node serving its room; returns once the
+    /// transport has taken responsibility for it (broker confirm).
     async fn publish(&self, event: RoomEvent) -> Result<(), TransportError>;
-    /// This node now has sockets in `room`: deliver its events here. Idempotent.
-    fn subscribe(&self, room: i64);
+    /// Publishes events in order; all are taken when it returns `Ok`.
+    async fn publish_batch(&self, events: Vec<RoomEvent>) -> Result<(), TransportError> {
+        for event in events {
+            self.publish(event).await?;
+        }
+        Ok(())
+    }
+    /// This node now has sockets in `room`: deliver its events here. Idempotent. Resolves
+    /// once the room's events do reach this node; an error means they will once the
+    /// transport recovers (the subscription is kept).
+    async fn subscribe(&self, room: i64) -> Result<(), TransportError>;
     /// The last socket of `room` on this node has gone.
     fn unsubscribe(&self, room: i64);
     /// The events of subscribed rooms. One consumer at a time; after the stream ends or
