@@ -22,6 +22,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct TestNode {
     pub address: SocketAddr,
+    pub node_id: String,
     pub base: String,
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
@@ -58,12 +59,14 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestNode {
 
 /// Starts a node on `config`, keeping `data_dir` alive as long as the node.
 pub async fn start(config: Config, data_dir: tempfile::TempDir) -> TestNode {
+    let node_id = config.node_id.clone();
     let app = Application::build(config).await.expect("node starts");
     let address = app.address();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run());
     let node = TestNode {
         address,
+        node_id,
         base: format!("http://{address}"),
         client: reqwest::Client::new(),
         data_dir,

@@ -3,6 +3,9 @@
 
 mod attachments;
 mod auth;
+mod broker;
+mod catchup;
+mod cluster;
 mod docs;
 mod errors;
 mod helpers;

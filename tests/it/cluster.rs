@@ -1,0 +1,233 @@
+//! Several nodes on one real broker and one shared database: every message sent to any node
+//! reaches every member's socket on every node, exactly once and in id order, also when the
+//! broker drops the connections mid-stream.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chatnode::config::TransportKind;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::broker::{brokers, Broker};
+use crate::helpers::{start, test_config, TestNode, TestUser, WsClient, WAIT};
+
+struct Cluster {
+    nodes: Vec<TestNode>,
+    database: PathBuf,
+    exchange: String,
+    _database_dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(broker: &Broker, transport: TransportKind, size: usize) -> Self {
+        let database_dir = tempfile::tempdir().unwrap();
+        let database = database_dir.path().join("shared.db");
+        let exchange = format!("chatnode-it-{}", uuid::Uuid::new_v4().simple());
+        let mut nodes = Vec::new();
+        for _ in 0..size {
+            let data_dir = tempfile::tempdir().unwrap();
+            let mut config = test_config(data_dir.path());
+            config.database_url = Some(format!("sqlite://{}", database.display()));
+            config.transport = transport;
+            config.broker_url = Some(broker.url.clone());
+            config.exchange = exchange.clone();
+            nodes.push(start(config, data_dir).await);
+        }
+        Self {
+            nodes,
+            database,
+            exchange,
+            _database_dir: database_dir,
+        }
+    }
+
+    fn node_ids(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.node_id.clone()).collect()
+    }
+
+    fn outbox_len(&self) -> i64 {
+        let db = rusqlite::Connection::open(&self.database).unwrap();
+        db.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    async fn wait_outbox_drained(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT * 3;
+        while self.outbox_len() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the outbox never drained"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self, broker: &Broker) {
+        for node in self.nodes {
+            node.stop().await;
+        }
+        broker.delete_exchange(&self.exchange).await;
+    }
+}
+
+/// Message ids as they arrive on `socket` (notices skipped) until `count` have arrived.
+async fn receive_ids(socket: &mut WsClient, count: usize) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(count);
+    while ids.len() < count {
+        let data = socket.next_data().await;
+        if data["event"] == "message" {
+            ids.push(data["id"].as_i64().unwrap());
+        }
+    }
+    ids
+}
+
+async fn room_ids(node: &TestNode, user: &TestUser, room: i64) -> Vec<i64> {
+    node.history(user, room, "?limit=200")
+        .await
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect()
+}
+
+async fn members(cluster: &Cluster) -> (TestUser, TestUser, TestUser, i64) {
+    let alice = cluster.nodes[0].register("alice").await;
+    let bob = cluster.nodes[1].register("bob").await;
+    let carol = cluster.nodes[2].register("carol").await;
+    let room = cluster.nodes[1]
+        .create_room(&alice, "everywhere", &[&bob, &carol])
+        .await;
+    (alice, bob, carol, room)
+}
+
+async fn every_message_reaches_every_node(transport: TransportKind) {
+    for broker in brokers().await {
+        eprintln!("broker: {}", broker.label);
+        let cluster = Cluster::start(&broker, transport, 3).await;
+        let (alice, bob, carol, room) = members(&cluster).await;
+        let nodes = &cluster.nodes;
+        let mut sockets = vec![
+            nodes[0].ws(room, &alice).await,
+            nodes[1].ws(room, &bob).await,
+            nodes[2].ws(room, &carol).await,
+            nodes[2].ws(room, &alice).await,
+        ];
+        let per_sender = 10;
+        let senders = [(&nodes[0], &alice), (&nodes[1], &bob), (&nodes[2], &carol)];
+        let sends = senders.iter().map(|(node, user)| async move {
+            for i in 0..per_sender {
+                node.send_message(user, room, &format!("{} #{i}", user.username))
+                    .await;
+            }
+        });
+        futures_util::future::join_all(sends).await;
+        let expected = room_ids(&nodes[0], &alice, room).await;
+        assert_eq!(expected.len(), 3 * per_sender);
+        for socket in &mut sockets {
+            assert_eq!(
+                receive_ids(socket, expected.len()).await,
+                expected,
+                "{}",
+                broker.label
+            );
+            socket.expect_silence(Duration::from_millis(300)).await;
+        }
+        cluster.wait_outbox_drained().await;
+        drop(sockets);
+        cluster.stop(&broker).await;
+    }
+}
+
+async fn broker_connection_loss_loses_nothing(transport: TransportKind) {
+    for broker in brokers().await {
+        eprintln!("broker: {}", broker.label);
+        let cluster = Cluster::start(&broker, transport, 3).await;
+        let (alice, bob, carol, room) = members(&cluster).await;
+        let nodes = &cluster.nodes;
+        let mut steady = vec![
+            nodes[0].ws(room, &alice).await,
+            nodes[2].ws(room, &carol).await,
+        ];
+        let mut reconnecting = nodes[1].ws(room, &bob).await;
+
+        let total = 45;
+        let users = [&alice, &bob, &carol];
+        let mut received_before_drop = Vec::new();
+        for i in 0..total {
+            if i == 15 {
+                let closed = broker.close_connections_of(&cluster.node_ids()).await;
+                assert!(
+                    closed >= 3,
+                    "each node had its broker connection ({closed} closed)"
+                );
+            }
+            if i == 20 {
+                received_before_drop = receive_ids(&mut reconnecting, 10).await;
+                drop(reconnecting);
+                nodes[1].wait_for_sockets(0).await;
+                reconnecting = WsClient {
+                    stream: tokio_tungstenite::connect_async(format!(
+                        "{}&since={}",
+                        nodes[1].ws_url(room, &bob.access),
+                        received_before_drop.last().unwrap()
+                    ))
+                    .await
+                    .expect("reconnects with since")
+                    .0,
+                };
+            }
+            let (status, body) = nodes[i % 3]
+                .post(
+                    &format!("/api/v1/chat/chatrooms/{room}/messages/send/"),
+                    Some(&users[i % 3].access),
+                    json!({ "content": format!("message {i}") }),
+                )
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::CREATED,
+                "a send during the outage: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let expected = room_ids(&nodes[0], &alice, room).await;
+        assert_eq!(expected.len(), total);
+        for socket in &mut steady {
+            assert_eq!(
+                receive_ids(socket, total).await,
+                expected,
+                "{}",
+                broker.label
+            );
+            socket.expect_silence(Duration::from_millis(300)).await;
+        }
+        let mut rest = receive_ids(&mut reconnecting, total - received_before_drop.len()).await;
+        reconnecting
+            .expect_silence(Duration::from_millis(300))
+            .await;
+        received_before_drop.append(&mut rest);
+        assert_eq!(
+            received_before_drop, expected,
+            "the reconnected socket caught up"
+        );
+
+        cluster.wait_outbox_drained().await;
+        for node in nodes {
+            let (status, _) = node.get("/healthz", None).await;
+            assert_eq!(status, StatusCode::OK, "the node survived");
+        }
+        drop((steady, reconnecting));
+        cluster.stop(&broker).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp091_every_message_reaches_every_node_once_in_order() {
+    every_message_reaches_every_node(TransportKind::Amqp091).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp091_broker_connection_loss_loses_nothing() {
+    broker_connection_loss_loses_nothing(TransportKind::Amqp091).await;
+}
