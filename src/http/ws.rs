@@ -102,6 +102,12 @@ pub async fn handshake(
     let user = user_for_token(&state, token).await?;
     let room = room_id(&id)?;
     state.store.check_member(room, user.id).await?;
+    // Without `since`, the feed starts at the handshake: everything stored after this point
+    // reaches the client, even what commits before the room's subscription is in place.
+    let since = match query.since {
+        Some(since) => since,
+        None => newest_message_id(&state, room, user.id).await?,
+    };
     let upgrade_requested = headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
@@ -133,7 +139,7 @@ pub async fn handshake(
                     Some(config),
                 )
                 .await;
-                run_socket(socket, task_state, room, user, query.since).await;
+                run_socket(socket, task_state, room, user, since).await;
             }
             Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
         }
@@ -146,6 +152,16 @@ pub async fn handshake(
     out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     Ok(response)
+}
+
+async fn newest_message_id(state: &SharedState, room: i64, user: i64) -> Result<i64, ApiError> {
+    let page = Page {
+        limit: 1,
+        before: None,
+        after: None,
+    };
+    let newest = state.store.messages(room, user, page).await?;
+    Ok(newest.last().map_or(0, |m| m.id))
 }
 
 fn close_frame(reason: CloseReason) -> Frame {
@@ -259,25 +275,11 @@ impl Feed {
             }
         }
     }
-
-    /// The newest message id now: a socket without `since` starts after it.
-    async fn newest_id(&self) -> Result<i64, End> {
-        let page = Page {
-            limit: 1,
-            before: None,
-            after: None,
-        };
-        match self.state.store.messages(self.room, self.user, page).await {
-            Ok(messages) => Ok(messages.last().map_or(0, |m| m.id)),
-            Err(StoreError::NotMember | StoreError::RoomNotFound) => Err(Some(CLOSE_LEFT_ROOM)),
-            Err(_) => Err(Some(CLOSE_STORE_DOWN)),
-        }
-    }
 }
 
 /// Serves one socket until the peer leaves, goes quiet, falls behind, is evicted or the node
 /// shuts down.
-async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User, since: Option<i64>) {
+async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User, since: i64) {
     let (queue, mut outgoing) = mpsc::channel::<Outgoing>(state.config.ws_queue.max(1));
     let kick = Kick::default();
     // Registered (and subscribed) before reading history, so nothing falls in between.
@@ -289,23 +291,11 @@ async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User, s
         state: state.clone(),
         room,
         user: user.id,
-        cursor: 0,
+        cursor: since,
         stall: ping_every * 2,
     };
-    let start = async {
-        match since {
-            Some(since) => {
-                feed.cursor = since;
-                feed.catch_up(&mut sink, since).await
-            }
-            None => {
-                feed.cursor = feed.newest_id().await?;
-                Ok(())
-            }
-        }
-    };
     let started = tokio::select! {
-        started = start => started,
+        started = feed.catch_up(&mut sink, since) => started,
         _ = state.shutdown.cancelled() => Err(Some(CLOSE_SHUTDOWN)),
         reason = kick.fired() => Err(Some(reason)),
     };

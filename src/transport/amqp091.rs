@@ -431,10 +431,18 @@ impl Consuming {
         let changes: Vec<(i64, bool)> = {
             let mut rooms = self.rooms.lock().expect("rooms poisoned");
             let dirty = std::mem::take(&mut rooms.dirty);
-            dirty
+            let changes: Vec<(i64, bool)> = dirty
                 .into_iter()
                 .map(|room| (room, rooms.wanted.contains(&room)))
-                .collect()
+                .collect();
+            // A room about to be unbound no longer counts as bound, so a `subscribe` racing
+            // with the unbind waits for the re-bind instead of trusting a dying binding.
+            for (room, wanted) in &changes {
+                if !wanted {
+                    rooms.bound.remove(room);
+                }
+            }
+            changes
         };
         for (room, wanted) in changes {
             if wanted && !self.bound.contains(&room) {

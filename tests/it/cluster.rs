@@ -222,12 +222,12 @@ async fn broker_connection_loss_loses_nothing(transport: TransportKind) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn amqp091_every_message_reaches_every_node_once_in_order() {
     every_message_reaches_every_node(TransportKind::Amqp091).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn amqp091_broker_connection_loss_loses_nothing() {
     broker_connection_loss_loses_nothing(TransportKind::Amqp091).await;
 }

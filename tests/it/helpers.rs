@@ -59,6 +59,14 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestNode {
 
 /// Starts a node on `config`, keeping `data_dir` alive as long as the node.
 pub async fn start(config: Config, data_dir: tempfile::TempDir) -> TestNode {
+    // Node logs, shown for failing tests; `RUST_LOG` sets the level (default: warnings).
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
     let node_id = config.node_id.clone();
     let app = Application::build(config).await.expect("node starts");
     let address = app.address();
