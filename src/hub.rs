@@ -69,7 +69,6 @@ pub struct Hub {
     rooms: RwLock<HashMap<i64, HashMap<u64, LocalSocket>>>,
     transport: Arc<dyn Transport>,
     next_id: AtomicU64,
-    delivered: AtomicU64,
     // Serialises subscribe/unsubscribe with the map change they follow.
     membership: Mutex<()>,
 }
@@ -93,7 +92,6 @@ impl Hub {
             rooms: RwLock::new(HashMap::new()),
             transport,
             next_id: AtomicU64::new(1),
-            delivered: AtomicU64::new(0),
             membership: Mutex::new(()),
         }
     }
@@ -179,12 +177,9 @@ impl Hub {
             id: event.id,
             frame: Utf8Bytes::from(event.frame_json()),
         };
-        let delivered = sockets
-            .values()
-            .filter(|socket| offer(socket, &outgoing))
-            .count();
-        self.delivered
-            .fetch_add(delivered as u64, Ordering::Relaxed);
+        for socket in sockets.values() {
+            offer(socket, &outgoing);
+        }
     }
 
     /// Tells every local socket to re-read what it may have missed.
@@ -199,23 +194,14 @@ impl Hub {
         let rooms = self.rooms.read().expect("hub poisoned");
         rooms.values().map(HashMap::len).sum()
     }
-
-    pub fn delivered(&self) -> u64 {
-        self.delivered.load(Ordering::Relaxed)
-    }
 }
 
 /// Queues without waiting; a socket whose queue is full is told to close.
-fn offer(socket: &LocalSocket, outgoing: &Outgoing) -> bool {
+fn offer(socket: &LocalSocket, outgoing: &Outgoing) {
     if socket.kick.token.is_cancelled() {
-        return false;
+        return;
     }
-    match socket.queue.try_send(outgoing.clone()) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            socket.kick.fire(CLOSE_SLOW_READER);
-            false
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    if let Err(mpsc::error::TrySendError::Full(_)) = socket.queue.try_send(outgoing.clone()) {
+        socket.kick.fire(CLOSE_SLOW_READER);
     }
 }

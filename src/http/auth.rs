@@ -1,6 +1,6 @@
 //! Registration, login, token refresh and logout.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 use warp::filters::BoxedFilter;
@@ -14,7 +14,7 @@ use super::{
 use crate::auth::validate::{self, FieldErrors, REQUIRED};
 use crate::auth::{password, AuthError, TokenKind};
 use crate::state::SharedState;
-use crate::store::{NewUser, User};
+use crate::store::NewUser;
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
@@ -38,33 +38,6 @@ pub struct LoginRequest {
 pub struct RefreshRequest {
     /// A refresh token from register or login.
     pub refresh: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct UserView {
-    pub id: i64,
-    pub email: String,
-    pub username: String,
-    pub phone_number: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-impl From<User> for UserView {
-    fn from(u: User) -> Self {
-        Self {
-            id: u.id,
-            email: u.email,
-            username: u.username,
-            phone_number: u.phone_number,
-            first_name: u.first_name,
-            last_name: u.last_name,
-            created_at: u.created_at,
-            updated_at: u.updated_at,
-        }
-    }
 }
 
 pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
@@ -207,7 +180,7 @@ pub async fn register(state: SharedState, body: bytes::Bytes) -> Result<Response
     let credentials = credentials(&state, user.id)?;
     Ok(ok(
         StatusCode::CREATED,
-        json!({ "user": UserView::from(user), "credentials": credentials }),
+        json!({ "user": user, "credentials": credentials }),
     ))
 }
 
@@ -246,7 +219,7 @@ pub async fn login(state: SharedState, body: bytes::Bytes) -> Result<Response, A
     let credentials = credentials(&state, user.id)?;
     Ok(ok(
         StatusCode::OK,
-        json!({ "user": UserView::from(user), "credentials": credentials }),
+        json!({ "user": user, "credentials": credentials }),
     ))
 }
 

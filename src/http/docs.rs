@@ -26,7 +26,7 @@ use super::{auth, error_response, media, messages, rooms, ws, ApiError};
         super::healthz, super::readyz,
     ),
     components(schemas(
-        auth::RegisterRequest, auth::LoginRequest, auth::RefreshRequest, auth::UserView,
+        auth::RegisterRequest, auth::LoginRequest, auth::RefreshRequest, crate::store::User,
         rooms::CreateRoomRequest, rooms::RoomView, rooms::MemberView,
         messages::SendRequest, messages::MessageView, media::UploadForm,
     )),
