@@ -4,6 +4,9 @@
 
 pub mod amqp091;
 pub mod memory;
+mod rooms;
+#[cfg(test)]
+mod testing;
 
 use std::pin::Pin;
 
