@@ -229,11 +229,82 @@ impl Rabbitmqctl {
         )
     }
 
+    /// A node's connections: those whose client properties carry `name`, and the one
+    /// consuming `queue`. RabbitMQ 3 shows its AMQP 1.0 connections neither with client
+    /// properties nor as connections rabbitmqctl can close; they are found through their
+    /// consumer's channel, which is named after the client's address.
+    pub async fn connections_of(&self, name: &str, queue: &str) -> Option<Vec<BrokerConnection>> {
+        let mut found: Vec<BrokerConnection> = self
+            .connections_named(name)
+            .await?
+            .into_iter()
+            .map(BrokerConnection::Listed)
+            .collect();
+        let consumers = self
+            .run(&["list_consumers", "-q", "queue_name", "channel_pid"])
+            .await?;
+        let consuming: Vec<&str> = consumers
+            .lines()
+            .filter_map(
+                |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                    [name, channel] if name == queue => Some(channel),
+                    _ => None,
+                },
+            )
+            .collect();
+        let listed = self.run(&["list_connections", "-q", "pid"]).await?;
+        let channels = self
+            .run(&["list_channels", "-q", "pid", "connection", "name"])
+            .await?;
+        for line in channels.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [channel, connection, client, ..] = fields[..] else {
+                continue;
+            };
+            if !consuming.contains(&channel) {
+                continue;
+            }
+            let connection = if listed.lines().any(|pid| pid.trim() == connection) {
+                BrokerConnection::Listed(connection.to_string())
+            } else {
+                let port = client.rsplit(':').next().and_then(|p| p.parse().ok());
+                BrokerConnection::Hidden(port.expect("channel named after the client address"))
+            };
+            if !found.contains(&connection) {
+                found.push(connection);
+            }
+        }
+        Some(found)
+    }
+
+    /// Ends the connection from the broker's side: rabbitmqctl closes it, or, for one
+    /// rabbitmqctl cannot see, the broker's end of its TCP connection is aborted (the broker
+    /// runs here then). `false` when neither works here.
+    pub async fn cut(&self, broker_port: u16, connection: &BrokerConnection) -> bool {
+        match connection {
+            BrokerConnection::Listed(id) => self.run(&["close_connection", id, "test"]).await,
+            BrokerConnection::Hidden(client_port) => {
+                let filter = format!("( sport = :{broker_port} and dport = :{client_port} )");
+                run(&["ss", "-K", "-t", "state", "established", &filter]).await
+            }
+        }
+        .is_some()
+    }
+
     pub async fn close_connection(&self, id: &str) {
         self.run(&["close_connection", id, "test"])
             .await
             .expect("close the connection");
     }
+}
+
+/// A client connection as the broker shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerConnection {
+    /// rabbitmqctl's id for it.
+    Listed(String),
+    /// The client's port, for a connection rabbitmqctl does not list.
+    Hidden(u16),
 }
 
 async fn run(command: &[&str]) -> Option<String> {
