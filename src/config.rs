@@ -29,14 +29,19 @@ pub struct Config {
     #[arg(long, env = "CHATNODE_TRANSPORT", value_enum, default_value_t = TransportKind::Memory)]
     pub transport: TransportKind,
 
-    /// Broker URL for broker transports (unused by `memory`); for `amqp091` the default is
-    /// `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    /// Broker URL for broker transports (unused by `memory`); for `amqp091` and `amqp10` the
+    /// default is `amqp://guest:guest@127.0.0.1:5672/%2f`.
     #[arg(long, env = "CHATNODE_BROKER_URL", hide_env_values = true)]
     pub broker_url: Option<String>,
 
     /// Broker exchange that carries room events between nodes.
     #[arg(long, env = "CHATNODE_EXCHANGE", default_value = "chatnode")]
     pub exchange: String,
+
+    /// RabbitMQ address format for `amqp10`: `v1` (`/exchange/..`, RabbitMQ 3.x), `v2`
+    /// (`/exchanges/..`, RabbitMQ 4.x) or `auto` (from the version the broker announces).
+    #[arg(long, env = "CHATNODE_AMQP10_ADDRESSING", value_enum, default_value_t = Amqp10Addressing::Auto)]
+    pub amqp10_addressing: Amqp10Addressing,
 
     /// This node's name on the broker; default: a random id generated at start.
     #[arg(long, env = "CHATNODE_NODE_ID", default_value_t = random_node_id(), hide_default_value = true)]
@@ -70,9 +75,20 @@ pub enum TransportKind {
     /// AMQP 0-9-1 broker (RabbitMQ): many nodes share one exchange.
     #[value(name = "amqp091")]
     Amqp091,
+    /// AMQP 1.0 broker (RabbitMQ 3.x with its AMQP 1.0 plugin, or 4.x): same exchange and
+    /// message format as `amqp091`, so nodes of both kinds can share it.
+    #[value(name = "amqp10")]
+    Amqp10,
 }
 
-/// Broker URL used by `amqp091` when none is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Amqp10Addressing {
+    Auto,
+    V1,
+    V2,
+}
+
+/// Broker URL used by the AMQP transports when none is configured.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 fn random_node_id() -> String {
@@ -96,6 +112,7 @@ impl Config {
             transport: TransportKind::Memory,
             broker_url: None,
             exchange: "chatnode".into(),
+            amqp10_addressing: Amqp10Addressing::Auto,
             node_id: random_node_id(),
             max_upload_bytes: 25 * 1024 * 1024,
             log_format: LogFormat::Human,
@@ -141,5 +158,24 @@ mod tests {
         assert_eq!(config.amqp_url(), DEFAULT_AMQP_URL);
         assert_eq!(config.exchange, "chatnode");
         assert_ne!(config.node_id, Config::new("data").node_id);
+    }
+
+    #[test]
+    fn amqp10_and_its_addressing_are_spelled_as_documented() {
+        assert_eq!(
+            TransportKind::from_str("amqp10", false),
+            Ok(TransportKind::Amqp10)
+        );
+        for (name, addressing) in [
+            ("auto", Amqp10Addressing::Auto),
+            ("v1", Amqp10Addressing::V1),
+            ("v2", Amqp10Addressing::V2),
+        ] {
+            assert_eq!(Amqp10Addressing::from_str(name, false), Ok(addressing));
+        }
+        assert_eq!(
+            Config::new("data").amqp10_addressing,
+            Amqp10Addressing::Auto
+        );
     }
 }

@@ -14,6 +14,7 @@ use crate::state::{AppState, SharedState};
 use crate::store::{self, StoreError};
 use crate::supervisor::supervise;
 use crate::transport::amqp091::Amqp091Transport;
+use crate::transport::amqp10::Amqp10Transport;
 use crate::transport::memory::MemoryTransport;
 use crate::transport::{Transport, TransportError};
 
@@ -70,6 +71,22 @@ impl Application {
                     &url,
                     &config.exchange,
                     &config.node_id,
+                )?)
+            }
+            TransportKind::Amqp10 => {
+                let url = config.amqp_url();
+                tracing::info!(
+                    broker = %store::redact(&url),
+                    exchange = %config.exchange,
+                    node = %config.node_id,
+                    addressing = ?config.amqp10_addressing,
+                    "using the AMQP 1.0 transport; connecting in the background"
+                );
+                Arc::new(Amqp10Transport::new(
+                    &url,
+                    &config.exchange,
+                    &config.node_id,
+                    config.amqp10_addressing,
                 )?)
             }
         };

@@ -5,7 +5,7 @@
 //! to `room.<id>` while the node has sockets in that room. The exchange is live-only fan-out:
 //! messages are transient, the database is the record.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,9 +22,10 @@ use lapin::{
     Acker, BasicProperties, Channel, Connection, ConnectionProperties, ConnectionStatus, Consumer,
     ExchangeKind,
 };
-use tokio::sync::{oneshot, Notify, OwnedMutexGuard};
+use tokio::sync::OwnedMutexGuard;
 use tokio::time::{timeout, Instant};
 
+use super::rooms::Subscriptions;
 use super::{EventStream, RoomEvent, Transport, TransportError};
 use crate::store::redact;
 
@@ -38,8 +39,6 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 const RECONNECT_COOLDOWN: Duration = Duration::from_secs(1);
 /// Unacknowledged deliveries the broker may push to this node.
 const PREFETCH: u16 = 256;
-/// How long `subscribe` waits for its binding before reporting the broker as unavailable.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Amqp091Transport {
     uri: AMQPUri,
@@ -49,11 +48,7 @@ pub struct Amqp091Transport {
     link: tokio::sync::Mutex<Link>,
     /// The live connection's status, or why there is none (for `/readyz`).
     health: Mutex<Result<ConnectionStatus, String>>,
-    rooms: Arc<Mutex<Rooms>>,
-    /// Wakes the consuming stream when `rooms` has changes to apply.
-    rooms_changed: Arc<Notify>,
-    /// Held by the one live event stream.
-    consuming: Arc<tokio::sync::Mutex<()>>,
+    subscriptions: Arc<Subscriptions>,
 }
 
 /// The node's single connection and its publishing channel.
@@ -62,27 +57,6 @@ struct Link {
     connection: Option<Connection>,
     publisher: Option<Channel>,
     last_failure: Option<(Instant, String)>,
-}
-
-#[derive(Default)]
-struct Rooms {
-    /// Rooms with local sockets: what the queue should be bound to.
-    wanted: HashSet<i64>,
-    /// Rooms whose binding may differ from `wanted`, for the consuming stream to fix.
-    dirty: HashSet<i64>,
-    /// Rooms bound on the live queue (empty while there is none).
-    bound: HashSet<i64>,
-    /// `subscribe` calls waiting for their room to be bound.
-    waiters: HashMap<i64, Vec<oneshot::Sender<()>>>,
-}
-
-impl Rooms {
-    fn set_bound(&mut self, room: i64) {
-        self.bound.insert(room);
-        for waiter in self.waiters.remove(&room).unwrap_or_default() {
-            let _ = waiter.send(());
-        }
-    }
 }
 
 impl Amqp091Transport {
@@ -100,9 +74,7 @@ impl Amqp091Transport {
             node_id: node_id.to_string(),
             link: tokio::sync::Mutex::new(Link::default()),
             health: Mutex::new(Err("not connected to the broker yet".to_string())),
-            rooms: Arc::new(Mutex::new(Rooms::default())),
-            rooms_changed: Arc::new(Notify::new()),
-            consuming: Arc::new(tokio::sync::Mutex::new(())),
+            subscriptions: Arc::default(),
         })
     }
 
@@ -231,50 +203,18 @@ impl Transport for Amqp091Transport {
     }
 
     async fn subscribe(&self, room: i64) -> Result<(), TransportError> {
-        let bound = {
-            let mut rooms = self.rooms.lock().expect("rooms poisoned");
-            rooms.wanted.insert(room);
-            if rooms.bound.contains(&room) {
-                return Ok(());
-            }
-            rooms.dirty.insert(room);
-            if self.consuming.try_lock().is_ok() {
-                // No live stream: the binding waits for the next `events`.
-                return Err(TransportError::Other(format!(
-                    "room {room} will be bound once the broker connection is up"
-                )));
-            }
-            let (waiter, bound) = oneshot::channel();
-            rooms.waiters.entry(room).or_default().push(waiter);
-            bound
-        };
-        self.rooms_changed.notify_one();
-        match timeout(SUBSCRIBE_TIMEOUT, bound).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(TransportError::Other(format!(
-                "room {room} is not bound yet; it will be once the broker is back"
-            ))),
-        }
+        self.subscriptions.subscribe(room).await
     }
 
     fn unsubscribe(&self, room: i64) {
-        {
-            let mut rooms = self.rooms.lock().expect("rooms poisoned");
-            rooms.wanted.remove(&room);
-            rooms.dirty.insert(room);
-        }
-        self.rooms_changed.notify_one();
+        self.subscriptions.unsubscribe(room);
     }
 
     /// Declares the exchange and a fresh queue on the node's connection (reconnecting if
     /// needed) and binds every wanted room, so calling it again after a failure restores
     /// everything.
     async fn events(&self) -> Result<EventStream, TransportError> {
-        let guard = self
-            .consuming
-            .clone()
-            .try_lock_owned()
-            .map_err(|_| TransportError::Busy)?;
+        let guard = self.subscriptions.start_stream()?;
         let channel = {
             let mut link = self.link.lock().await;
             self.open_channel(&mut link).await?
@@ -300,12 +240,7 @@ impl Transport for Amqp091Transport {
         .await?
         .name()
         .clone();
-        let wanted = {
-            let mut rooms = self.rooms.lock().expect("rooms poisoned");
-            rooms.dirty.clear();
-            rooms.bound.clear();
-            rooms.wanted.clone()
-        };
+        let wanted = self.subscriptions.rebind_all();
         // Consume before binding: an auto-delete queue that never had a consumer would outlive
         // a failed attempt, for as long as the connection lasts.
         let consumer = bounded(
@@ -321,11 +256,8 @@ impl Transport for Amqp091Transport {
         for &room in &wanted {
             bind(&channel, &queue, &self.exchange, room).await?;
         }
-        {
-            let mut rooms = self.rooms.lock().expect("rooms poisoned");
-            for &room in &wanted {
-                rooms.set_bound(room);
-            }
+        for &room in &wanted {
+            self.subscriptions.set_bound(room);
         }
         let consuming = Consuming {
             _guard: guard,
@@ -333,8 +265,7 @@ impl Transport for Amqp091Transport {
             queue: queue.clone(),
             channel,
             consumer,
-            rooms: self.rooms.clone(),
-            rooms_changed: self.rooms_changed.clone(),
+            subscriptions: self.subscriptions.clone(),
             bound: wanted,
             unacked: None,
         };
@@ -368,8 +299,7 @@ struct Consuming {
     queue: ShortString,
     channel: Channel,
     consumer: Consumer,
-    rooms: Arc<Mutex<Rooms>>,
-    rooms_changed: Arc<Notify>,
+    subscriptions: Arc<Subscriptions>,
     bound: HashSet<i64>,
     /// The delivery last handed out.
     unacked: Option<Acker>,
@@ -378,7 +308,7 @@ struct Consuming {
 impl Drop for Consuming {
     fn drop(&mut self) {
         // The queue dies with this stream: nothing is bound until `events` runs again.
-        self.rooms.lock().expect("rooms poisoned").bound.clear();
+        self.subscriptions.clear_bound();
     }
 }
 
@@ -391,7 +321,7 @@ impl Consuming {
         }
         loop {
             let delivery = tokio::select! {
-                _ = self.rooms_changed.notified() => {
+                _ = self.subscriptions.changed() => {
                     self.apply_room_changes().await?;
                     continue;
                 }
@@ -428,27 +358,11 @@ impl Consuming {
     }
 
     async fn apply_room_changes(&mut self) -> Result<(), TransportError> {
-        let changes: Vec<(i64, bool)> = {
-            let mut rooms = self.rooms.lock().expect("rooms poisoned");
-            let dirty = std::mem::take(&mut rooms.dirty);
-            let changes: Vec<(i64, bool)> = dirty
-                .into_iter()
-                .map(|room| (room, rooms.wanted.contains(&room)))
-                .collect();
-            // A room about to be unbound no longer counts as bound, so a `subscribe` racing
-            // with the unbind waits for the re-bind instead of trusting a dying binding.
-            for (room, wanted) in &changes {
-                if !wanted {
-                    rooms.bound.remove(room);
-                }
-            }
-            changes
-        };
-        for (room, wanted) in changes {
+        for (room, wanted) in self.subscriptions.take_changes() {
             if wanted && !self.bound.contains(&room) {
                 bind(&self.channel, &self.queue, &self.exchange, room).await?;
                 self.bound.insert(room);
-                self.rooms.lock().expect("rooms poisoned").set_bound(room);
+                self.subscriptions.set_bound(room);
             } else if !wanted && self.bound.contains(&room) {
                 bounded(
                     "unbind a room",
@@ -461,11 +375,7 @@ impl Consuming {
                 )
                 .await?;
                 self.bound.remove(&room);
-                self.rooms
-                    .lock()
-                    .expect("rooms poisoned")
-                    .bound
-                    .remove(&room);
+                self.subscriptions.set_unbound(room);
             }
         }
         Ok(())
@@ -527,169 +437,24 @@ async fn bounded<T>(
 
 #[cfg(test)]
 mod tests {
-    use std::panic::AssertUnwindSafe;
-
-    use futures_util::FutureExt;
-    use lapin::options::ExchangeDeleteOptions;
-    use tokio::sync::mpsc;
-    use tokio::task::JoinHandle;
-
     use super::*;
-    use crate::transport::EventKind;
+    use crate::transport::testing::{self, event, sorted, Rabbitmqctl, Subscriber, PROBE, WAIT};
 
-    const WAIT: Duration = Duration::from_secs(15);
-    const PROBE: &str = "probe";
-
-    /// The broker URL, or `None` (after a notice) when these tests should be skipped.
-    fn broker_url() -> Option<String> {
-        match std::env::var("CHATNODE_TEST_AMQP_URL") {
-            Ok(url) => Some(url),
-            Err(_) if std::env::var("CHATNODE_TEST_REQUIRE_BROKER").as_deref() == Ok("1") => {
-                panic!("CHATNODE_TEST_REQUIRE_BROKER=1 but CHATNODE_TEST_AMQP_URL is not set")
-            }
-            Err(_) => {
-                eprintln!("skipping: CHATNODE_TEST_AMQP_URL not set");
-                None
-            }
-        }
-    }
-
-    /// Runs `test(broker_url, exchange)` against a fresh exchange and deletes the exchange
-    /// afterwards, even on panic.
+    /// Runs `test(broker_url, exchange)` against a fresh exchange, or skips without a broker.
     async fn with_exchange<F, Fut>(test: F)
     where
         F: FnOnce(String, String) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let Some(url) = broker_url() else { return };
-        let exchange = format!("chatnode-test-{}", uuid::Uuid::new_v4().simple());
-        let outcome = AssertUnwindSafe(test(url.clone(), exchange.clone()))
-            .catch_unwind()
-            .await;
-        let connection = timeout(
-            WAIT,
-            Connection::connect(&url, ConnectionProperties::default()),
-        )
-        .await
-        .expect("connect for cleanup in time")
-        .expect("connect for cleanup");
-        let channel = connection.create_channel().await.expect("cleanup channel");
-        channel
-            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-            .await
-            .expect("delete the test exchange");
-        let _ = connection.close(200, "OK".into()).await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
+        let Some(url) = testing::broker_url("CHATNODE_TEST_AMQP_URL") else {
+            return;
+        };
+        testing::with_exchange(url, test).await;
     }
 
     fn node(url: &str, exchange: &str) -> Arc<Amqp091Transport> {
         let id = format!("test-{}", uuid::Uuid::new_v4().simple());
         Arc::new(Amqp091Transport::new(url, exchange, &id).expect("valid URL"))
-    }
-
-    fn event(room: i64, message: &str) -> RoomEvent {
-        RoomEvent {
-            kind: EventKind::Message,
-            chat_id: room,
-            id: Some(1),
-            message: message.into(),
-            sender: "tester".into(),
-            sender_id: Some(1),
-            user_id: None,
-            file: None,
-            created_at: "now".into(),
-        }
-    }
-
-    /// What the node's subscriber would see: one `events()` stream, forwarded until it fails.
-    struct Subscriber {
-        events: mpsc::UnboundedReceiver<Result<RoomEvent, String>>,
-        task: JoinHandle<()>,
-    }
-
-    impl Subscriber {
-        async fn start(transport: &Arc<Amqp091Transport>) -> Self {
-            let mut stream = timeout(WAIT, transport.events())
-                .await
-                .expect("events() answers in time")
-                .expect("events() connects");
-            let (sender, events) = mpsc::unbounded_channel();
-            let task = tokio::spawn(async move {
-                while let Some(item) = stream.next().await {
-                    let failed = item.is_err();
-                    if sender.send(item.map_err(|e| e.to_string())).is_err() || failed {
-                        break;
-                    }
-                }
-            });
-            Self { events, task }
-        }
-
-        async fn next(&mut self) -> Result<RoomEvent, String> {
-            timeout(WAIT, self.events.recv())
-                .await
-                .expect("an event in time")
-                .expect("the stream is still forwarded")
-        }
-
-        /// The next event that is not a probe.
-        async fn next_real(&mut self) -> RoomEvent {
-            loop {
-                let event = self.next().await.expect("no stream error");
-                if event.message != PROBE {
-                    return event;
-                }
-            }
-        }
-
-        /// Events (probes aside) up to and including each of `fences`, sorted.
-        async fn until(&mut self, fences: &[&str]) -> Vec<(i64, String)> {
-            let mut seen = Vec::new();
-            while !fences
-                .iter()
-                .all(|f| seen.iter().any(|(_, m): &(i64, String)| m == f))
-            {
-                let event = self.next_real().await;
-                seen.push((event.chat_id, event.message));
-            }
-            seen.sort();
-            seen
-        }
-
-        /// Waits until `room` is bound (bindings are applied in the background) by publishing
-        /// probes until one comes back.
-        async fn settle(&mut self, publisher: &Amqp091Transport, room: i64) {
-            let deadline = Instant::now() + WAIT;
-            while Instant::now() < deadline {
-                if publisher.publish(event(room, PROBE)).await.is_ok() {
-                    if let Ok(Some(item)) =
-                        timeout(Duration::from_millis(200), self.events.recv()).await
-                    {
-                        let event = item.expect("no stream error");
-                        if event.message == PROBE && event.chat_id == room {
-                            return;
-                        }
-                    }
-                } else {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-            panic!("room {room} was never bound");
-        }
-    }
-
-    impl Drop for Subscriber {
-        fn drop(&mut self) {
-            self.task.abort();
-        }
-    }
-
-    fn sorted(events: &[(i64, &str)]) -> Vec<(i64, String)> {
-        let mut events: Vec<_> = events.iter().map(|(r, m)| (*r, m.to_string())).collect();
-        events.sort();
-        events
     }
 
     #[tokio::test]
@@ -768,46 +533,14 @@ mod tests {
         .await;
     }
 
-    /// Runs rabbitmqctl; `None` when it is not available here.
-    async fn rabbitmqctl(args: &[&str]) -> Option<String> {
-        let run = tokio::process::Command::new("rabbitmqctl")
-            .args(args)
-            .kill_on_drop(true)
-            .output();
-        match timeout(Duration::from_secs(60), run).await {
-            Ok(Ok(output)) if output.status.success() => {
-                Some(String::from_utf8_lossy(&output.stdout).into_owned())
-            }
-            Ok(Ok(output)) => {
-                eprintln!(
-                    "rabbitmqctl {args:?} failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-                None
-            }
-            Ok(Err(e)) => {
-                eprintln!("rabbitmqctl unavailable: {e}");
-                None
-            }
-            Err(_) => {
-                eprintln!("rabbitmqctl {args:?} timed out");
-                None
-            }
-        }
-    }
-
     /// The broker-side ids of the connections carrying this node's name.
-    async fn connections_of(transport: &Amqp091Transport) -> Option<Vec<String>> {
-        let listing = rabbitmqctl(&["list_connections", "-q", "pid", "client_properties"]).await?;
-        let name = format!("\"{}\"", transport.connection_name());
-        Some(
-            listing
-                .lines()
-                .filter(|line| line.contains(&name))
-                .filter_map(|line| line.split_whitespace().next())
-                .map(str::to_string)
-                .collect(),
-        )
+    async fn connections_of(
+        rabbitmqctl: &Rabbitmqctl,
+        transport: &Amqp091Transport,
+    ) -> Option<Vec<String>> {
+        rabbitmqctl
+            .connections_named(&transport.connection_name())
+            .await
     }
 
     #[tokio::test]
@@ -823,7 +556,8 @@ mod tests {
             a.publish(event(1, "before")).await.expect("a publishes");
             assert_eq!(sub_a.next_real().await.message, "before");
 
-            let Some(ids) = connections_of(&a).await else {
+            let rabbitmqctl = Rabbitmqctl::for_url(&url).await;
+            let Some(ids) = connections_of(&rabbitmqctl, &a).await else {
                 eprintln!("skipping: rabbitmqctl is not available");
                 return;
             };
@@ -831,25 +565,13 @@ mod tests {
             assert_eq!(ids.len(), 1, "node a's connections: {ids:?}");
             // Only this test's connections: closing all would break tests running alongside.
             for transport in [&a, &b] {
-                for id in connections_of(transport).await.expect("rabbitmqctl works") {
-                    rabbitmqctl(&["close_connection", &id, "test"])
-                        .await
-                        .expect("close the connection");
+                let ids = connections_of(&rabbitmqctl, transport).await;
+                for id in ids.expect("rabbitmqctl works") {
+                    rabbitmqctl.close_connection(&id).await;
                 }
             }
             for sub in [&mut sub_a, &mut sub_b] {
-                loop {
-                    match sub.next().await {
-                        Err(error) => {
-                            eprintln!("stream ended as expected: {error}");
-                            break;
-                        }
-                        Ok(event) => assert!(
-                            [PROBE, "before"].contains(&event.message.as_str()),
-                            "unexpected {event:?}"
-                        ),
-                    }
-                }
+                sub.until_failure(&[PROBE, "before"]).await;
             }
             assert!(a.health().is_err(), "health reports the lost connection");
             // Publishing reconnects by itself; events() below then shares that connection.
@@ -873,7 +595,9 @@ mod tests {
                 sub_b.until(&["after-a", "after-b"]).await,
                 sorted(&[(1, "after-a"), (1, "after-b")])
             );
-            let ids = connections_of(&a).await.expect("rabbitmqctl works");
+            let ids = connections_of(&rabbitmqctl, &a)
+                .await
+                .expect("rabbitmqctl works");
             assert_eq!(ids.len(), 1, "node a reconnected once: {ids:?}");
         })
         .await;

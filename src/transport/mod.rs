@@ -3,7 +3,11 @@
 //! events between nodes through a RabbitMQ exchange.
 
 pub mod amqp091;
+pub mod amqp10;
 pub mod memory;
+mod rooms;
+#[cfg(test)]
+mod testing;
 
 use std::pin::Pin;
 

@@ -219,13 +219,14 @@ impl TestNode {
 
     /// Waits until the node has exactly `count` registered sockets.
     pub async fn wait_for_sockets(&self, count: u64) {
-        for _ in 0..200 {
-            if self.socket_count().await == count {
-                return;
-            }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.socket_count().await != count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node never reached {count} sockets"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("node never reached {count} sockets");
     }
 
     /// The HTTP status and JSON body of a refused WebSocket handshake.

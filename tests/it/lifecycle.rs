@@ -45,20 +45,21 @@ async fn data_and_tokens_survive_a_restart_on_the_same_directory() {
     assert_eq!(status, reqwest::StatusCode::OK);
 }
 
-/// Reads the node's log until it names the address it bound.
+/// Reads the node's log until it names the address it bound (bounded in time).
 fn bound_address(child: &mut std::process::Child) -> String {
     let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref().take(50) {
-        let line = line.unwrap();
-        if let Some(rest) = line.split("\"address\":\"").nth(1) {
-            let address = rest.split('"').next().unwrap().to_string();
-            // Keep draining so the node never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            return address;
+    let (found, address) = std::sync::mpsc::channel();
+    // Keeps draining after the address so the node never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("\"address\":\"").nth(1) {
+                let _ = found.send(rest.split('"').next().unwrap().to_string());
+            }
         }
-    }
-    panic!("the node never logged its address");
+    });
+    address
+        .recv_timeout(WAIT)
+        .expect("the node logs the address it bound")
 }
 
 #[tokio::test]
@@ -75,6 +76,7 @@ async fn the_binary_logs_its_port_and_exits_cleanly_on_sigterm_with_sockets_open
         ])
         .arg(data_dir.path())
         .env("CHATNODE_JWT_SECRET", crate::helpers::JWT_SECRET)
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -247,29 +247,35 @@ async fn a_slow_reader_is_disconnected_without_stalling_the_room() {
             assert_eq!(response.status(), StatusCode::CREATED);
         }
     });
-    for i in 0..total {
-        let data = fast.next_data().await;
-        assert_eq!(
-            data["message"].as_str().unwrap().len(),
-            big.len(),
-            "message {i}"
-        );
-    }
-    sender.await.unwrap();
-    // The slow reader was dropped; the fast one remains.
-    node.wait_for_sockets(1).await;
-    let mut received = 0;
-    let close = loop {
-        match tokio::time::timeout(WAIT, slow.next())
-            .await
-            .expect("slow client sees the end")
-        {
-            Some(Ok(Message::Text(_))) => received += 1,
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => {}
-            other => panic!("unexpected end of the slow socket: {other:?}"),
+    let fast_reader = async {
+        for i in 0..total {
+            let data = fast.next_data().await;
+            assert_eq!(
+                data["message"].as_str().unwrap().len(),
+                big.len(),
+                "message {i}"
+            );
         }
     };
+    // The slow client wakes up as soon as the node drops it (the fast socket remains) and
+    // reads what was queued for it, then the close frame.
+    let slow_reader = async {
+        node.wait_for_sockets(1).await;
+        let mut received = 0;
+        loop {
+            match tokio::time::timeout(WAIT, slow.next())
+                .await
+                .expect("slow client sees the end")
+            {
+                Some(Ok(Message::Text(_))) => received += 1,
+                Some(Ok(Message::Close(frame))) => break (frame, received),
+                Some(Ok(_)) => {}
+                other => panic!("unexpected end of the slow socket: {other:?}"),
+            }
+        }
+    };
+    let ((), (close, received)) = tokio::join!(fast_reader, slow_reader);
+    sender.await.unwrap();
     let close = close.expect("a close frame with a reason");
     assert_eq!(u16::from(close.code), 1008);
     assert!(close.reason.contains("overflow"), "{}", close.reason);
