@@ -231,3 +231,13 @@ async fn amqp091_every_message_reaches_every_node_once_in_order() {
 async fn amqp091_broker_connection_loss_loses_nothing() {
     broker_connection_loss_loses_nothing(TransportKind::Amqp091).await;
 }
+
+#[tokio::test]
+async fn amqp10_every_message_reaches_every_node_once_in_order() {
+    every_message_reaches_every_node(TransportKind::Amqp10).await;
+}
+
+#[tokio::test]
+async fn amqp10_broker_connection_loss_loses_nothing() {
+    broker_connection_loss_loses_nothing(TransportKind::Amqp10).await;
+}
