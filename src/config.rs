@@ -17,7 +17,8 @@ pub struct Config {
     #[arg(long, env = "CHATNODE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Database URL: `sqlite://<path>`; default `sqlite://<data-dir>/chatnode.db`.
+    /// Database URL: `sqlite://<path>`, or `postgres://<user>@<host>/<database>` in builds with
+    /// the `postgres` feature; default `sqlite://<data-dir>/chatnode.db`.
     #[arg(long, env = "CHATNODE_DATABASE_URL")]
     pub database_url: Option<String>,
 

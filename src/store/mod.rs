@@ -1,5 +1,8 @@
-//! The storage seam. Handlers only see [`Store`]; SQLite is the embedded implementation.
+//! The storage seam. Handlers only see [`Store`]; SQLite is the embedded implementation,
+//! PostgreSQL (the `postgres` feature) the one several nodes can share.
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -181,16 +184,24 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
+        #[cfg(not(feature = "postgres"))]
         return Err(StoreError::UnsupportedUrl(format!(
             "{} (PostgreSQL needs the `postgres` cargo feature, which this build does not include: cargo build --features postgres)",
             redact(url)
         )));
     }
     Err(StoreError::UnsupportedUrl(format!(
-        "{} (expected sqlite://<path>)",
+        "{} (expected {SUPPORTED_URLS})",
         redact(url)
     )))
 }
+
+#[cfg(feature = "postgres")]
+const SUPPORTED_URLS: &str = "sqlite://<path> or postgres://<user>@<host>/<database>";
+#[cfg(not(feature = "postgres"))]
+const SUPPORTED_URLS: &str = "sqlite://<path>";
 
 /// Hides a password in `scheme://user:password@host` before it reaches a log or an error.
 pub fn redact(url: &str) -> String {
@@ -207,5 +218,10 @@ pub fn redact(url: &str) -> String {
 }
 
 pub fn now_timestamp() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    format_timestamp(chrono::Utc::now())
+}
+
+/// The one timestamp format every backend answers with: RFC 3339 in UTC, microseconds, `Z`.
+pub fn format_timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }

@@ -171,6 +171,7 @@ async fn migrate_applies_the_schema_once() {
     assert_eq!(mode, "wal");
 }
 
+#[cfg(not(feature = "postgres"))]
 #[tokio::test]
 async fn a_postgres_url_names_the_missing_feature() {
     let output = Command::new(env!("CARGO_BIN_EXE_chatnode"))
@@ -184,6 +185,27 @@ async fn a_postgres_url_names_the_missing_feature() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("PostgreSQL"), "{stderr}");
+    assert!(
+        !stderr.contains("secret"),
+        "passwords are not printed: {stderr}"
+    );
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn an_unreachable_postgres_fails_without_printing_the_password() {
+    // Port 1 refuses at once: nothing listens there.
+    let output = Command::new(env!("CARGO_BIN_EXE_chatnode"))
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://user:secret@127.0.0.1:1/db",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("error connecting to server"), "{stderr}");
     assert!(
         !stderr.contains("secret"),
         "passwords are not printed: {stderr}"

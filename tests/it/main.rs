@@ -3,6 +3,8 @@
 
 mod attachments;
 mod auth;
+#[cfg(feature = "postgres")]
+mod backends;
 mod broker;
 mod catchup;
 mod cluster;
@@ -12,4 +14,5 @@ mod helpers;
 mod lifecycle;
 mod messages;
 mod rooms;
+mod store;
 mod ws;
