@@ -2,7 +2,6 @@
 //! reaches every member's socket on every node, exactly once and in id order, also when the
 //! broker drops the connections mid-stream.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chatnode::config::TransportKind;
@@ -10,25 +9,27 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::broker::{brokers, Broker};
-use crate::helpers::{start, test_config, TestNode, TestUser, WsClient, WAIT};
+use crate::helpers::{start, test_config, TestDatabase, TestNode, TestUser, WsClient, WAIT};
 
 struct Cluster {
     nodes: Vec<TestNode>,
-    database: PathBuf,
+    database_url: String,
     exchange: String,
+    _database: TestDatabase,
     _database_dir: tempfile::TempDir,
 }
 
 impl Cluster {
     async fn start(broker: &Broker, transport: TransportKind, size: usize) -> Self {
         let database_dir = tempfile::tempdir().unwrap();
-        let database = database_dir.path().join("shared.db");
+        let database = TestDatabase::new().await;
+        let database_url = database.shared_url(&database_dir.path().join("shared.db"));
         let exchange = format!("chatnode-it-{}", uuid::Uuid::new_v4().simple());
         let mut nodes = Vec::new();
         for _ in 0..size {
             let data_dir = tempfile::tempdir().unwrap();
             let mut config = test_config(data_dir.path());
-            config.database_url = Some(format!("sqlite://{}", database.display()));
+            config.database_url = Some(database_url.clone());
             config.transport = transport;
             config.broker_url = Some(broker.url.clone());
             config.exchange = exchange.clone();
@@ -36,8 +37,9 @@ impl Cluster {
         }
         Self {
             nodes,
-            database,
+            database_url,
             exchange,
+            _database: database,
             _database_dir: database_dir,
         }
     }
@@ -46,15 +48,12 @@ impl Cluster {
         self.nodes.iter().map(|n| n.node_id.clone()).collect()
     }
 
-    fn outbox_len(&self) -> i64 {
-        let db = rusqlite::Connection::open(&self.database).unwrap();
-        db.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
-            .unwrap()
-    }
-
     async fn wait_outbox_drained(&self) {
+        let store = chatnode::store::open(&self.database_url)
+            .await
+            .expect("open the shared database");
         let deadline = tokio::time::Instant::now() + WAIT * 3;
-        while self.outbox_len() > 0 {
+        while !store.outbox_batch(1).await.unwrap().is_empty() {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the outbox never drained"

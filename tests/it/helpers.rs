@@ -23,6 +23,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestNode {
     pub address: SocketAddr,
     pub node_id: String,
+    /// Keeps a PostgreSQL test database alive as long as the node.
+    pub database: TestDatabase,
     pub base: String,
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
@@ -52,9 +54,47 @@ pub async fn spawn() -> TestNode {
 
 pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestNode {
     let data_dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new().await;
     let mut config = test_config(data_dir.path());
+    config.database_url = database.url.clone();
     adjust(&mut config);
-    start(config, data_dir).await
+    let mut node = start(config, data_dir).await;
+    node.database = database;
+    node
+}
+
+/// The database of a test node. The whole black-box suite runs on SQLite (a file in the
+/// node's data directory), and again on PostgreSQL when built with the `postgres` feature
+/// and given `CHATNODE_TEST_DATABASE_URL`: then each test gets a fresh database.
+#[derive(Default)]
+pub struct TestDatabase {
+    /// `None`: the node's default SQLite file.
+    pub url: Option<String>,
+    #[cfg(feature = "postgres")]
+    _fresh: Option<crate::backends::FreshDatabase>,
+}
+
+impl TestDatabase {
+    #[cfg(feature = "postgres")]
+    pub async fn new() -> Self {
+        let fresh = crate::backends::fresh_database_url().await;
+        Self {
+            url: fresh.as_ref().map(|db| db.url.clone()),
+            _fresh: fresh,
+        }
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    pub async fn new() -> Self {
+        Self::default()
+    }
+
+    /// The URL to give every node sharing this database; SQLite needs a file they all reach.
+    pub fn shared_url(&self, sqlite_file: &std::path::Path) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", sqlite_file.display()))
+    }
 }
 
 /// Starts a node on `config`, keeping `data_dir` alive as long as the node.
@@ -75,6 +115,7 @@ pub async fn start(config: Config, data_dir: tempfile::TempDir) -> TestNode {
     let node = TestNode {
         address,
         node_id,
+        database: TestDatabase::default(),
         base: format!("http://{address}"),
         client: reqwest::Client::new(),
         data_dir,
@@ -198,8 +239,12 @@ impl TestNode {
     }
 
     pub async fn socket_count(&self) -> u64 {
+        // Counted also while the node is not ready (then the body is an error envelope).
         let (_, body) = self.get("/readyz", None).await;
-        body["data"]["sockets"].as_u64().unwrap()
+        body["data"]["sockets"]
+            .as_u64()
+            .or(body["errors"]["sockets"].as_u64())
+            .expect("readyz counts sockets")
     }
 
     pub fn ws_url(&self, room: i64, token: &str) -> String {

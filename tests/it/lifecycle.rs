@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{spawn, start, test_config, WAIT};
+use crate::helpers::{spawn, start, test_config, TestDatabase, WAIT};
 
 #[tokio::test]
 async fn shutdown_closes_sockets_with_1001_and_returns_promptly() {
@@ -24,7 +24,9 @@ async fn shutdown_closes_sockets_with_1001_and_returns_promptly() {
 #[tokio::test]
 async fn data_and_tokens_survive_a_restart_on_the_same_directory() {
     let data_dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new().await;
     let mut config = test_config(data_dir.path());
+    config.database_url = database.url.clone();
     config.jwt_secret = None; // the generated secret must be reused
     let node = start(config.clone(), data_dir).await;
     let alice = node.register("alice").await;
