@@ -240,3 +240,91 @@ async fn amqp10_every_message_reaches_every_node_once_in_order() {
 async fn amqp10_broker_connection_loss_loses_nothing() {
     broker_connection_loss_loses_nothing(TransportKind::Amqp10).await;
 }
+
+/// A node whose broker is unreachable still serves REST (messages are stored and wait in
+/// the outbox) and says so on `/readyz`.
+#[tokio::test]
+async fn a_node_without_its_broker_still_serves_rest_and_reports_it() {
+    for transport in [TransportKind::Amqp091, TransportKind::Amqp10] {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(data_dir.path());
+        config.transport = transport;
+        // Nothing listens on port 1.
+        config.broker_url = Some("amqp://guest:guest@127.0.0.1:1/%2f".into());
+        let app = chatnode::Application::build(config)
+            .await
+            .expect("starts without its broker");
+        let base = format!("http://{}", app.address());
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run());
+        let client = reqwest::Client::new();
+
+        // Not ready, and once the first attempt has failed, the reason names the broker.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let reason = loop {
+            let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+            assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let body: serde_json::Value = ready.json().await.unwrap();
+            let reason = body["errors"]["transport"].as_str().unwrap().to_string();
+            if reason.contains("127.0.0.1:1") {
+                break reason;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "last reason: {reason}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(!reason.contains("guest:guest"), "no password in {reason}");
+
+        let registered: serde_json::Value = client
+            .post(format!("{base}/api/v1/auth/register/"))
+            .json(&json!({"email": "solo@example.com", "phone_number": "+14155552671",
+                          "password": crate::helpers::PASSWORD, "first_name": "S", "last_name": "O"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = registered["data"]["credentials"]["access"]
+            .as_str()
+            .unwrap();
+        let created = client
+            .post(format!("{base}/api/v1/chat/chatrooms/create/"))
+            .bearer_auth(token)
+            .json(&json!({"name": "offline"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let room: serde_json::Value = created.json().await.unwrap();
+        let room = room["data"]["chatroom"]["id"].as_i64().unwrap();
+        let sent = client
+            .post(format!(
+                "{base}/api/v1/chat/chatrooms/{room}/messages/send/"
+            ))
+            .bearer_auth(token)
+            .json(&json!({"content": "stored while the broker is away"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), StatusCode::CREATED);
+
+        shutdown.cancel();
+        tokio::time::timeout(WAIT, server)
+            .await
+            .expect("stops in time")
+            .unwrap();
+        let store = chatnode::store::open(&format!(
+            "sqlite://{}",
+            data_dir.path().join("chatnode.db").display()
+        ))
+        .await
+        .unwrap();
+        assert!(
+            !store.outbox_batch(10).await.unwrap().is_empty(),
+            "the broadcast waits in the outbox"
+        );
+    }
+}
