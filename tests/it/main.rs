@@ -3,6 +3,7 @@
 
 mod attachments;
 mod auth;
+mod bench;
 mod broker;
 mod catchup;
 mod cluster;
