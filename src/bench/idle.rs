@@ -58,6 +58,8 @@ pub struct IdleServer {
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub peak_rss_kib: u64,
+    /// `peak_rss_kib` covers opening the sockets only, not the node's life.
+    pub peak_is_run_only: bool,
     pub fd_limit: Option<u64>,
 }
 
@@ -84,6 +86,11 @@ pub async fn run(options: &IdleOptions) -> anyhow::Result<IdleReport> {
     let members: Vec<i64> = users[1..].iter().map(|u| u.id).collect();
     let rooms = load::create_rooms(&api, targets, &tag, &users[0], &members, ROOMS).await?;
     let baseline = load::open_sockets_on(&api, targets).await?;
+    let peaks_reset: Vec<bool> = options
+        .server_pids
+        .iter()
+        .map(|&pid| procstat::reset_peak(pid))
+        .collect();
     let before = procstat::sample_all(&options.server_pids)?;
 
     let stop = CancellationToken::new();
@@ -135,12 +142,13 @@ pub async fn run(options: &IdleOptions) -> anyhow::Result<IdleReport> {
     let servers: Vec<IdleServer> = options
         .server_pids
         .iter()
-        .zip(before.iter().zip(&after))
-        .map(|(&pid, (before, after))| IdleServer {
+        .zip(before.iter().zip(&after).zip(peaks_reset))
+        .map(|(&pid, ((before, after), peak_is_run_only))| IdleServer {
             pid,
             rss_before_kib: before.rss_kib,
             rss_after_kib: after.rss_kib,
             peak_rss_kib: after.peak_rss_kib,
+            peak_is_run_only,
             fd_limit: procstat::open_files_limit(pid),
         })
         .collect();

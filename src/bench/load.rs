@@ -315,6 +315,13 @@ impl Fixture {
         let socket_secs = setup_started.elapsed().as_secs_f64();
 
         // The run.
+        let own_pid = std::process::id() as i32;
+        let peaks_reset: Vec<bool> = options
+            .server_pids
+            .iter()
+            .map(|&pid| procstat::reset_peak(pid))
+            .collect();
+        let own_peak_reset = procstat::reset_peak(own_pid);
         let servers_before = procstat::sample_all(&options.server_pids)?;
         let own_before = procstat::Sample::own()?;
         let started = Instant::now();
@@ -423,17 +430,23 @@ impl Fixture {
             socket_closes,
             errors: send_errors + socket_closes + completeness.malformed,
             error_samples: shared.samples.lock().map(|s| s.clone()).unwrap_or_default(),
-            servers: options
-                .server_pids
-                .iter()
-                .zip(servers_before.iter().zip(&servers_after))
-                .map(|(&pid, (before, after))| ProcessReport::between(pid, before, after, run_secs))
+            servers: (0..options.server_pids.len())
+                .map(|i| {
+                    ProcessReport::between(
+                        options.server_pids[i],
+                        &servers_before[i],
+                        &servers_after[i],
+                        run_secs,
+                        peaks_reset[i],
+                    )
+                })
                 .collect(),
             bench: ProcessReport::between(
-                std::process::id() as i32,
+                own_pid,
                 &own_before,
                 &own_after,
                 run_secs,
+                own_peak_reset,
             ),
         })
     }

@@ -17,6 +17,11 @@ fn rate(rate: Option<f64>) -> String {
     })
 }
 
+fn peak(kib: u64, run_only: bool) -> String {
+    let since = if run_only { "run" } else { "process start" };
+    format!("{} (since {since})", mib(kib))
+}
+
 fn process_line(out: &mut String, label: &str, p: &ProcessReport) {
     let _ = writeln!(
         out,
@@ -25,7 +30,7 @@ fn process_line(out: &mut String, label: &str, p: &ProcessReport) {
         p.cpu_cores * 100.0,
         mib(p.rss_before_kib),
         mib(p.rss_after_kib),
-        mib(p.peak_rss_kib)
+        peak(p.peak_rss_kib, p.peak_is_run_only)
     );
 }
 
@@ -180,7 +185,7 @@ pub fn idle_table(r: &IdleReport) -> String {
             format!("node pid {}", s.pid),
             mib(s.rss_before_kib),
             mib(s.rss_after_kib),
-            mib(s.peak_rss_kib),
+            peak(s.peak_rss_kib, s.peak_is_run_only),
             s.fd_limit.map_or("?".to_string(), |l| l.to_string())
         );
     }
