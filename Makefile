@@ -1,8 +1,11 @@
-# chatnode: `make run` starts a node with the embedded defaults, `make test` runs every test.
+# chatnode: `make run` starts a node with the embedded defaults, `make test` runs every test,
+# `make bench` measures a node of the release build (see `chatnode bench --help`).
 
 CARGO ?= cargo
+# The headline run; override e.g. `make bench BENCH_ARGS="--send-over ws --rate 2000"`.
+BENCH_ARGS ?= --rooms 10 --receivers 50 --senders 10 --messages 20000 --message-bytes 100
 
-.PHONY: run build test lint fmt clean
+.PHONY: run build test lint fmt clean bench
 
 run:
 	$(CARGO) run --release -- serve
@@ -32,3 +35,26 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+# A node of its own on 127.0.0.1 (a free port, a temporary data directory, the open-files
+# limit raised to the hard limit), ready before the bench starts and stopped after it.
+bench: build
+	@set -eu; \
+	ulimit -n "$$(ulimit -Hn)"; \
+	dir=$$(mktemp -d); \
+	bin="$${CARGO_TARGET_DIR:-target}/release/chatnode"; \
+	env -u CHATNODE_LISTEN -u CHATNODE_DATA_DIR -u CHATNODE_DATABASE_URL -u CHATNODE_TRANSPORT \
+	    RUST_LOG=warn,chatnode::startup=info \
+	    "$$bin" serve --listen 127.0.0.1:0 --data-dir "$$dir" --log-format json >"$$dir/node.log" 2>&1 & \
+	pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf "$$dir"' EXIT; \
+	addr=; \
+	for _ in $$(seq 1 300); do \
+	    addr=$$(sed -n 's/.*"address":"\([0-9.:]*\)".*"message":"chatnode listening".*/\1/p; s/.*"message":"chatnode listening".*"address":"\([0-9.:]*\)".*/\1/p' "$$dir/node.log" | head -n1); \
+	    if [ -n "$$addr" ] && curl -fsS "http://$$addr/readyz" >/dev/null 2>&1; then break; fi; \
+	    kill -0 $$pid 2>/dev/null || { cat "$$dir/node.log"; exit 1; }; \
+	    sleep 0.1; \
+	done; \
+	[ -n "$$addr" ] || { echo "the node never became ready"; cat "$$dir/node.log"; exit 1; }; \
+	echo "node $$pid on http://$$addr (log: $$dir/node.log)"; \
+	"$$bin" bench --target "http://$$addr" --server-pid $$pid $(BENCH_ARGS)

@@ -6,6 +6,7 @@
 //! [`hub::Hub`].
 
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod events;
 pub mod http;

@@ -21,6 +21,8 @@ enum Command {
     Serve(Config),
     /// Apply pending database migrations and exit.
     Migrate(Config),
+    /// Drive running nodes with real HTTP and WebSocket load and report what they do.
+    Bench(chatnode::bench::BenchArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -60,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("migration failed")?;
             tracing::info!("database is up to date");
         }
+        Command::Bench(args) => chatnode::bench::main(args).await?,
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod attachments;
 mod auth;
 #[cfg(feature = "postgres")]
 mod backends;
+mod bench;
 mod broker;
 mod catchup;
 mod cluster;

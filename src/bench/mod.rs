@@ -1,0 +1,228 @@
+//! `chatnode bench`: a load generator that drives running nodes over real HTTP and WebSocket
+//! on loopback, and reports throughput, send-to-socket latency and delivery completeness.
+//!
+//! Modes: a load run (default), a latency-versus-load sweep (`--sweep`), and connection scale
+//! (`--idle-sockets`). Each prints a table (unless `--json`) and exactly one JSON line.
+
+pub mod api;
+pub mod histogram;
+pub mod idle;
+pub mod ledger;
+pub mod load;
+pub mod procstat;
+mod progress;
+mod report;
+mod spawn;
+pub mod sweep;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+use serde::Serialize;
+
+use api::Target;
+use load::{LoadOptions, SendOver};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// A node to drive, `http://host:port`; repeat for several nodes (users, rooms and sockets
+    /// are spread round-robin). Loopback only unless --allow-remote.
+    #[arg(
+        long = "target",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub targets: Vec<String>,
+
+    /// Rooms the messages are spread over.
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+
+    /// Receiving sockets per room (one user each; every user is in every room).
+    #[arg(long, default_value_t = 10)]
+    pub receivers: usize,
+
+    /// Sending users, each with one connection at a time (REST) or one socket per room it
+    /// sends to (WebSocket).
+    #[arg(long, default_value_t = 4)]
+    pub senders: usize,
+
+    /// Messages to send, over all rooms.
+    #[arg(long, default_value_t = 10_000)]
+    pub messages: u64,
+
+    /// How senders send.
+    #[arg(long, value_enum, default_value_t = SendOver::Rest)]
+    pub send_over: SendOver,
+
+    /// Offered load in messages per second, at a fixed rate; default: as fast as possible.
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub rate: Option<f64>,
+
+    /// Content size of each message (at least its ~40-byte stamp).
+    #[arg(long, default_value_t = 100)]
+    pub message_bytes: usize,
+
+    /// Seconds to wait for stragglers after the last send.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain_secs: f64,
+
+    /// A node's process id, to report its CPU time and memory; repeat for several nodes.
+    #[arg(long = "server-pid", value_name = "PID")]
+    pub server_pids: Vec<i32>,
+
+    /// Print only the JSON line (no table, no progress).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Allow targets that are not loopback (127.0.0.0/8, ::1, localhost).
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    /// Connection scale instead of load: open this many idle authenticated sockets and report
+    /// the nodes' memory per socket (needs --server-pid or --spawn for memory); N defaults
+    /// to 10000.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10000")]
+    pub idle_sockets: Option<usize>,
+
+    /// Latency against offered load: one run as fast as possible, then fixed-rate runs at
+    /// --sweep-percent of its rate, drawn to --svg.
+    #[arg(long, conflicts_with_all = ["idle_sockets", "rate"])]
+    pub sweep: bool,
+
+    /// Offered rates of a sweep, in percent of the measured maximum.
+    #[arg(long, value_delimiter = ',', default_value = "10,25,50,75,90,100")]
+    pub sweep_percent: Vec<f64>,
+
+    /// How long each fixed-rate step of a sweep sends for.
+    #[arg(long, default_value_t = 5.0)]
+    pub step_secs: f64,
+
+    /// Where a sweep draws its chart (SVG).
+    #[arg(long, value_name = "PATH", default_value = "bench-sweep.svg")]
+    pub svg: PathBuf,
+
+    /// Start a node of this binary on a free loopback port with a temporary data directory
+    /// (and this process's raised open-files limit), drive it and stop it.
+    #[arg(long, conflicts_with_all = ["targets", "server_pids"])]
+    pub spawn: bool,
+}
+
+/// Runs the bench the arguments ask for and prints its report.
+pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
+    // Before any socket is opened and before a spawned node inherits the limit.
+    let fd_limit = procstat::raise_open_files_limit()?;
+    let node = if args.spawn {
+        Some(spawn::SpawnedNode::start().await?)
+    } else {
+        None
+    };
+    let outcome = drive(&args, node.as_ref(), fd_limit).await;
+    if let Some(node) = node {
+        node.stop().await?;
+    }
+    outcome
+}
+
+async fn drive(
+    args: &BenchArgs,
+    node: Option<&spawn::SpawnedNode>,
+    fd_limit: u64,
+) -> anyhow::Result<()> {
+    let (urls, server_pids) = match node {
+        Some(node) => (vec![node.url.clone()], vec![node.pid]),
+        None => (args.targets.clone(), args.server_pids.clone()),
+    };
+    let mut targets = Vec::with_capacity(urls.len());
+    for url in &urls {
+        targets.push(Target::resolve(url, args.allow_remote).await?);
+    }
+    // A wrong pid should fail now, not after minutes of setup.
+    procstat::sample_all(&server_pids)?;
+    let progress = !args.json;
+
+    if let Some(sockets) = args.idle_sockets {
+        let report = idle::run(&idle::IdleOptions {
+            targets,
+            sockets,
+            server_pids,
+            progress,
+        })
+        .await?;
+        emit(args.json, report::idle_table(&report), &report)?;
+        if report.socket_closes > 0 {
+            bail!("{} sockets were closed by the nodes", report.socket_closes);
+        }
+        return Ok(());
+    }
+
+    let load = LoadOptions {
+        targets,
+        rooms: args.rooms,
+        receivers: args.receivers,
+        senders: args.senders,
+        messages: args.messages,
+        send_over: args.send_over,
+        rate: args.rate,
+        message_bytes: args.message_bytes,
+        drain: Duration::try_from_secs_f64(args.drain_secs)
+            .map_err(|_| anyhow::anyhow!("--drain-secs must be a number of seconds"))?,
+        server_pids,
+        progress,
+    };
+    if sockets_needed(&load) + 64 > fd_limit {
+        bail!(
+            "{} sockets need more file descriptors than this process may open ({fd_limit})",
+            sockets_needed(&load)
+        );
+    }
+
+    if args.sweep {
+        let report = sweep::run(&sweep::SweepOptions {
+            load,
+            percents: args.sweep_percent.clone(),
+            step_secs: args.step_secs,
+        })
+        .await?;
+        sweep::plot(&report, &args.svg)?;
+        let table = format!(
+            "{}chart: {}\n",
+            report::sweep_table(&report),
+            args.svg.display()
+        );
+        emit(args.json, table, &report)?;
+        if !report.complete {
+            bail!("a run of the sweep did not deliver every message exactly once");
+        }
+        return Ok(());
+    }
+
+    let report = load::run(&load).await?;
+    emit(args.json, report::load_table(&report), &report)?;
+    if !report.complete || report.errors > 0 {
+        bail!(
+            "incomplete or failed run: {} of {} deliveries, {} missing, {} duplicated, {} errors",
+            report.completeness.delivered,
+            report.completeness.expected,
+            report.completeness.missing,
+            report.completeness.duplicates,
+            report.errors
+        );
+    }
+    Ok(())
+}
+
+fn sockets_needed(load: &LoadOptions) -> u64 {
+    (load.rooms * load.receivers + load.rooms.max(load.senders)) as u64
+}
+
+/// The table on stdout (unless `json_only`), then the report as one JSON line.
+fn emit(json_only: bool, table: String, report: &impl Serialize) -> anyhow::Result<()> {
+    if !json_only {
+        print!("{table}");
+    }
+    println!("{}", serde_json::to_string(report)?);
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! `--spawn`: a node of this very binary on a free loopback port with a fresh data directory,
+//! stopped (and its directory removed) when the bench is done.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::timeout;
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct SpawnedNode {
+    child: Child,
+    pub url: String,
+    pub pid: i32,
+    dir: PathBuf,
+}
+
+impl SpawnedNode {
+    /// Starts `chatnode serve`; the caller raised the open-files limit, which it inherits.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "chatnode-bench-{}-{}",
+            std::process::id(),
+            super::load::tag()
+        ));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--data-dir")
+            .arg(&dir)
+            // Only the startup line (with the bound address) and problems.
+            .env("RUST_LOG", "warn,chatnode::startup=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        // The bench's own environment (or .env) must not point the node elsewhere.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CHATNODE_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command.spawn().context("cannot start chatnode serve")?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow!("the node exited at once"))? as i32;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let address = timeout(START_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if event["message"] == "chatnode listening" {
+                        if let Some(address) = event["address"].as_str() {
+                            return Ok(address.to_string());
+                        }
+                    }
+                }
+            }
+            bail!("the node exited before listening")
+        })
+        .await
+        .context("the node did not start listening in time")??;
+        // Keep draining its log so that it never blocks on a full pipe.
+        let log_path = dir.join("node.log");
+        tokio::spawn(async move {
+            let Ok(mut log) = tokio::fs::File::create(log_path).await else {
+                return;
+            };
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = log.write_all(line.as_bytes()).await;
+                let _ = log.write_all(b"\n").await;
+            }
+        });
+        let node = Self {
+            child,
+            url: format!("http://{address}"),
+            pid,
+            dir,
+        };
+        node.wait_ready().await?;
+        Ok(node)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            let ready = client
+                .get(format!("{}/readyz", self.url))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the node at {} never became ready", self.url)
+    }
+
+    /// SIGTERM, a bounded wait for the graceful exit, then SIGKILL.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        // SAFETY: kill has no memory preconditions; `pid` is our own child, not yet reaped.
+        unsafe {
+            libc::kill(self.pid, libc::SIGTERM);
+        }
+        let stopped = match timeout(STOP_TIMEOUT, self.child.wait()).await {
+            Ok(status) => status.map(|_| ()).context("waiting for the node"),
+            Err(_) => {
+                self.child.kill().await?;
+                Err(anyhow!(
+                    "the node did not stop within {STOP_TIMEOUT:?}; killed"
+                ))
+            }
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+        stopped
+    }
+}
