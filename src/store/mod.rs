@@ -225,3 +225,16 @@ pub fn now_timestamp() -> String {
 pub fn format_timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
+
+/// The migration names in `sql/<dialect>/`, sorted: each backend checks it lists them all.
+#[cfg(test)]
+pub(crate) fn migration_files(dialect: &str) -> Vec<String> {
+    let dir = format!("{}/sql/{dialect}", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|name| name.strip_suffix(".sql").map(str::to_string))
+        .collect();
+    files.sort();
+    files
+}
