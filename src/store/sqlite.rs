@@ -10,7 +10,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
+};
 use tokio::sync::{oneshot, Notify};
 
 use super::{
@@ -146,7 +148,17 @@ fn open_writer(path: &Path) -> StoreResult<Connection> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL lets readers work beside the writer; FULL keeps every acknowledged commit on disk.
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Switching a new file to WAL can report "locked" at once (no busy handler) while another
+    // node opening the same file does it: retry within the busy timeout.
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+        let busy = matches!(&e, rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked));
+        if !busy || std::time::Instant::now() >= deadline {
+            return Err(e.into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     migrate(&mut conn)?;
@@ -161,7 +173,9 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         )",
     )?;
     for (name, sql) in MIGRATIONS {
-        let tx = conn.transaction()?;
+        // IMMEDIATE: nodes starting together on one file wait for each other (busy timeout)
+        // instead of failing on a read-to-write lock upgrade.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let done: bool = tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE name = ?1)",
             [name],

@@ -213,3 +213,19 @@ async fn an_unreachable_postgres_fails_without_printing_the_password() {
         "passwords are not printed: {stderr}"
     );
 }
+
+#[tokio::test]
+async fn nodes_starting_together_on_one_database_all_start() {
+    let shared = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new().await;
+    let url = database.shared_url(&shared.path().join("shared.db"));
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let builds = dirs.iter().map(|dir| {
+        let mut config = test_config(dir.path());
+        config.database_url = Some(url.clone());
+        chatnode::Application::build(config)
+    });
+    for built in futures_util::future::join_all(builds).await {
+        built.expect("every node starts and finds the schema in place");
+    }
+}
