@@ -163,43 +163,58 @@ impl Amqp091Transport {
         Ok(channel)
     }
 
-    /// Returns once the broker has confirmed the event.
-    async fn publish_confirmed(&self, event: RoomEvent) -> Result<(), TransportError> {
-        let body = serde_json::to_vec(&event)
-            .map_err(|e| TransportError::Other(format!("cannot encode the event: {e}")))?;
+    /// Publishes the events in order on the confirm channel, then waits for every confirm:
+    /// one round trip per batch instead of one per event.
+    async fn publish_confirmed(&self, events: Vec<RoomEvent>) -> Result<(), TransportError> {
         let channel = self.publisher().await?;
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_app_id(self.node_id.as_str().into());
-        let confirm = bounded(
-            "publish",
-            channel.basic_publish(
-                self.exchange.as_str().into(),
-                routing_key(event.chat_id),
-                BasicPublishOptions::default(),
-                &body,
-                properties,
-            ),
-        )
-        .await?;
-        if bounded("publisher confirm", confirm).await?.is_ack() {
-            Ok(())
-        } else {
-            Err(TransportError::Other(
-                "the broker refused the event (nack)".to_string(),
-            ))
+        let mut confirms = Vec::with_capacity(events.len());
+        for event in &events {
+            let body = serde_json::to_vec(event)
+                .map_err(|e| TransportError::Other(format!("cannot encode the event: {e}")))?;
+            let properties = BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_app_id(self.node_id.as_str().into());
+            confirms.push(
+                bounded(
+                    "publish",
+                    channel.basic_publish(
+                        self.exchange.as_str().into(),
+                        routing_key(event.chat_id),
+                        BasicPublishOptions::default(),
+                        &body,
+                        properties,
+                    ),
+                )
+                .await?,
+            );
         }
+        for confirm in confirms {
+            if !bounded("publisher confirm", confirm).await?.is_ack() {
+                return Err(TransportError::Other(
+                    "the broker refused an event (nack)".to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish_within_timeout(&self, events: Vec<RoomEvent>) -> Result<(), TransportError> {
+        timeout(PUBLISH_TIMEOUT, self.publish_confirmed(events))
+            .await
+            .map_err(|_| {
+                TransportError::Other(format!("publish: not confirmed within {PUBLISH_TIMEOUT:?}"))
+            })?
     }
 }
 
 #[async_trait]
 impl Transport for Amqp091Transport {
     async fn publish(&self, event: RoomEvent) -> Result<(), TransportError> {
-        timeout(PUBLISH_TIMEOUT, self.publish_confirmed(event))
-            .await
-            .map_err(|_| {
-                TransportError::Other(format!("publish: not confirmed within {PUBLISH_TIMEOUT:?}"))
-            })?
+        self.publish_within_timeout(vec![event]).await
+    }
+
+    async fn publish_batch(&self, events: Vec<RoomEvent>) -> Result<(), TransportError> {
+        self.publish_within_timeout(events).await
     }
 
     async fn subscribe(&self, room: i64) -> Result<(), TransportError> {
