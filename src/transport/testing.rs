@@ -334,3 +334,40 @@ async fn run(command: &[&str]) -> Option<String> {
         }
     }
 }
+
+/// `a` stops receiving a room it unsubscribed (`b` publishes) and gets it back after
+/// subscribing again.
+pub async fn unsubscribe_then_resubscribe<T: Transport + ?Sized>(a: &Arc<T>, b: &Arc<T>) {
+    let mut sub_a = Subscriber::start(a).await;
+    a.subscribe(1).await.expect("bound");
+    a.subscribe(2).await.expect("bound");
+    sub_a.settle(b, 1).await;
+    sub_a.settle(b, 2).await;
+
+    a.unsubscribe(1);
+    // The unbind is applied in the background: retry until a round shows it.
+    let mut round = 0;
+    loop {
+        round += 1;
+        assert!(round <= 50, "room 1 was never unbound");
+        let (gone, fence) = (format!("gone-{round}"), format!("fence-{round}"));
+        b.publish(event(1, &gone)).await.expect("b publishes");
+        b.publish(event(2, &fence)).await.expect("b publishes");
+        if !sub_a
+            .until(&[fence.as_str()])
+            .await
+            .iter()
+            .any(|(room, _)| *room == 1)
+        {
+            break;
+        }
+    }
+    b.publish(event(1, "after")).await.expect("b publishes");
+    b.publish(event(2, "fence")).await.expect("b publishes");
+    assert_eq!(sub_a.until(&["fence"]).await, sorted(&[(2, "fence")]));
+
+    a.subscribe(1).await.expect("bound again");
+    sub_a.settle(b, 1).await;
+    b.publish(event(1, "back")).await.expect("b publishes");
+    assert_eq!(sub_a.next_real().await.message, "back");
+}
