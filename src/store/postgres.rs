@@ -80,6 +80,23 @@ impl From<PoolError> for StoreError {
 }
 
 impl PostgresStore {
+    /// Queues a membership notice, reloads the room and commits; then wakes the local relay.
+    async fn commit_membership_change(
+        &self,
+        tx: deadpool_postgres::Transaction<'_>,
+        room: i64,
+        event: RoomEvent,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Room> {
+        enqueue(&tx, &event, at).await?;
+        let updated = load_room(&tx, room)
+            .await?
+            .ok_or(StoreError::RoomNotFound)?;
+        tx.commit().await?;
+        self.outbox.notify_one();
+        Ok(updated)
+    }
+
     /// Connects to the database at `url`, applies pending migrations and starts listening
     /// for outbox notifications.
     pub async fn open(url: &str) -> StoreResult<Self> {
@@ -559,13 +576,7 @@ impl Store for PostgresStore {
         .await?;
         let at: DateTime<Utc> = joined.get(0);
         let event = RoomEvent::joined(room, user, joined.get(1), &format_timestamp(at));
-        enqueue(&tx, &event, at).await?;
-        let updated = load_room(&tx, room)
-            .await?
-            .ok_or(StoreError::RoomNotFound)?;
-        tx.commit().await?;
-        self.outbox.notify_one();
-        Ok(updated)
+        self.commit_membership_change(tx, room, event, at).await
     }
 
     async fn leave_room(&self, room: i64, user: i64) -> StoreResult<Room> {
@@ -587,13 +598,7 @@ impl Store for PostgresStore {
         .ok_or(StoreError::NotMember)?;
         let at: DateTime<Utc> = left.get(0);
         let event = RoomEvent::left(room, user, left.get(1), &format_timestamp(at));
-        enqueue(&tx, &event, at).await?;
-        let updated = load_room(&tx, room)
-            .await?
-            .ok_or(StoreError::RoomNotFound)?;
-        tx.commit().await?;
-        self.outbox.notify_one();
-        Ok(updated)
+        self.commit_membership_change(tx, room, event, at).await
     }
 
     async fn post_message(

@@ -453,7 +453,7 @@ async fn bounded<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::testing::{self, event, sorted, Rabbitmqctl, Subscriber, PROBE, WAIT};
+    use crate::transport::testing::{self, event, sorted, Rabbitmqctl, Subscriber, WAIT};
 
     /// Runs `test(broker_url, exchange)` against a fresh exchange, or skips without a broker.
     async fn with_exchange<F, Fut>(test: F)
@@ -554,31 +554,9 @@ mod tests {
                     rabbitmqctl.close_connection(&id).await;
                 }
             }
-            for sub in [&mut sub_a, &mut sub_b] {
-                sub.until_failure(&[PROBE, "before"]).await;
-            }
-            assert!(a.health().is_err(), "health reports the lost connection");
-            // Publishing reconnects by itself; events() below then shares that connection.
-            a.publish(event(9, "nobody listens"))
-                .await
-                .expect("publish reconnects");
-            assert_eq!(a.health(), Ok("amqp091"));
-
-            // As the supervisor would: call events() again, with the rooms still subscribed.
-            let mut sub_a = Subscriber::start(&a).await;
-            let mut sub_b = Subscriber::start(&b).await;
-            sub_a.settle(&b, 1).await;
-            sub_b.settle(&a, 1).await;
-            a.publish(event(1, "after-a")).await.expect("a publishes");
-            b.publish(event(1, "after-b")).await.expect("b publishes");
-            assert_eq!(
-                sub_a.until(&["after-a", "after-b"]).await,
-                sorted(&[(1, "after-a"), (1, "after-b")])
-            );
-            assert_eq!(
-                sub_b.until(&["after-a", "after-b"]).await,
-                sorted(&[(1, "after-a"), (1, "after-b")])
-            );
+            // Kept consuming while the broker lists the new connections.
+            let _streams =
+                testing::recover_after_connection_loss(&a, &b, (sub_a, sub_b), "amqp091").await;
             let ids = connections_of(&rabbitmqctl, &a)
                 .await
                 .expect("rabbitmqctl works");

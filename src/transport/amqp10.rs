@@ -791,7 +791,7 @@ mod tests {
     use super::*;
     use crate::transport::amqp091::Amqp091Transport;
     use crate::transport::testing::{
-        self, event, sorted, BrokerConnection, Rabbitmqctl, Subscriber, PROBE, WAIT,
+        self, event, sorted, BrokerConnection, Rabbitmqctl, Subscriber, WAIT,
     };
 
     /// A RabbitMQ 3.x broker (with its AMQP 1.0 plugin) and a 4.x one; each broker test runs
@@ -968,31 +968,9 @@ mod tests {
                     }
                 }
             }
-            for sub in [&mut sub_a, &mut sub_b] {
-                sub.until_failure(&[PROBE, "before"]).await;
-            }
-            assert!(a.health().is_err(), "health reports the lost connection");
-            // Publishing reconnects by itself; events() below then shares its connections.
-            a.publish(event(9, "nobody listens"))
-                .await
-                .expect("publish reconnects");
-            assert_eq!(a.health(), Ok("amqp10"));
-
-            // As the supervisor would: call events() again, with the rooms still subscribed.
-            let mut sub_a = Subscriber::start(&a).await;
-            let mut sub_b = Subscriber::start(&b).await;
-            sub_a.settle(&b, 1).await;
-            sub_b.settle(&a, 1).await;
-            a.publish(event(1, "after-a")).await.expect("a publishes");
-            b.publish(event(1, "after-b")).await.expect("b publishes");
-            assert_eq!(
-                sub_a.until(&["after-a", "after-b"]).await,
-                sorted(&[(1, "after-a"), (1, "after-b")])
-            );
-            assert_eq!(
-                sub_b.until(&["after-a", "after-b"]).await,
-                sorted(&[(1, "after-a"), (1, "after-b")])
-            );
+            // Kept consuming while the broker lists the new connections.
+            let _streams =
+                testing::recover_after_connection_loss(&a, &b, (sub_a, sub_b), "amqp10").await;
             let after = connections_of(&rabbitmqctl, &a)
                 .await
                 .expect("rabbitmqctl works");

@@ -371,3 +371,36 @@ pub async fn unsubscribe_then_resubscribe<T: Transport + ?Sized>(a: &Arc<T>, b: 
     b.publish(event(1, "back")).await.expect("b publishes");
     assert_eq!(sub_a.next_real().await.message, "back");
 }
+
+/// After the broker dropped both nodes' connections: their streams fail and health says so,
+/// a publish reconnects by itself, and a new `events()` (as the supervisor calls it) re-binds
+/// room 1 so events flow both ways again. Returns the new streams, still consuming.
+pub async fn recover_after_connection_loss<T: Transport + ?Sized>(
+    a: &Arc<T>,
+    b: &Arc<T>,
+    (mut sub_a, mut sub_b): (Subscriber, Subscriber),
+    healthy: &str,
+) -> (Subscriber, Subscriber) {
+    for sub in [&mut sub_a, &mut sub_b] {
+        sub.until_failure(&[PROBE, "before"]).await;
+    }
+    assert!(a.health().is_err(), "health reports the lost connection");
+    a.publish(event(9, "nobody listens"))
+        .await
+        .expect("publish reconnects");
+    assert_eq!(a.health(), Ok(healthy));
+
+    let mut sub_a = Subscriber::start(a).await;
+    let mut sub_b = Subscriber::start(b).await;
+    sub_a.settle(b, 1).await;
+    sub_b.settle(a, 1).await;
+    a.publish(event(1, "after-a")).await.expect("a publishes");
+    b.publish(event(1, "after-b")).await.expect("b publishes");
+    for sub in [&mut sub_a, &mut sub_b] {
+        assert_eq!(
+            sub.until(&["after-a", "after-b"]).await,
+            sorted(&[(1, "after-a"), (1, "after-b")])
+        );
+    }
+    (sub_a, sub_b)
+}
