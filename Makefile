@@ -45,7 +45,7 @@ bench: build
 	bin="$${CARGO_TARGET_DIR:-target}/release/chatnode"; \
 	env -u CHATNODE_LISTEN -u CHATNODE_DATA_DIR -u CHATNODE_DATABASE_URL -u CHATNODE_TRANSPORT \
 	    RUST_LOG=warn,chatnode::startup=info \
-	    "$$bin" serve --listen 127.0.0.1:0 --data-dir "$$dir" --log-format json >"$$dir/node.log" 2>&1 & \
+	    "$$bin" serve --listen 127.0.0.1:0 --data-dir "$$dir" --log-format json --rate-limits off >"$$dir/node.log" 2>&1 & \
 	pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf "$$dir"' EXIT; \
 	addr=; \

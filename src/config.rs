@@ -67,6 +67,9 @@ pub struct Config {
     /// Frames queued per socket before a slow reader is disconnected.
     #[arg(long, env = "CHATNODE_WS_QUEUE", default_value_t = 1024)]
     pub ws_queue: usize,
+
+    #[command(flatten)]
+    pub limits: crate::limits::LimitConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -120,6 +123,7 @@ impl Config {
             max_room_members: 1024,
             ws_ping_secs: 30,
             ws_queue: 1024,
+            limits: crate::limits::LimitConfig::default(),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod relay;
 pub mod startup;
 pub mod state;

@@ -143,9 +143,13 @@ impl Application {
             state.shutdown.clone(),
             move |token| crate::relay::run(relay_state.clone(), token),
         );
+        state
+            .tasks
+            .spawn(state.limits.clone().prune_until(state.shutdown.clone()));
         tracing::info!(
             address = %self.address,
             transport = ?state.config.transport,
+            rate_limits = state.limits.enabled(),
             database = %store::redact(&state.config.database_url()),
             "chatnode listening"
         );

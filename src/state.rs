@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Tokens;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::limits::Limits;
 use crate::store::Store;
 use crate::transport::Transport;
 
@@ -18,6 +19,7 @@ pub struct AppState {
     pub transport: Arc<dyn Transport>,
     pub hub: Arc<Hub>,
     pub tokens: Tokens,
+    pub limits: Arc<Limits>,
     /// Fires when the node starts shutting down; socket tasks watch it.
     pub shutdown: CancellationToken,
     /// Tracks socket and background tasks so shutdown can wait for them.
@@ -36,6 +38,7 @@ impl AppState {
         shutdown: CancellationToken,
     ) -> Self {
         Self {
+            limits: Limits::new(&config.limits),
             config,
             store,
             hub: Arc::new(Hub::new(transport.clone())),

@@ -34,6 +34,8 @@ impl SpawnedNode {
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            // The bench is one client address sending as fast as it is asked to.
+            .args(["--rate-limits", "off"])
             .arg("--data-dir")
             .arg(&dir)
             // Only the startup line (with the bound address) and problems.

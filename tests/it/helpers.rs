@@ -45,6 +45,8 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     let mut config = Config::new(data_dir);
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.jwt_secret = Some(JWT_SECRET.to_string());
+    // The suite registers many users from 127.0.0.1; tests/it/limits.rs turns limits on.
+    config.limits.enabled = false;
     config
 }
 
