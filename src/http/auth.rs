@@ -1,5 +1,7 @@
 //! Registration, login, token refresh and logout.
 
+use std::net::SocketAddr;
+
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
@@ -45,12 +47,14 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
     let register = warp::path!("api" / "v1" / "auth" / "register")
         .and(warp::post())
         .and(with_state(state.clone()))
+        .and(warp::addr::remote())
         .and(raw_body())
         .then(register)
         .and_then(respond);
     let login = warp::path!("api" / "v1" / "auth" / "login")
         .and(warp::post())
         .and(with_state(state.clone()))
+        .and(warp::addr::remote())
         .and(raw_body())
         .then(login)
         .and_then(respond);
@@ -139,8 +143,15 @@ fn credentials(state: &SharedState, user: i64) -> Result<Value, ApiError> {
 /// Register a new account.
 #[utoipa::path(post, path = "/api/v1/auth/register/", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, description = "The user and a fresh access/refresh token pair"),
-              (status = 400, description = "Validation errors per field, or the email is taken")))]
-pub async fn register(state: SharedState, body: bytes::Bytes) -> Result<Response, ApiError> {
+              (status = 400, description = "Validation errors per field, or the email is taken"),
+              (status = 429, description = "Too many attempts from this address or for this email",
+               headers(("retry-after" = u64, description = "Seconds to wait")))))]
+pub async fn register(
+    state: SharedState,
+    client: Option<SocketAddr>,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    state.limits.register_from(client)?;
     let body: Value = parse_json(&body)?;
     let mut fields = Fields::parse(&body)?;
     let email = fields
@@ -165,6 +176,7 @@ pub async fn register(state: SharedState, body: bytes::Bytes) -> Result<Response
     else {
         return Err(ApiError::bad_request("Invalid registration"));
     };
+    state.limits.register_for(&email)?;
     let password_hash = hash_password(plain.to_string()).await?;
     let user = state
         .store
@@ -188,8 +200,15 @@ pub async fn register(state: SharedState, body: bytes::Bytes) -> Result<Response
 #[utoipa::path(post, path = "/api/v1/auth/login/", tag = "auth", request_body = LoginRequest,
     responses((status = 200, description = "The user and a fresh access/refresh token pair"),
               (status = 400, description = "Missing fields"),
-              (status = 401, description = "Wrong email or password")))]
-pub async fn login(state: SharedState, body: bytes::Bytes) -> Result<Response, ApiError> {
+              (status = 401, description = "Wrong email or password"),
+              (status = 429, description = "Too many attempts from this address or for this email",
+               headers(("retry-after" = u64, description = "Seconds to wait")))))]
+pub async fn login(
+    state: SharedState,
+    client: Option<SocketAddr>,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    state.limits.login_from(client)?;
     let body: Value = parse_json(&body)?;
     let mut fields = Fields::parse(&body)?;
     let email = fields.text("email");
@@ -198,6 +217,7 @@ pub async fn login(state: SharedState, body: bytes::Bytes) -> Result<Response, A
     let (Some(email), Some(plain)) = (email, plain) else {
         return Err(ApiError::bad_request("Invalid login"));
     };
+    state.limits.login_for(email)?;
     let found = state
         .store
         .credentials(&email.trim().to_lowercase())

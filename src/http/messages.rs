@@ -176,7 +176,9 @@ fn created(message: &Message) -> Response {
               (status = 400, description = "Blank or oversized content, or an attachment that is not an image or video"),
               (status = 403, description = "Not a member"),
               (status = 404, description = "No such chatroom"),
-              (status = 413, description = "Attachment over the upload limit")))]
+              (status = 413, description = "Attachment over the upload limit"),
+              (status = 429, description = "Too many messages from this user (REST and WebSocket sends together)",
+               headers(("retry-after" = u64, description = "Seconds to wait")))))]
 pub async fn send_json(
     id: String,
     state: SharedState,
@@ -184,6 +186,7 @@ pub async fn send_json(
     body: SendRequest,
 ) -> Result<Response, ApiError> {
     let id = room_id(&id).map_err(|_| send_error(StoreError::RoomNotFound))?;
+    state.limits.send(user.id)?;
     validate_content(&body.content, false).map_err(ApiError::bad_request)?;
     let message = state
         .store
@@ -200,6 +203,7 @@ pub async fn send_multipart(
     form: warp::multipart::FormData,
 ) -> Result<Response, ApiError> {
     let id = room_id(&id).map_err(|_| send_error(StoreError::RoomNotFound))?;
+    state.limits.send(user.id)?;
     // Refuse outsiders before a single byte of their upload is written.
     state
         .store

@@ -19,6 +19,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::auth::validate::FieldErrors;
 use crate::auth::{AuthError, TokenKind};
+use crate::limits::LimitError;
 use crate::state::SharedState;
 use crate::store::{StoreError, User};
 
@@ -30,6 +31,8 @@ pub const MAX_JSON_BODY: u64 = 64 * 1024;
 pub struct ApiError {
     pub status: StatusCode,
     pub errors: Value,
+    /// Seconds for a `Retry-After` header (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -39,6 +42,7 @@ impl ApiError {
         Self {
             status,
             errors: json!({ "detail": detail.into() }),
+            retry_after: None,
         }
     }
 
@@ -58,6 +62,7 @@ impl ApiError {
         Self {
             status: StatusCode::BAD_REQUEST,
             errors: json!({ "validations": fields }),
+            retry_after: None,
         }
     }
 
@@ -117,6 +122,15 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<LimitError> for ApiError {
+    fn from(err: LimitError) -> Self {
+        Self {
+            retry_after: Some(err.retry_after_secs()),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, err.to_string())
+        }
+    }
+}
+
 /// `{"success": true, "data": data}` with `status`.
 pub fn ok(status: StatusCode, data: impl Serialize) -> Response {
     warp::reply::with_status(
@@ -127,11 +141,17 @@ pub fn ok(status: StatusCode, data: impl Serialize) -> Response {
 }
 
 pub fn error_response(err: &ApiError) -> Response {
-    warp::reply::with_status(
+    let mut response = warp::reply::with_status(
         warp::reply::json(&json!({ "success": false, "errors": err.errors })),
         err.status,
     )
-    .into_response()
+    .into_response();
+    if let Some(seconds) = err.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// Turns a handler's `ApiError` into a rejection for `.recover` to answer.

@@ -27,6 +27,7 @@ use super::messages::validate_content;
 use super::{bearer, respond, room_id, user_for_token, with_state, ApiError};
 use crate::events::RoomEvent;
 use crate::hub::{CloseReason, Kick, Outgoing, CLOSE_LEFT_ROOM};
+use crate::limits::SocketSlot;
 use crate::state::SharedState;
 use crate::store::{Page, StoreError, User};
 
@@ -47,6 +48,11 @@ const CLOSE_SHUTDOWN: CloseReason = CloseReason {
 const CLOSE_TOO_BIG: CloseReason = CloseReason {
     code: 1009,
     reason: "message too big",
+};
+/// After the error frame that answers a send over the user's message rate.
+const CLOSE_RATE_LIMITED: CloseReason = CloseReason {
+    code: 1008,
+    reason: "rate limit exceeded: too many messages",
 };
 const CLOSE_STORE_DOWN: CloseReason = CloseReason {
     code: 1011,
@@ -83,6 +89,8 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
               (status = 401, description = "Missing, invalid, expired or refresh token"),
               (status = 403, description = "Not a member"),
               (status = 404, description = "No such chatroom"),
+              (status = 429, description = "Too many connection attempts, or too many open sockets, for this user",
+               headers(("retry-after" = u64, description = "Seconds to wait"))),
               (status = 426, description = "Not a WebSocket upgrade request")))]
 pub async fn handshake(
     id: String,
@@ -100,6 +108,8 @@ pub async fn handshake(
         )?,
     };
     let user = user_for_token(&state, token).await?;
+    // Counted before anything else is looked up, so refused attempts cost little.
+    let slot = state.limits.open_socket(user.id)?;
     let room = room_id(&id)?;
     state.store.check_member(room, user.id).await?;
     // Without `since`, the feed starts at the handshake: everything stored after this point
@@ -139,7 +149,7 @@ pub async fn handshake(
                     Some(config),
                 )
                 .await;
-                run_socket(socket, task_state, room, user, since).await;
+                run_socket(socket, task_state, room, user, since, slot).await;
             }
             Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
         }
@@ -279,7 +289,14 @@ impl Feed {
 
 /// Serves one socket until the peer leaves, goes quiet, falls behind, is evicted or the node
 /// shuts down.
-async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User, since: i64) {
+async fn run_socket(
+    socket: Socket,
+    state: SharedState,
+    room: i64,
+    user: User,
+    since: i64,
+    slot: SocketSlot,
+) {
     let (queue, mut outgoing) = mpsc::channel::<Outgoing>(state.config.ws_queue.max(1));
     let kick = Kick::default();
     // Registered (and subscribed) before reading history, so nothing falls in between.
@@ -330,9 +347,16 @@ async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User, s
                     let answered = match incoming {
                         Some(Ok(Frame::Text(text))) => {
                             match ClientRequest::parse(&text) {
-                                Ok(ClientRequest::Send(content)) => match send(&state, room, user.id, &content).await {
-                                    Ok(()) => Ok(()),
-                                    Err(answer) => feed.write(&mut sink, vec![answer]).await,
+                                Ok(ClientRequest::Send(content)) => match state.limits.send(user.id) {
+                                    Ok(()) => match send(&state, room, user.id, &content).await {
+                                        Ok(()) => Ok(()),
+                                        Err(answer) => feed.write(&mut sink, vec![answer]).await,
+                                    },
+                                    // Say why and when, then stop reading from a flooding client.
+                                    Err(limited) => feed
+                                        .write(&mut sink, vec![error_frame(limited.to_string())])
+                                        .await
+                                        .and(Err(Some(CLOSE_RATE_LIMITED))),
                                 },
                                 Ok(ClientRequest::CatchUp(since)) => tokio::select! {
                                     done = feed.catch_up(&mut sink, since) => done,
@@ -368,7 +392,9 @@ async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User, s
             }
         },
     };
-    // Out of the room before the goodbye, which may wait on a slow peer.
+    // Out of the room before the goodbye, which may wait on a slow peer; the user's socket
+    // count drops first, so whoever sees the socket gone may open another.
+    drop(slot);
     drop(registration);
     if let Some(reason) = close {
         // A peer that does not read its close frame must not hold shutdown up.
