@@ -13,6 +13,7 @@ mod docs;
 mod errors;
 mod helpers;
 mod lifecycle;
+mod limits;
 mod messages;
 mod rooms;
 mod store;
