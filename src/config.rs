@@ -67,6 +67,19 @@ pub struct Config {
     /// Frames queued per socket before a slow reader is disconnected.
     #[arg(long, env = "CHATNODE_WS_QUEUE", default_value_t = 1024)]
     pub ws_queue: usize,
+
+    /// Most WebSockets open at once; beyond it an upgrade is answered 503 with `Retry-After`.
+    #[arg(long, env = "CHATNODE_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+
+    /// Most HTTP requests handled at once; beyond it a request is answered 503 with
+    /// `Retry-After` instead of queueing (`/healthz` and `/readyz` are never refused).
+    #[arg(long, env = "CHATNODE_MAX_INFLIGHT_REQUESTS", default_value_t = 1024)]
+    pub max_inflight_requests: usize,
+
+    /// SQLite writes waiting for the writer thread; beyond it a write is answered 503.
+    #[arg(long, env = "CHATNODE_MAX_QUEUED_WRITES", default_value_t = crate::store::DEFAULT_MAX_QUEUED_WRITES)]
+    pub max_queued_writes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -120,6 +133,9 @@ impl Config {
             max_room_members: 1024,
             ws_ping_secs: 30,
             ws_queue: 1024,
+            max_connections: 20_000,
+            max_inflight_requests: 1024,
+            max_queued_writes: crate::store::DEFAULT_MAX_QUEUED_WRITES,
         }
     }
 

@@ -5,6 +5,7 @@ pub mod docs;
 pub mod media;
 pub mod messages;
 pub mod rooms;
+pub mod shed;
 pub mod ws;
 
 use std::convert::Infallible;
@@ -24,6 +25,10 @@ use crate::store::{StoreError, User};
 
 /// Largest JSON body accepted anywhere.
 pub const MAX_JSON_BODY: u64 = 64 * 1024;
+/// Deepest nesting of arrays and objects accepted in JSON (bodies and WebSocket frames).
+pub const MAX_JSON_DEPTH: usize = 32;
+/// Seconds a client is asked to wait after a 503.
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// An error answer: a status and what goes under `"errors"` in the envelope.
 #[derive(Debug)]
@@ -48,6 +53,11 @@ impl ApiError {
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, detail)
+    }
+
+    /// 503: the node sheds this request to keep its memory and latency bounded.
+    pub fn overloaded(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
     }
 
     pub fn room_not_found() -> Self {
@@ -86,6 +96,9 @@ impl From<StoreError> for ApiError {
                 let mut fields = FieldErrors::new();
                 fields.insert("members".into(), format!("Unknown user ids: {ids:?}"));
                 Self::validations(fields)
+            }
+            StoreError::Overloaded => {
+                Self::overloaded("The server is busy; nothing was changed, try again shortly")
             }
             StoreError::Backend(_)
             | StoreError::UnsupportedUrl(_)
@@ -127,11 +140,18 @@ pub fn ok(status: StatusCode, data: impl Serialize) -> Response {
 }
 
 pub fn error_response(err: &ApiError) -> Response {
-    warp::reply::with_status(
+    let mut response = warp::reply::with_status(
         warp::reply::json(&json!({ "success": false, "errors": err.errors })),
         err.status,
     )
-    .into_response()
+    .into_response();
+    // Every 503 is temporary (overload, storage down): tell clients when to come back.
+    if err.status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
 }
 
 /// Turns a handler's `ApiError` into a rejection for `.recover` to answer.
@@ -200,6 +220,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             "Request body is empty; a JSON object is expected",
         ));
     }
+    check_json_depth(body)?;
     serde_json::from_slice(body).map_err(|e| {
         let what = if e.is_syntax() || e.is_eof() {
             "Malformed JSON"
@@ -208,6 +229,37 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::bad_request(format!("{what}: {e}"))
     })
+}
+
+/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`] before any parser recurses into it.
+/// Brackets inside strings do not count; malformed input is left to the parser to report.
+pub fn check_json_depth(json: &[u8]) -> Result<(), ApiError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(ApiError::bad_request(format!(
+                        "JSON is nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays and objects"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Parses a numeric id from a path segment; anything else names no room.
@@ -282,9 +334,18 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
         .or(media::routes(state.clone()))
         .unify()
         .or(docs::routes())
-        .unify()
-        .or(health_routes(state))
         .unify();
+    // Every request but the health checks holds an in-flight slot while it is handled.
+    let inflight = shed::Slots::new(
+        state.config.max_inflight_requests,
+        "The server is busy; try again shortly",
+    );
+    let api = inflight
+        .gate()
+        .and(api)
+        .map(|_slot, response: Response| response);
+    let api = health_routes(state).or(api).unify();
+    // Only the path is logged: query strings carry tokens (`?token=`) and headers credentials.
     let log = warp::log::custom(|info: warp::log::Info<'_>| {
         tracing::info!(
             target: "chatnode::request",

@@ -6,6 +6,7 @@ mod auth;
 #[cfg(feature = "postgres")]
 mod backends;
 mod bench;
+mod bounds;
 mod broker;
 mod catchup;
 mod cluster;
