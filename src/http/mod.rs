@@ -1,6 +1,7 @@
 //! The HTTP face: routes, the response envelope and the one place errors become statuses.
 
 pub mod auth;
+pub mod cors;
 pub mod docs;
 pub mod media;
 pub mod messages;
@@ -344,7 +345,12 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
         .gate()
         .and(api)
         .map(|_slot, response: Response| response);
-    let api = health_routes(state).or(api).unify();
+    let cors = cors::Cors::new(&state.config.cors_origins);
+    let api = health_routes(state)
+        .or(cors.preflight())
+        .unify()
+        .or(api)
+        .unify();
     // Only the path is logged: query strings carry tokens (`?token=`) and headers credentials.
     let log = warp::log::custom(|info: warp::log::Info<'_>| {
         tracing::info!(
@@ -356,18 +362,20 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
             "request"
         );
     });
-    api.recover(recover)
-        .unify()
-        .map(|mut response: Response| {
-            let headers = response.headers_mut();
-            headers.insert(
-                "x-content-type-options",
-                HeaderValue::from_static("nosniff"),
-            );
-            headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-            headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-            response
-        })
+    warp::header::headers_cloned()
+        .and(api.recover(recover).unify())
+        .map(
+            move |request: warp::http::HeaderMap, mut response: Response| {
+                let headers = response.headers_mut();
+                headers.insert(
+                    "x-content-type-options",
+                    HeaderValue::from_static("nosniff"),
+                );
+                headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+                headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+                cors.decorate(&request, response)
+            },
+        )
         .with(log)
         .map(Reply::into_response)
         .boxed()

@@ -10,6 +10,7 @@ mod bounds;
 mod broker;
 mod catchup;
 mod cluster;
+mod cors;
 mod docs;
 mod errors;
 mod helpers;
