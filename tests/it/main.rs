@@ -17,5 +17,6 @@ mod helpers;
 mod lifecycle;
 mod messages;
 mod rooms;
+mod secrets;
 mod store;
 mod ws;
