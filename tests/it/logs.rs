@@ -1,5 +1,5 @@
-//! Secrets never reach the logs: the real binary at the most verbose level, driven through
-//! every path that carries a password, a token or the signing secret.
+//! What the real binary logs: never a secret, even at the most verbose level, and a lost
+//! log pipe costs nothing but the log.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -36,19 +36,34 @@ fn collect(
     })
 }
 
-fn stop(mut child: Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the node did not exit after SIGTERM");
+/// The node's process, killed if the test fails before stopping it.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
-        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Node {
+    /// SIGTERM, then waits (bounded) for the exit.
+    fn stop(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + WAIT;
+        while self.0.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the node did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -64,29 +79,27 @@ async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: 
 #[tokio::test]
 async fn passwords_tokens_and_the_jwt_secret_never_appear_in_the_logs() {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatnode"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(["--jwt-secret", SECRET, "--data-dir"])
-        .arg(data_dir.path())
-        .env("RUST_LOG", "trace")
-        .env_remove("CHATNODE_JWT_SECRET")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut node = Node(
+        Command::new(env!("CARGO_BIN_EXE_chatnode"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--jwt-secret", SECRET, "--data-dir"])
+            .arg(data_dir.path())
+            .env("RUST_LOG", "trace")
+            .env_remove("CHATNODE_JWT_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let log = Arc::new(Mutex::new(String::new()));
     let (found, address) = mpsc::channel();
     let readers = [
-        collect(child.stdout.take().unwrap(), log.clone(), found.clone()),
-        collect(child.stderr.take().unwrap(), log.clone(), found),
+        collect(node.0.stdout.take().unwrap(), log.clone(), found.clone()),
+        collect(node.0.stderr.take().unwrap(), log.clone(), found),
     ];
-    let address = match address.recv_timeout(WAIT) {
-        Ok(address) => address,
-        Err(_) => {
-            let _ = child.kill();
-            panic!("the node never logged its address");
-        }
-    };
+    let address = address
+        .recv_timeout(WAIT)
+        .expect("the node logs the address it bound");
     let api = format!("http://{address}/api/v1");
     let client = reqwest::Client::new();
 
@@ -171,7 +184,7 @@ async fn passwords_tokens_and_the_jwt_secret_never_appear_in_the_logs() {
     .await;
     assert_eq!(logged_out["success"], true);
     drop(socket);
-    stop(child);
+    node.stop();
     for reader in readers {
         reader.join().unwrap();
     }
@@ -196,4 +209,56 @@ async fn passwords_tokens_and_the_jwt_secret_never_appear_in_the_logs() {
             "the log contains a secret ({secret}):\n{log}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_node_whose_log_pipes_are_gone_keeps_serving_and_stops_on_sigterm() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut node = Node(
+        Command::new(env!("CARGO_BIN_EXE_chatnode"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--jwt-secret", SECRET, "--data-dir"])
+            .arg(data_dir.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    drop(node.0.stderr.take());
+    let stdout = node.0.stdout.take().unwrap();
+    // Reads up to the address, then closes the pipe: every later log line has no reader.
+    let address = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                let rest = line.split("\"address\":\"").nth(1)?;
+                Some(rest.split('"').next()?.to_string())
+            })
+    });
+    let address = tokio::time::timeout(WAIT, address)
+        .await
+        .expect("the node logs its address in time")
+        .unwrap()
+        .expect("the node logs its address");
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let health = client
+            .get(format!("http://{address}/healthz"))
+            .send()
+            .await
+            .expect("answered although its log is gone");
+        assert_eq!(health.status(), reqwest::StatusCode::OK);
+    }
+    let registered = post(
+        &client,
+        format!("http://{address}/api/v1/auth/register/"),
+        None,
+        json!({"email": "quiet@example.com", "phone_number": "+14155552671",
+               "password": PASSWORD, "first_name": "Q", "last_name": "T"}),
+    )
+    .await;
+    assert_eq!(registered["success"], true, "{registered}");
+    node.stop();
 }
