@@ -70,6 +70,24 @@ pub struct Config {
 
     #[command(flatten)]
     pub limits: crate::limits::LimitConfig,
+
+    /// Most WebSockets open at once; beyond it an upgrade is answered 503 with `Retry-After`.
+    #[arg(long, env = "CHATNODE_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+
+    /// Most HTTP requests handled at once; beyond it a request is answered 503 with
+    /// `Retry-After` instead of queueing (`/healthz` and `/readyz` are never refused).
+    #[arg(long, env = "CHATNODE_MAX_INFLIGHT_REQUESTS", default_value_t = 1024)]
+    pub max_inflight_requests: usize,
+
+    /// SQLite writes waiting for the writer thread; beyond it a write is answered 503.
+    #[arg(long, env = "CHATNODE_MAX_QUEUED_WRITES", default_value_t = crate::store::DEFAULT_MAX_QUEUED_WRITES)]
+    pub max_queued_writes: usize,
+
+    /// Browser origins allowed to call the API (CORS), comma-separated, e.g.
+    /// `https://app.example.com`; none by default.
+    #[arg(long, env = "CHATNODE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -124,6 +142,10 @@ impl Config {
             ws_ping_secs: 30,
             ws_queue: 1024,
             limits: crate::limits::LimitConfig::default(),
+            max_connections: 20_000,
+            max_inflight_requests: 1024,
+            max_queued_writes: crate::store::DEFAULT_MAX_QUEUED_WRITES,
+            cors_origins: Vec::new(),
         }
     }
 
@@ -181,6 +203,35 @@ mod tests {
         assert_eq!(
             Config::new("data").amqp10_addressing,
             Amqp10Addressing::Auto
+        );
+    }
+
+    #[test]
+    fn bounds_and_cors_origins_parse_from_flags() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        let cli = Cli::try_parse_from([
+            "chatnode",
+            "--cors-origins",
+            "https://a.example,https://b.example:8443",
+            "--max-connections",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.config.cors_origins,
+            ["https://a.example", "https://b.example:8443"]
+        );
+        assert_eq!(cli.config.max_connections, 10);
+        let defaults = Config::new("data");
+        assert!(defaults.cors_origins.is_empty());
+        assert_eq!(
+            (defaults.max_connections, defaults.max_inflight_requests),
+            (20_000, 1024)
         );
     }
 }

@@ -27,7 +27,11 @@ enum Command {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A failed log write would otherwise be reported with `eprintln!`, which panics when
+    // stderr is gone too: a node whose log collector died must keep serving (and stopping).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .log_internal_errors(false);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -50,8 +54,8 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = app.shutdown_token();
             tokio::spawn(async move {
                 wait_for_signal().await;
-                tracing::info!("shutdown requested");
                 shutdown.cancel();
+                tracing::info!("shutdown requested");
             });
             app.run().await;
         }

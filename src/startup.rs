@@ -55,7 +55,7 @@ impl Application {
             source,
         };
         std::fs::create_dir_all(config.media_dir()).map_err(data_dir)?;
-        let store = store::open(&config.database_url()).await?;
+        let store = store::open_bounded(&config.database_url(), config.max_queued_writes).await?;
         let tokens = Tokens::load(config.jwt_secret.as_deref(), &config.data_dir)?;
         let transport: Arc<dyn Transport> = match config.transport {
             TransportKind::Memory => Arc::new(MemoryTransport::default()),

@@ -43,6 +43,8 @@ pub struct RefreshRequest {
 }
 
 pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
+    // Computed now, so the first login for an unknown email costs no more than later ones.
+    tokio::task::spawn_blocking(password::stand_in_hash);
     let raw_body = || limited_body(MAX_JSON_BODY);
     let register = warp::path!("api" / "v1" / "auth" / "register")
         .and(warp::post())
@@ -223,14 +225,14 @@ pub async fn login(
         .credentials(&email.trim().to_lowercase())
         .await?;
     let plain = plain.to_string();
-    // The same argon2 work runs whether or not the account exists.
-    let user = tokio::task::spawn_blocking(move || match found {
-        Some((user, hash)) if password::verify(&plain, &hash) => Some(user),
-        Some(_) => None,
-        None => {
-            password::verify_against_nothing(&plain);
-            None
-        }
+    // Exactly one argon2 verification of the same cost whether or not the account exists.
+    let user = tokio::task::spawn_blocking(move || {
+        let (user, hash) = match found {
+            Some((user, hash)) => (Some(user), hash),
+            None => (None, password::stand_in_hash().to_string()),
+        };
+        let matches = password::verify(&plain, &hash);
+        user.filter(|_| matches)
     })
     .await
     .map_err(|e| ApiError::from(AuthError::Hash(e.to_string())))?;

@@ -1,10 +1,12 @@
 //! The HTTP face: routes, the response envelope and the one place errors become statuses.
 
 pub mod auth;
+pub mod cors;
 pub mod docs;
 pub mod media;
 pub mod messages;
 pub mod rooms;
+pub mod shed;
 pub mod ws;
 
 use std::convert::Infallible;
@@ -25,6 +27,10 @@ use crate::store::{StoreError, User};
 
 /// Largest JSON body accepted anywhere.
 pub const MAX_JSON_BODY: u64 = 64 * 1024;
+/// Deepest nesting of arrays and objects accepted in JSON (bodies and WebSocket frames).
+pub const MAX_JSON_DEPTH: usize = 32;
+/// Seconds a client is asked to wait after a 503.
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// An error answer: a status and what goes under `"errors"` in the envelope.
 #[derive(Debug)]
@@ -52,6 +58,11 @@ impl ApiError {
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, detail)
+    }
+
+    /// 503: the node sheds this request to keep its memory and latency bounded.
+    pub fn overloaded(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
     }
 
     pub fn room_not_found() -> Self {
@@ -91,6 +102,9 @@ impl From<StoreError> for ApiError {
                 let mut fields = FieldErrors::new();
                 fields.insert("members".into(), format!("Unknown user ids: {ids:?}"));
                 Self::validations(fields)
+            }
+            StoreError::Overloaded => {
+                Self::overloaded("The server is busy; nothing was changed, try again shortly")
             }
             StoreError::Backend(_)
             | StoreError::UnsupportedUrl(_)
@@ -146,7 +160,11 @@ pub fn error_response(err: &ApiError) -> Response {
         err.status,
     )
     .into_response();
-    if let Some(seconds) = err.retry_after {
+    // Every 503 is temporary (overload, storage down): tell clients when to come back.
+    let retry_after = err
+        .retry_after
+        .or_else(|| (err.status == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_SECS));
+    if let Some(seconds) = retry_after {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -220,6 +238,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             "Request body is empty; a JSON object is expected",
         ));
     }
+    check_json_depth(body)?;
     serde_json::from_slice(body).map_err(|e| {
         let what = if e.is_syntax() || e.is_eof() {
             "Malformed JSON"
@@ -228,6 +247,37 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::bad_request(format!("{what}: {e}"))
     })
+}
+
+/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`] before any parser recurses into it.
+/// Brackets inside strings do not count; malformed input is left to the parser to report.
+pub fn check_json_depth(json: &[u8]) -> Result<(), ApiError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(ApiError::bad_request(format!(
+                        "JSON is nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays and objects"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Parses a numeric id from a path segment; anything else names no room.
@@ -302,9 +352,23 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
         .or(media::routes(state.clone()))
         .unify()
         .or(docs::routes())
-        .unify()
-        .or(health_routes(state))
         .unify();
+    // Every request but the health checks holds an in-flight slot while it is handled.
+    let inflight = shed::Slots::new(
+        state.config.max_inflight_requests,
+        "The server is busy; try again shortly",
+    );
+    let api = inflight
+        .gate()
+        .and(api)
+        .map(|_slot, response: Response| response);
+    let cors = cors::Cors::new(&state.config.cors_origins);
+    let api = health_routes(state)
+        .or(cors.preflight())
+        .unify()
+        .or(api)
+        .unify();
+    // Only the path is logged: query strings carry tokens (`?token=`) and headers credentials.
     let log = warp::log::custom(|info: warp::log::Info<'_>| {
         tracing::info!(
             target: "chatnode::request",
@@ -315,18 +379,20 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
             "request"
         );
     });
-    api.recover(recover)
-        .unify()
-        .map(|mut response: Response| {
-            let headers = response.headers_mut();
-            headers.insert(
-                "x-content-type-options",
-                HeaderValue::from_static("nosniff"),
-            );
-            headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-            headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-            response
-        })
+    warp::header::headers_cloned()
+        .and(api.recover(recover).unify())
+        .map(
+            move |request: warp::http::HeaderMap, mut response: Response| {
+                let headers = response.headers_mut();
+                headers.insert(
+                    "x-content-type-options",
+                    HeaderValue::from_static("nosniff"),
+                );
+                headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+                headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+                cors.decorate(&request, response)
+            },
+        )
         .with(log)
         .map(Reply::into_response)
         .boxed()

@@ -24,7 +24,8 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::messages::validate_content;
-use super::{bearer, respond, room_id, user_for_token, with_state, ApiError};
+use super::shed::Slots;
+use super::{bearer, check_json_depth, respond, room_id, user_for_token, with_state, ApiError};
 use crate::events::RoomEvent;
 use crate::hub::{CloseReason, Kick, Outgoing, CLOSE_LEFT_ROOM};
 use crate::limits::SocketSlot;
@@ -69,9 +70,14 @@ pub struct WsQuery {
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
+    let connections = Slots::new(
+        state.config.max_connections,
+        "Too many open connections; try again shortly",
+    );
     warp::path!("ws" / "chat" / String)
         .and(warp::get())
         .and(with_state(state))
+        .and(warp::any().map(move || connections.clone()))
         .and(warp::header::headers_cloned())
         .and(warp::query::<WsQuery>())
         .and(warp::ext::optional::<OnUpgrade>())
@@ -91,14 +97,18 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
               (status = 404, description = "No such chatroom"),
               (status = 429, description = "Too many connection attempts, or too many open sockets, for this user",
                headers(("retry-after" = u64, description = "Seconds to wait"))),
-              (status = 426, description = "Not a WebSocket upgrade request")))]
+              (status = 426, description = "Not a WebSocket upgrade request"),
+              (status = 503, description = "The node has `--max-connections` sockets open; retry after `Retry-After` seconds")))]
 pub async fn handshake(
     id: String,
     state: SharedState,
+    connections: Slots,
     headers: HeaderMap,
     query: WsQuery,
     on_upgrade: Option<OnUpgrade>,
 ) -> Result<Response, ApiError> {
+    // Taken first, so a full node spends nothing on the refused handshake; held by the socket.
+    let connection = connections.take()?;
     let token = match query.token.as_deref() {
         Some(token) => Some(token),
         None => bearer(
@@ -137,6 +147,7 @@ pub async fn handshake(
 
     let task_state = state.clone();
     state.tasks.spawn(async move {
+        let _connection = connection;
         match on_upgrade.await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
@@ -424,6 +435,8 @@ struct ClientFrame {
 impl ClientRequest {
     /// The request, or the error frame to answer it with.
     fn parse(text: &str) -> Result<Self, Frame> {
+        check_json_depth(text.as_bytes())
+            .map_err(|e| error_frame(e.errors["detail"].as_str().unwrap_or_default()))?;
         let frame: ClientFrame = match serde_json::from_str::<Value>(text) {
             Ok(value @ Value::Object(_)) => serde_json::from_value(value)
                 .map_err(|e| error_frame(format!("Invalid frame: {e}")))?,

@@ -35,6 +35,9 @@ pub enum StoreError {
     Migration { name: String, reason: String },
     #[error("database error: {0}")]
     Backend(String),
+    /// Too many writes are already waiting: refused at once so memory stays bounded.
+    #[error("storage is overloaded: too many writes are waiting")]
+    Overloaded,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -177,10 +180,19 @@ pub trait Store: Send + Sync {
     async fn ping(&self) -> StoreResult<()>;
 }
 
+/// Writes the SQLite writer thread lets wait by default (`--max-queued-writes`).
+pub const DEFAULT_MAX_QUEUED_WRITES: usize = 4096;
+
 /// Opens the backend named by the URL's scheme and applies its migrations.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    open_bounded(url, DEFAULT_MAX_QUEUED_WRITES).await
+}
+
+/// [`open`], refusing writes with [`StoreError::Overloaded`] while `max_queued_writes` wait
+/// (SQLite; PostgreSQL bounds its waiters with the pool's wait timeout instead).
+pub async fn open_bounded(url: &str, max_queued_writes: usize) -> StoreResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        let store = sqlite::SqliteStore::open(path).await?;
+        let store = sqlite::SqliteStore::open(path, max_queued_writes).await?;
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {

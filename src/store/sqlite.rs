@@ -6,14 +6,15 @@
 //! read-only connections that WAL lets proceed while the writer works.
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{
     params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
 };
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{
     now_timestamp, Attachment, AttachmentOwner, Member, Message, NewUser, OutboxEntry, Page, Room,
@@ -46,6 +47,11 @@ pub struct SqliteStore {
     outbox: Arc<Notify>,
 }
 
+enum Queueing {
+    Shed,
+    Wait,
+}
+
 struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
@@ -58,14 +64,15 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and applies pending migrations.
-    pub async fn open(path: &str) -> StoreResult<Self> {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations;
+    /// while `max_queued_writes` writes wait for the writer, further ones are refused.
+    pub async fn open(path: &str, max_queued_writes: usize) -> StoreResult<Self> {
         let path = PathBuf::from(path);
         let writer_path = path.clone();
         let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path))
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))??;
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::channel::<Job>(max_queued_writes.max(1));
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, queue))
@@ -80,11 +87,30 @@ impl SqliteStore {
         })
     }
 
+    /// A write for a client: refused with `Overloaded` rather than queued without bound.
     async fn write<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        self.submit(Queueing::Shed, work).await
+    }
+
+    /// A write of the node's own (relay): waits for room, as the relay must not lose it.
+    async fn internal_write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(Queueing::Wait, work).await
+    }
+
+    async fn submit<T, F>(&self, queueing: Queueing, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let stopped = || StoreError::Backend("the database writer has stopped".into());
         let (answer, answered) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = conn.and_then(work);
@@ -94,12 +120,14 @@ impl SqliteStore {
             });
             (ok, reply)
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| StoreError::Backend("the database writer has stopped".into()))?;
-        answered
-            .await
-            .map_err(|_| StoreError::Backend("the database writer has stopped".into()))?
+        match queueing {
+            Queueing::Shed => self.jobs.try_send(job).map_err(|e| match e {
+                TrySendError::Full(_) => StoreError::Overloaded,
+                TrySendError::Closed(_) => stopped(),
+            })?,
+            Queueing::Wait => self.jobs.send(job).await.map_err(|_| stopped())?,
+        }
+        answered.await.map_err(|_| stopped())?
     }
 
     async fn read<T, F>(&self, work: F) -> StoreResult<T>
@@ -200,8 +228,8 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     Ok(())
 }
 
-fn writer_loop(conn: Connection, queue: mpsc::Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
+fn writer_loop(conn: Connection, mut queue: mpsc::Receiver<Job>) {
+    while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -693,7 +721,7 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_delete(&self, ids: Vec<i64>) -> StoreResult<()> {
-        self.write(move |conn| {
+        self.internal_write(move |conn| {
             let mut delete = conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
             for id in ids {
                 delete.execute([id])?;
@@ -709,7 +737,7 @@ impl Store for SqliteStore {
 
     async fn acquire_relay_lease(&self, holder: &str, ttl: Duration) -> StoreResult<bool> {
         let holder = holder.to_string();
-        self.write(move |conn| {
+        self.internal_write(move |conn| {
             let now = chrono::Utc::now().timestamp_millis();
             let until = now + ttl.as_millis() as i64;
             conn.execute(
@@ -730,7 +758,7 @@ impl Store for SqliteStore {
 
     async fn release_relay_lease(&self, holder: &str) -> StoreResult<()> {
         let holder = holder.to_string();
-        self.write(move |conn| {
+        self.internal_write(move |conn| {
             conn.execute("DELETE FROM relay_lease WHERE holder = ?1", [holder])?;
             Ok(())
         })
@@ -746,11 +774,65 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::MIGRATIONS;
+    use super::*;
 
     #[test]
     fn every_sql_file_is_a_listed_migration_in_order() {
         let listed: Vec<String> = MIGRATIONS.iter().map(|(n, _)| n.to_string()).collect();
         assert_eq!(crate::store::migration_files("sqlite"), listed);
+    }
+
+    #[tokio::test]
+    async fn client_writes_beyond_the_queue_bound_are_refused_and_relay_writes_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bounded.db");
+        let store = Arc::new(SqliteStore::open(path.to_str().unwrap(), 1).await.unwrap());
+        // Hold the writer thread inside a job, so the next write sits in the queue.
+        let (started, writer_busy) = std::sync::mpsc::channel::<()>();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |_| {
+                        started.send(()).unwrap();
+                        let _ = held.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || writer_busy.recv().unwrap())
+            .await
+            .unwrap();
+        let queued = tokio::spawn({
+            let store = store.clone();
+            async move { store.write(|_| Ok(1)).await }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.jobs.capacity() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write never queued"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The queue is full: a client write is refused at once, a relay write waits for room.
+        assert!(matches!(
+            store.write(|_| Ok(2)).await,
+            Err(StoreError::Overloaded)
+        ));
+        let internal = tokio::spawn({
+            let store = store.clone();
+            async move { store.release_relay_lease("nobody").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!internal.is_finished(), "the relay write waits for room");
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap().is_ok());
+        assert_eq!(queued.await.unwrap().unwrap(), 1);
+        internal.await.unwrap().unwrap();
+        // Once drained, writes are accepted again.
+        assert_eq!(store.write(|_| Ok(3)).await.unwrap(), 3);
     }
 }

@@ -3,7 +3,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn, JWT_SECRET, PASSWORD};
+use crate::helpers::{spawn, TestNode, JWT_SECRET, PASSWORD, WAIT};
 
 fn decode(token: &str) -> Claims {
     let mut validation = Validation::new(Algorithm::HS256);
@@ -299,6 +299,114 @@ async fn refresh_issues_access_tokens_until_logout_revokes_it() {
             "/api/v1/auth/logout/",
             None,
             json!({"refresh": user.refresh}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// `header.payload` of `token`, signed again with `signature`.
+fn resigned(header_b64: &str, token: &str, sign: impl Fn(&[u8]) -> String) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    let message = format!("{header_b64}.{payload}");
+    let signature = sign(message.as_bytes());
+    format!("{message}.{signature}")
+}
+
+#[tokio::test]
+async fn tokens_of_any_other_algorithm_are_refused_even_when_signed_with_the_secret() {
+    let node = spawn().await;
+    let user = node.register("gil").await;
+    let room = node.create_room(&user, "r", &[]).await;
+    let claims = decode(&user.access);
+    let secret = EncodingKey::from_secret(JWT_SECRET.as_bytes());
+    // {"alg":"RS256","typ":"JWT"}
+    let rs256 = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9";
+    let hmac =
+        |message: &[u8]| jsonwebtoken::crypto::sign(message, &secret, Algorithm::HS256).unwrap();
+    let junk = |_: &[u8]| "c2lnbmVkLWJ5LW5vYm9keQ".to_string();
+    let cases = [
+        // Algorithm confusion: the right HMAC under a header claiming RS256.
+        resigned(rs256, &user.access, hmac),
+        resigned(rs256, &user.access, junk),
+        jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &secret).unwrap(),
+        jsonwebtoken::encode(&Header::new(Algorithm::HS384), &claims, &secret).unwrap(),
+    ];
+    for token in &cases {
+        let (status, body) = node.get("/api/v1/chat/chatrooms/", Some(token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token}");
+        assert_eq!(body["errors"]["detail"], "Token is invalid");
+        let (status, body) = node.refused_ws(&node.ws_url(room, token)).await;
+        assert_eq!(status, 401, "{token}");
+        assert_eq!(body["errors"]["detail"], "Token is invalid");
+    }
+    // The same claims under HS256 are accepted: only the algorithm made the difference.
+    let (status, _) = node
+        .get("/api/v1/chat/chatrooms/", Some(&forge(&claims, JWT_SECRET)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Removes a user row behind the node's back, as an administrator would.
+async fn delete_user(node: &TestNode, id: i64) {
+    match &node.database.url {
+        None => {
+            let db = rusqlite::Connection::open(node.data_dir.path().join("chatnode.db")).unwrap();
+            db.busy_timeout(WAIT).unwrap();
+            assert_eq!(
+                db.execute("DELETE FROM users WHERE id = ?1", [id]).unwrap(),
+                1
+            );
+        }
+        #[cfg(feature = "postgres")]
+        Some(url) => {
+            let (db, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            assert_eq!(
+                db.execute("DELETE FROM users WHERE id = $1", &[&id])
+                    .await
+                    .unwrap(),
+                1
+            );
+        }
+        #[cfg(not(feature = "postgres"))]
+        Some(url) => unreachable!("a database URL without the postgres feature: {url}"),
+    }
+}
+
+#[tokio::test]
+async fn valid_tokens_of_deleted_or_never_created_users_are_refused() {
+    let node = spawn().await;
+    let owner = node.register("hana").await;
+    let room = node.create_room(&owner, "r", &[]).await;
+    let leaver = node.register("ivan").await;
+    delete_user(&node, leaver.id).await;
+    let mut never = decode(&owner.access);
+    never.user_id = owner.id + 1000;
+    let never = forge(&never, JWT_SECRET);
+    for token in [leaver.access.as_str(), never.as_str()] {
+        let (status, body) = node.get("/api/v1/chat/chatrooms/", Some(token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["errors"]["detail"], "User not found");
+        let (status, body) = node.refused_ws(&node.ws_url(room, token)).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["errors"]["detail"], "User not found");
+    }
+    let (status, body) = node
+        .post(
+            "/api/v1/auth/refresh/",
+            None,
+            json!({"refresh": leaver.refresh}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["errors"]["detail"], "User not found");
+    let (status, _) = node
+        .post(
+            "/api/v1/auth/login/",
+            None,
+            json!({"email": leaver.email, "password": PASSWORD}),
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

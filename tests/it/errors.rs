@@ -1,7 +1,8 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn, TestNode};
+use crate::bounds::{occupy_slot, wait_until_busy};
+use crate::helpers::{spawn, spawn_with, TestNode};
 
 async fn raw_post(
     node: &TestNode,
@@ -92,10 +93,83 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_envelope() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
+fn assert_secure(what: &str, headers: &reqwest::header::HeaderMap) {
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
+    assert_eq!(headers["x-frame-options"], "DENY", "{what}");
+    assert_eq!(headers["referrer-policy"], "no-referrer", "{what}");
+}
+
 #[tokio::test]
-async fn responses_carry_security_headers() {
-    let node = spawn().await;
-    let response = node.client.get(node.url("/healthz")).send().await.unwrap();
-    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
-    assert_eq!(response.headers()["x-frame-options"], "DENY");
+async fn every_kind_of_response_carries_security_headers() {
+    let node = spawn_with(|c| {
+        c.max_inflight_requests = 1;
+        c.max_connections = 1;
+        c.cors_origins = vec!["https://app.example.com".into()];
+    })
+    .await;
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "r", &[]).await;
+    let preflight = node
+        .client
+        .request(reqwest::Method::OPTIONS, node.url("/api/v1/auth/login/"))
+        .header("access-control-request-method", "POST");
+    let cases = [
+        ("200", node.client.get(node.url("/healthz")), 200),
+        (
+            "4xx from recover",
+            node.client.get(node.url("/api/v1/chat/chatrooms/")),
+            401,
+        ),
+        (
+            "unknown path",
+            node.client.get(node.url("/nothing/here")),
+            404,
+        ),
+        (
+            "allowed preflight",
+            preflight
+                .try_clone()
+                .unwrap()
+                .header("origin", "https://app.example.com"),
+            204,
+        ),
+        (
+            "refused preflight",
+            preflight.header("origin", "https://x.example"),
+            403,
+        ),
+    ];
+    for (what, request, status) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{what}");
+        assert_secure(what, response.headers());
+    }
+
+    // WebSocket refusals: 401, and 503 once the only connection slot is taken.
+    let refusal = |url: String| async move {
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response,
+            other => panic!("expected a refused upgrade, got {other:?}"),
+        }
+    };
+    let refused = refusal(node.ws_url(room, "not-a-token")).await;
+    assert_eq!(refused.status(), 401);
+    assert_secure("refused upgrade", refused.headers());
+    let _socket = node.ws(room, &alice).await;
+    let refused = refusal(node.ws_url(room, &alice.access)).await;
+    assert_eq!(refused.status(), 503);
+    assert_secure("503 upgrade", refused.headers());
+
+    // A 503 of a shed request, while the only in-flight slot is held.
+    let held = occupy_slot(&node).await;
+    wait_until_busy(&node, true).await;
+    let response = node
+        .client
+        .get(node.url("/api/v1/schema"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_secure("503", response.headers());
+    drop(held);
 }

@@ -6,14 +6,17 @@ mod auth;
 #[cfg(feature = "postgres")]
 mod backends;
 mod bench;
+mod bounds;
 mod broker;
 mod catchup;
 mod cluster;
+mod cors;
 mod docs;
 mod errors;
 mod helpers;
 mod lifecycle;
 mod limits;
+mod logs;
 mod messages;
 mod rooms;
 mod store;
