@@ -338,7 +338,7 @@ impl Soak {
             return; // a join or leave notice
         }
         let stamp = data.message.as_deref().and_then(parse_content);
-        let Some((run, sender, n)) = stamp.filter(|s| s.0 == self.run) else {
+        let Some((_, sender, n)) = stamp.filter(|s| s.0 == self.run) else {
             self.ledger.track(user, room).foreign += 1;
             return;
         };
@@ -351,7 +351,6 @@ impl Soak {
             self.ledger.track(user, room).foreign += 1;
             return self.error("frame: another room's message", text);
         }
-        debug_assert_eq!(run, self.run);
         if self.ledger.track(user, room).receive(id) == Reception::Fresh {
             self.counters.deliveries.fetch_add(1, Ordering::Relaxed);
         }
@@ -515,10 +514,9 @@ impl VirtualUser {
     /// Reopens (with `since`) the sockets of its rooms that the node closed or never opened.
     async fn heal(&mut self) {
         let dead: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, conn)| !conn.as_ref().is_some_and(Conn::is_live))
-            .map(|(&room, _)| room)
+            .member_rooms()
+            .into_iter()
+            .filter(|&room| !self.socket_open(room))
             .collect();
         for room in dead {
             self.reopen(room).await;
@@ -567,6 +565,12 @@ impl VirtualUser {
         }
     }
 
+    fn socket_open(&self, room: usize) -> bool {
+        self.conns
+            .get(&room)
+            .is_some_and(|c| c.as_ref().is_some_and(Conn::is_live))
+    }
+
     fn member_rooms(&self) -> Vec<usize> {
         self.conns.keys().copied().collect()
     }
@@ -593,6 +597,11 @@ impl VirtualUser {
             _ => members.choose(&mut self.rng),
         }) else {
             return;
+        };
+        let action = match action {
+            // Its reopening failed (and was counted) a moment ago.
+            Action::Ws if !self.socket_open(room) => Action::Rest,
+            other => other,
         };
         self.soak.counters.count(action);
         match action {
@@ -727,11 +736,7 @@ impl VirtualUser {
                 );
                 break;
             }
-            if !self
-                .conns
-                .get(&room)
-                .is_some_and(|c| c.as_ref().is_some_and(Conn::is_live))
-            {
+            if !self.socket_open(room) {
                 self.reopen(room).await;
             }
             tokio::time::sleep(POLL).await;
