@@ -1,11 +1,15 @@
 # chatnode: `make run` starts a node with the embedded defaults, `make test` runs every test,
-# `make bench` measures a node of the release build (see `chatnode bench --help`).
+# `make bench` measures a node of the release build (see `chatnode bench --help`), `make soak`
+# churns one for SOAK_DURATION and checks that nothing is lost and memory stays flat.
 
 CARGO ?= cargo
 # The headline run; override e.g. `make bench BENCH_ARGS="--send-over ws --rate 2000"`.
 BENCH_ARGS ?= --rooms 10 --receivers 50 --senders 10 --messages 20000 --message-bytes 100
+# The soak: e.g. `make soak SOAK_DURATION=1h SOAK_ARGS="--users 50 --rate 300 --svg soak.svg"`.
+SOAK_DURATION ?= 10m
+SOAK_ARGS ?= --users 20 --rooms 10 --rate 100
 
-.PHONY: run build test lint fmt clean bench
+.PHONY: run build test lint fmt clean bench soak
 
 run:
 	$(CARGO) run --release -- serve
@@ -44,6 +48,7 @@ bench: build
 	dir=$$(mktemp -d); \
 	bin="$${CARGO_TARGET_DIR:-target}/release/chatnode"; \
 	env -u CHATNODE_LISTEN -u CHATNODE_DATA_DIR -u CHATNODE_DATABASE_URL -u CHATNODE_TRANSPORT \
+	    CHATNODE_RATE_LIMITS=off \
 	    RUST_LOG=warn,chatnode::startup=info \
 	    "$$bin" serve --listen 127.0.0.1:0 --data-dir "$$dir" --log-format json --rate-limits off >"$$dir/node.log" 2>&1 & \
 	pid=$$!; \
@@ -58,3 +63,7 @@ bench: build
 	[ -n "$$addr" ] || { echo "the node never became ready"; cat "$$dir/node.log"; exit 1; }; \
 	echo "node $$pid on http://$$addr (log: $$dir/node.log)"; \
 	"$$bin" bench --target "http://$$addr" --server-pid $$pid $(BENCH_ARGS)
+
+# `--spawn` starts the node the way `bench` does (rate limits off) and stops it afterwards.
+soak: build
+	"$${CARGO_TARGET_DIR:-target}/release/chatnode" bench --spawn --soak --duration $(SOAK_DURATION) $(SOAK_ARGS)

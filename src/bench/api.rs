@@ -71,14 +71,43 @@ impl Target {
         format!("http://{}{path}", self.addr)
     }
 
-    fn ws(&self, room: i64, token: &str) -> String {
-        format!("ws://{}/ws/chat/{room}/?token={token}", self.addr)
+    fn ws(&self, room: i64, token: &str, since: Option<i64>) -> String {
+        let since = since.map_or(String::new(), |id| format!("&since={id}"));
+        format!("ws://{}/ws/chat/{room}/?token={token}{since}", self.addr)
     }
 }
 
 fn is_loopback_name(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Why a request or handshake failed: the node's answer, or no answer at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The node answered with this status (and body, shortened).
+    Status(StatusCode, String),
+    /// No answer: connect, timeout, reset, handshake or protocol failure.
+    Transport(String),
+}
+
+impl CallError {
+    /// A short, low-cardinality name for counting errors by kind.
+    pub fn kind(&self) -> String {
+        match self {
+            Self::Status(status, _) => format!("HTTP {}", status.as_u16()),
+            Self::Transport(_) => "transport error".to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Status(status, body) => write!(f, "HTTP {status}: {body}"),
+            Self::Transport(error) => f.write_str(error),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -110,14 +139,15 @@ impl Api {
         path: &str,
         token: Option<&str>,
         body: &Value,
-    ) -> Result<(StatusCode, Value), String> {
+    ) -> Result<(StatusCode, Value), CallError> {
         let mut request = self.http.post(target.http(path)).json(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.map_err(|e| describe(&e))?;
+        let transport = |e: reqwest::Error| CallError::Transport(describe(&e));
+        let response = request.send().await.map_err(transport)?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| describe(&e))?;
+        let text = response.text().await.map_err(transport)?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Ok((status, body))
     }
@@ -171,29 +201,56 @@ impl Api {
             .ok_or_else(|| anyhow!("create room answer without an id: {body}"))
     }
 
-    /// Sends a message over REST; the error says what went wrong, for the report.
+    /// Sends a message over REST; returns the stored message's id.
     pub async fn send(
         &self,
         target: &Target,
         user: &User,
         room: i64,
         content: &str,
-    ) -> Result<(), String> {
+    ) -> Result<i64, CallError> {
         let path = format!("/api/v1/chat/chatrooms/{room}/messages/send/");
-        let (status, body) = self
-            .post(
-                target,
-                &path,
-                Some(&user.access),
-                &json!({ "content": content }),
-            )
+        let body = json!({ "content": content });
+        let body = self
+            .expect(target, &path, user, &body, StatusCode::CREATED)
             .await?;
-        if status == StatusCode::CREATED {
-            Ok(())
+        body["data"]["detail"]["id"]
+            .as_i64()
+            .ok_or_else(|| CallError::Transport("send answer without a message id".to_string()))
+    }
+
+    /// Joins a room (`.../enter/`).
+    pub async fn enter(&self, target: &Target, user: &User, room: i64) -> Result<(), CallError> {
+        let path = format!("/api/v1/chat/chatrooms/{room}/enter/");
+        self.expect(target, &path, user, &json!({}), StatusCode::OK)
+            .await
+            .map(drop)
+    }
+
+    /// Leaves a room.
+    pub async fn leave(&self, target: &Target, user: &User, room: i64) -> Result<(), CallError> {
+        let path = format!("/api/v1/chat/chatrooms/{room}/leave/");
+        self.expect(target, &path, user, &json!({}), StatusCode::OK)
+            .await
+            .map(drop)
+    }
+
+    /// An authenticated POST that must answer `expected`; any other status is an error.
+    async fn expect(
+        &self,
+        target: &Target,
+        path: &str,
+        user: &User,
+        body: &Value,
+        expected: StatusCode,
+    ) -> Result<Value, CallError> {
+        let (status, body) = self.post(target, path, Some(&user.access), body).await?;
+        if status == expected {
+            Ok(body)
         } else {
             let mut body = body.to_string();
             body.truncate(200);
-            Err(format!("HTTP {status}: {body}"))
+            Err(CallError::Status(status, body))
         }
     }
 
@@ -234,26 +291,39 @@ fn describe(error: &reqwest::Error) -> String {
 
 /// Opens a room's socket over a TCP connection of our own, with a small read buffer.
 pub async fn open_socket(target: &Target, room: i64, token: &str) -> anyhow::Result<Socket> {
+    open_socket_since(target, room, token, None)
+        .await
+        .map_err(|e| anyhow!("WebSocket to room {room} at {}: {e}", target.url))
+}
+
+/// Opens a room's socket; with `since`, the node first replays every message after that id.
+pub async fn open_socket_since(
+    target: &Target,
+    room: i64,
+    token: &str,
+    since: Option<i64>,
+) -> Result<Socket, CallError> {
+    let transport = |what: String| CallError::Transport(what);
     let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr))
         .await
-        .with_context(|| format!("connecting to {} timed out", target.url))?
-        .with_context(|| format!("cannot connect to {}", target.url))?;
+        .map_err(|_| transport("connect timed out".to_string()))?
+        .map_err(|e| transport(format!("cannot connect: {e}")))?;
     // Frames are small; Nagle would hold a send back for the previous one's ACK.
-    tcp.set_nodelay(true)?;
+    tcp.set_nodelay(true)
+        .map_err(|e| transport(format!("TCP_NODELAY: {e}")))?;
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let request = target.ws(room, token, since);
     let (socket, _) = timeout(
         CONNECT_TIMEOUT,
-        tokio_tungstenite::client_async_with_config(target.ws(room, token), tcp, Some(config)),
+        tokio_tungstenite::client_async_with_config(request, tcp, Some(config)),
     )
     .await
-    .with_context(|| format!("WebSocket handshake with {} timed out", target.url))?
+    .map_err(|_| transport("handshake timed out".to_string()))?
     .map_err(|e| match e {
-        tokio_tungstenite::tungstenite::Error::Http(response) => anyhow!(
-            "WebSocket to room {room} at {} refused: {}",
-            target.url,
-            response.status()
-        ),
-        other => anyhow!("WebSocket to room {room} at {}: {other}", target.url),
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            CallError::Status(response.status(), "handshake refused".to_string())
+        }
+        other => transport(other.to_string()),
     })?;
     Ok(socket)
 }

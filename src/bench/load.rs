@@ -676,7 +676,7 @@ async fn send_rest(
         let room = rooms[shared.plan.room_of(seq) as usize];
         shared.sent.fetch_add(1, Ordering::Relaxed);
         match api.send(&target, &user, room, &content).await {
-            Ok(()) => {
+            Ok(_) => {
                 shared.accept(seq);
                 failures = 0;
             }

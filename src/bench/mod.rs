@@ -1,17 +1,21 @@
 //! `chatnode bench`: a load generator that drives running nodes over real HTTP and WebSocket
 //! on loopback, and reports throughput, send-to-socket latency and delivery completeness.
 //!
-//! Modes: a load run (default), a latency-versus-load sweep (`--sweep`), and connection scale
-//! (`--idle-sockets`). Each prints a table (unless `--json`) and exactly one JSON line.
+//! Modes: a load run (default), a latency-versus-load sweep (`--sweep`), connection scale
+//! (`--idle-sockets`) and a soak (`--soak`). Each prints a table (unless `--json`) and exactly
+//! one JSON line.
 
 pub mod api;
 pub mod histogram;
 pub mod idle;
 pub mod ledger;
 pub mod load;
+pub mod memory;
 pub mod procstat;
 mod progress;
 mod report;
+pub mod soak;
+pub mod soak_ledger;
 mod spawn;
 pub mod sweep;
 
@@ -24,6 +28,7 @@ use serde::Serialize;
 
 use api::Target;
 use load::{LoadOptions, SendOver};
+use soak::{Mix, SoakOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -58,7 +63,8 @@ pub struct BenchArgs {
     pub send_over: SendOver,
 
     /// Offered load in messages per second, at a fixed rate; default: as fast as possible.
-    #[arg(long, value_name = "MSGS_PER_SEC")]
+    /// With --soak: actions per second over all users (default 100).
+    #[arg(long, value_name = "PER_SEC")]
     pub rate: Option<f64>,
 
     /// Content size of each message (at least its ~40-byte stamp).
@@ -100,9 +106,41 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5.0)]
     pub step_secs: f64,
 
-    /// Where a sweep draws its chart (SVG).
-    #[arg(long, value_name = "PATH", default_value = "bench-sweep.svg")]
-    pub svg: PathBuf,
+    /// Where a sweep draws its latency chart (default bench-sweep.svg), or a soak its memory
+    /// chart (only if given), as SVG.
+    #[arg(long, value_name = "PATH")]
+    pub svg: Option<PathBuf>,
+
+    /// Soak instead of load: --users send over REST and WebSocket, join and leave rooms and
+    /// reconnect with `?since=` for --duration; reports errors by kind, memory over time and
+    /// exact completeness.
+    #[arg(long, conflicts_with_all = ["idle_sockets", "sweep"])]
+    pub soak: bool,
+
+    /// How long a soak runs: e.g. `90s`, `10m`, `1h` (a bare number is seconds).
+    #[arg(long, value_name = "DURATION", value_parser = soak::parse_duration, default_value = "10m")]
+    pub duration: Duration,
+
+    /// Users of a soak; each starts in a random half of the --rooms.
+    #[arg(long, default_value_t = 20)]
+    pub users: usize,
+
+    /// Seed of a soak's random choices (default: random; the report gives it).
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Weights of a soak's actions: sends over REST and WebSocket, joins, leaves, reconnects.
+    #[arg(long, default_value = "rest=40,ws=40,join=6,leave=6,reconnect=8")]
+    pub mix: Mix,
+
+    /// Seconds between two memory samples of a soak.
+    #[arg(long, default_value_t = 5.0)]
+    pub sample_secs: f64,
+
+    /// A soak fails if a node's mean memory (RSS) over the last third of the run exceeds the
+    /// middle third's by more than this many percent.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
+    pub max_rss_growth: f64,
 
     /// Start a node of this binary on a free loopback port with a temporary data directory
     /// (and this process's raised open-files limit), drive it and stop it.
@@ -158,6 +196,10 @@ async fn drive(
         return Ok(());
     }
 
+    if args.soak {
+        return soak(args, targets, server_pids, fd_limit).await;
+    }
+
     let load = LoadOptions {
         targets,
         rooms: args.rooms,
@@ -186,12 +228,12 @@ async fn drive(
             step_secs: args.step_secs,
         })
         .await?;
-        sweep::plot(&report, &args.svg)?;
-        let table = format!(
-            "{}chart: {}\n",
-            report::sweep_table(&report),
-            args.svg.display()
-        );
+        let svg = args
+            .svg
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("bench-sweep.svg"));
+        sweep::plot(&report, &svg)?;
+        let table = format!("{}chart: {}\n", report::sweep_table(&report), svg.display());
         emit(args.json, table, &report)?;
         if !report.complete {
             bail!("a run of the sweep did not deliver every message exactly once");
@@ -209,6 +251,61 @@ async fn drive(
             report.completeness.missing,
             report.completeness.duplicates,
             report.errors
+        );
+    }
+    Ok(())
+}
+
+async fn soak(
+    args: &BenchArgs,
+    targets: Vec<Target>,
+    server_pids: Vec<i32>,
+    fd_limit: u64,
+) -> anyhow::Result<()> {
+    let sample_every = Duration::try_from_secs_f64(args.sample_secs)
+        .map_err(|_| anyhow::anyhow!("--sample-secs must be a number of seconds"))?;
+    let options = SoakOptions {
+        users: args.users,
+        rooms: args.rooms,
+        rate: args.rate.unwrap_or(100.0),
+        mix: args.mix.clone(),
+        seed: args.seed.unwrap_or_else(rand::random),
+        message_bytes: args.message_bytes,
+        drain: Duration::try_from_secs_f64(args.drain_secs)
+            .map_err(|_| anyhow::anyhow!("--drain-secs must be a number of seconds"))?,
+        sample_every,
+        max_rss_growth: args.max_rss_growth,
+        server_pids,
+        progress: !args.json,
+        ..SoakOptions::new(targets, args.duration)
+    };
+    if options.sockets_needed() + 64 > fd_limit {
+        bail!(
+            "{} sockets need more file descriptors than this process may open ({fd_limit})",
+            options.sockets_needed()
+        );
+    }
+    let report = soak::run(&options).await?;
+    let mut table = report::soak_table(&report);
+    if let Some(svg) = &args.svg {
+        memory::plot(&report.memory.samples, &options.server_pids, svg)?;
+        table.push_str(&format!("{:<22}{}\n", "memory chart", svg.display()));
+    }
+    emit(args.json, table, &report)?;
+    if !report.complete || report.errors > 0 {
+        bail!(
+            "soak incomplete or failed: {} of {} owed deliveries, {} missing, {} duplicated, {} errors",
+            report.completeness.delivered,
+            report.completeness.expected,
+            report.completeness.missing,
+            report.completeness.duplicates,
+            report.errors
+        );
+    }
+    if report.memory.flat == Some(false) {
+        bail!(
+            "a node's memory grew by more than {} % from the middle to the last third of the soak",
+            args.max_rss_growth
         );
     }
     Ok(())

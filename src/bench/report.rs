@@ -4,7 +4,9 @@ use std::fmt::Write;
 
 use super::idle::IdleReport;
 use super::load::{LoadReport, SendOver};
+use super::memory::RssTrend;
 use super::procstat::ProcessReport;
+use super::soak::SoakReport;
 use super::sweep::SweepReport;
 
 fn mib(kib: u64) -> String {
@@ -200,5 +202,102 @@ pub fn idle_table(r: &IdleReport) -> String {
     );
     let _ = writeln!(out, "{:<22}{}", "bench rss", mib(r.bench_rss_kib));
     let _ = writeln!(out, "{:<22}{}", "sockets closed early", r.socket_closes);
+    out
+}
+
+fn trend_line(out: &mut String, label: &str, trend: Option<&RssTrend>) {
+    let _ = match trend {
+        Some(t) => writeln!(
+            out,
+            "{label:<22}rss start {}  middle {}  end {}  max {}  growth {:+.2} % (last third vs middle third)",
+            mib(t.start_kib),
+            mib(t.middle_kib),
+            mib(t.end_kib),
+            mib(t.max_kib),
+            t.growth_percent
+        ),
+        None => writeln!(out, "{label:<22}too few memory samples for a trend"),
+    };
+}
+
+pub fn soak_table(r: &SoakReport) -> String {
+    let mut out = String::new();
+    let c = &r.completeness;
+    let a = &r.actions;
+    let _ = writeln!(
+        out,
+        "chatnode bench soak: {:.0} s, {} users in {} rooms, offered {:.1} actions/s ({}), {} B messages, seed {}",
+        r.duration_secs, r.users, r.rooms, r.offered_rate, r.mix, r.message_bytes, r.seed
+    );
+    let _ = writeln!(out, "{:<22}{}", "targets", r.targets.join(", "));
+    let _ = writeln!(
+        out,
+        "{:<22}setup {:.2} s, soak {:.2} s, drain {:.2} s",
+        "time", r.setup_secs, r.run_secs, r.drain_secs
+    );
+    let _ = writeln!(
+        out,
+        "{:<22}{:.1} /s: sends {} REST + {} WebSocket, joins {}, leaves {}, reconnects {}",
+        "actions", r.actions_per_sec, a.rest_sends, a.ws_sends, a.joins, a.leaves, a.reconnects
+    );
+    let _ = writeln!(
+        out,
+        "{:<22}{} acknowledged = {:.1} /s; {} deliveries",
+        "messages", r.messages, r.messages_per_sec, r.deliveries
+    );
+    let _ = writeln!(
+        out,
+        "{:<22}{} of {} owed deliveries ({:.4} %)",
+        "completeness",
+        c.delivered,
+        c.expected,
+        c.ratio * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "{:<22}missing {}  duplicated {}  out of order {}  unacknowledged {}  foreign {}  malformed {}  not owed {}",
+        "", c.missing, c.duplicates, c.reordered, c.unacknowledged, c.foreign, c.malformed, c.extra
+    );
+    for m in &c.missing_samples {
+        let _ = writeln!(
+            out,
+            "{:<22}user {} room {} never got message {}",
+            "", m.user, m.room, m.id
+        );
+    }
+    let _ = writeln!(out, "{:<22}{}", "errors", r.errors);
+    for (kind, count) in &r.errors_by_kind {
+        let _ = writeln!(out, "{:<22}{count:>8}  {kind}", "");
+    }
+    for sample in &r.error_samples {
+        let _ = writeln!(out, "{:<22}{sample}", "");
+    }
+    let m = &r.memory;
+    let _ = writeln!(
+        out,
+        "{:<22}{} samples, every {:.1} s",
+        "memory",
+        m.samples.len(),
+        m.sample_secs
+    );
+    for s in &m.servers {
+        trend_line(&mut out, &format!("node pid {}", s.pid), s.trend.as_ref());
+    }
+    trend_line(&mut out, "bench (this process)", m.bench.as_ref());
+    for server in &r.servers {
+        process_line(&mut out, &format!("node pid {}", server.pid), server);
+    }
+    process_line(&mut out, "bench (this process)", &r.bench);
+    let memory = match m.flat {
+        Some(true) => format!("memory flat (growth <= {} %)", m.max_growth_percent),
+        Some(false) => format!("MEMORY GREW (more than {} %)", m.max_growth_percent),
+        None => "memory not judged (needs --server-pid or --spawn, and 6 samples)".to_string(),
+    };
+    let delivery = if r.complete && r.errors == 0 {
+        "every owed delivery arrived exactly once, no errors"
+    } else {
+        "INCOMPLETE OR FAILED"
+    };
+    let _ = writeln!(out, "{:<22}{delivery}; {memory}", "verdict");
     out
 }

@@ -1,10 +1,12 @@
 //! `chatnode bench` through its library API against a real node: a tiny load must reach every
-//! receiver exactly once, over REST and over WebSocket.
+//! receiver exactly once, over REST and over WebSocket, and a short soak (joins, leaves,
+//! reconnects with `since`) must owe nothing at its end.
 
 use std::time::Duration;
 
 use chatnode::bench::api::Target;
 use chatnode::bench::load::{self, LoadOptions, SendOver};
+use chatnode::bench::soak::{self, SoakOptions};
 
 use crate::helpers::spawn;
 
@@ -43,5 +45,57 @@ async fn a_tiny_bench_delivers_every_message_exactly_once_over_rest_and_ws() {
         // Every socket of the run is closed again.
         node.wait_for_sockets(0).await;
     }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_with_churn_loses_nothing_and_samples_memory() {
+    let node = spawn().await;
+    let target = Target::resolve(&node.base, false).await.unwrap();
+    let mut options = SoakOptions::new(vec![target], Duration::from_secs(4));
+    options.users = 6;
+    options.rooms = 3;
+    options.rate = 60.0;
+    // Much churn, so that every action happens in a few seconds.
+    options.mix = "rest=30,ws=30,join=15,leave=15,reconnect=10"
+        .parse()
+        .unwrap();
+    options.seed = 6;
+    options.sample_every = Duration::from_millis(250);
+    options.server_pids = vec![std::process::id() as i32];
+    let report = tokio::time::timeout(Duration::from_secs(90), soak::run(&options))
+        .await
+        .expect("the soak finishes in time")
+        .expect("the soak runs");
+
+    assert!(report.complete, "{report:#?}");
+    assert_eq!(report.errors, 0, "{:?}", report.error_samples);
+    assert!(report.errors_by_kind.is_empty());
+    let c = &report.completeness;
+    assert!(c.expected > 0 && report.messages > 0, "{c:?}");
+    assert_eq!((c.delivered, c.missing, c.duplicates), (c.expected, 0, 0));
+    assert_eq!(
+        (c.reordered, c.unacknowledged, c.foreign, c.malformed),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(c.ratio, 1.0);
+    assert!(report.deliveries >= c.delivered);
+    let a = &report.actions;
+    assert!(
+        a.rest_sends > 0 && a.ws_sends > 0 && a.joins > 0 && a.leaves > 0 && a.reconnects > 0,
+        "{a:?}"
+    );
+    assert_eq!(report.messages, c.messages);
+    assert!(report.messages <= a.rest_sends + a.ws_sends);
+
+    let memory = &report.memory;
+    assert!(memory.samples.len() >= 6, "{}", memory.samples.len());
+    assert!(memory.samples.iter().all(|s| s.servers_rss_kib[0] > 0));
+    let trend = memory.servers[0].trend.as_ref().expect("enough samples");
+    assert!(trend.start_kib > 0 && trend.max_kib >= trend.end_kib);
+    assert!(memory.flat.is_some());
+    assert_eq!(report.servers.len(), 1);
+    // Every socket of the soak is closed again.
+    node.wait_for_sockets(0).await;
     node.stop().await;
 }
