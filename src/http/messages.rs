@@ -176,7 +176,9 @@ fn created(message: &Message) -> Response {
               (status = 400, description = "Blank or oversized content, or an attachment that is not an image or video"),
               (status = 403, description = "Not a member"),
               (status = 404, description = "No such chatroom"),
-              (status = 413, description = "Attachment over the upload limit")))]
+              (status = 413, description = "Attachment over the upload limit"),
+              (status = 503, description = "Storage is unavailable or read-only; nothing was stored"),
+              (status = 507, description = "Storage is full; nothing was stored")))]
 pub async fn send_json(
     id: String,
     state: SharedState,

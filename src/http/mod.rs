@@ -87,6 +87,20 @@ impl From<StoreError> for ApiError {
                 fields.insert("members".into(), format!("Unknown user ids: {ids:?}"));
                 Self::validations(fields)
             }
+            StoreError::StorageFull(_) => {
+                tracing::error!(error = %err, "storage failure");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "Storage is full; nothing was stored, try again later",
+                )
+            }
+            StoreError::StorageReadOnly(_) => {
+                tracing::error!(error = %err, "storage failure");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Storage is read-only; nothing was stored, try again later",
+                )
+            }
             StoreError::Backend(_)
             | StoreError::UnsupportedUrl(_)
             | StoreError::Migration { .. } => {
