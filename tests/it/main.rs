@@ -11,6 +11,7 @@ mod catchup;
 mod cluster;
 mod docs;
 mod errors;
+mod faults;
 mod helpers;
 mod lifecycle;
 mod messages;
