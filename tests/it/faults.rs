@@ -462,13 +462,18 @@ async fn killed_mid_stream(broker: Option<&Broker>) {
     let database = TestDatabase::new().await;
     let sqlite_file = dir.path().join("shared.db");
     let database_url = database.shared_url(&sqlite_file);
-    let exchange = format!("chatnode-it-{}", uuid::Uuid::new_v4().simple());
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let exchange = format!("chatnode-it-{run_id}");
+    // A restarted node keeps its name (as a deployment's would), so it takes back the relay
+    // lease its previous life held; another node waits for the lease to expire.
     let args = |name: &str| {
         let mut args: Vec<OsString> = vec![
             "--data-dir".into(),
             dir.path().join(name).into(),
             "--database-url".into(),
             database_url.clone().into(),
+            "--node-id".into(),
+            format!("{name}-{}", &run_id[..8]).into(),
         ];
         if let Some(broker) = broker {
             args.extend(
@@ -937,7 +942,11 @@ impl Mounted {
     /// Fills the file system to the last byte; returns the filler file.
     fn fill(&self) -> PathBuf {
         let path = self.point.join("filler");
-        let mut file = std::fs::File::create(&path).unwrap();
+        let mut file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
         let chunk = vec![0xA5u8; 1 << 20];
         loop {
             if let Err(e) = file.write_all(&chunk) {
@@ -1065,6 +1074,21 @@ async fn a_full_disk_refuses_writes_clearly_and_the_node_recovers_when_space_ret
     let mut socket = node.ws(room, &alice).await;
 
     let filler = disk.fill();
+    // Room for part of an upload only: it fails midway and leaves no partial file behind.
+    let size = std::fs::metadata(&filler).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&filler)
+        .and_then(|file| file.set_len(size - 128 * 1024))
+        .unwrap();
+    let (status, body) = upload(&node, &alice, room).await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert!(
+        media_files(&disk.point).is_empty(),
+        "no partial upload is left"
+    );
+    disk.fill();
+
     check_refusals(
         &node,
         &disk.point,
