@@ -48,7 +48,6 @@ bench: build
 	dir=$$(mktemp -d); \
 	bin="$${CARGO_TARGET_DIR:-target}/release/chatnode"; \
 	env -u CHATNODE_LISTEN -u CHATNODE_DATA_DIR -u CHATNODE_DATABASE_URL -u CHATNODE_TRANSPORT \
-	    CHATNODE_RATE_LIMITS=off \
 	    RUST_LOG=warn,chatnode::startup=info \
 	    "$$bin" serve --listen 127.0.0.1:0 --data-dir "$$dir" --log-format json --rate-limits off >"$$dir/node.log" 2>&1 & \
 	pid=$$!; \

@@ -50,8 +50,6 @@ impl SpawnedNode {
                 command.env_remove(name);
             }
         }
-        // All load comes from one address; per-client rate limits would throttle the bench.
-        command.env("CHATNODE_RATE_LIMITS", "off");
         let mut child = command.spawn().context("cannot start chatnode serve")?;
         let pid = child
             .id()

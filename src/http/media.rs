@@ -14,7 +14,7 @@ use warp::{Buf, Filter, Reply};
 
 use super::{bearer, user_for_token, with_state, ApiError};
 use crate::state::SharedState;
-use crate::store::Attachment;
+use crate::store::{Attachment, StoreError};
 
 /// Room for the multipart framing and the `content` field on top of the attachment limit.
 pub const FORM_OVERHEAD: u64 = 256 * 1024;
@@ -121,13 +121,8 @@ async fn save_attachment(
     media_dir: &Path,
     max_bytes: u64,
 ) -> Result<SavedFile, ApiError> {
-    let storage = |e: std::io::Error| {
-        tracing::error!(error = %e, "cannot write an upload");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The attachment could not be stored; nothing was saved",
-        )
-    };
+    let storage =
+        |e: std::io::Error| ApiError::from(StoreError::from_io("cannot write an upload", &e));
     let incoming_dir = media_dir.join(INCOMING_DIR);
     tokio::fs::create_dir_all(&incoming_dir)
         .await

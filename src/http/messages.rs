@@ -178,7 +178,9 @@ fn created(message: &Message) -> Response {
               (status = 404, description = "No such chatroom"),
               (status = 413, description = "Attachment over the upload limit"),
               (status = 429, description = "Too many messages from this user (REST and WebSocket sends together)",
-               headers(("retry-after" = u64, description = "Seconds to wait")))))]
+               headers(("retry-after" = u64, description = "Seconds to wait"))),
+              (status = 503, description = "Storage is unavailable or read-only; nothing was stored"),
+              (status = 507, description = "Storage is full; nothing was stored")))]
 pub async fn send_json(
     id: String,
     state: SharedState,

@@ -106,6 +106,20 @@ impl From<StoreError> for ApiError {
             StoreError::Overloaded => {
                 Self::overloaded("The server is busy; nothing was changed, try again shortly")
             }
+            StoreError::StorageFull(_) => {
+                tracing::error!(error = %err, "storage failure");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "Storage is full; nothing was stored, try again later",
+                )
+            }
+            StoreError::StorageReadOnly(_) => {
+                tracing::error!(error = %err, "storage failure");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Storage is read-only; nothing was stored, try again later",
+                )
+            }
             StoreError::Backend(_)
             | StoreError::UnsupportedUrl(_)
             | StoreError::Migration { .. } => {
@@ -414,17 +428,26 @@ pub async fn healthz() -> Response {
     ok(StatusCode::OK, json!({ "status": "ok" }))
 }
 
-/// Readiness: storage answers and the transport and its subscriber are running.
+/// Readiness: storage answers and accepts writes, the data directory accepts writes, and the
+/// transport and its subscriber are running.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Ready to serve"),
-              (status = 503, description = "A dependency is down; the body says which")))]
+              (status = 503, description = "A dependency is down or a disk is full or read-only; the body says which")))]
 pub async fn readyz(state: SharedState) -> Response {
     let store = state.store.ping().await;
+    let dirs = [state.config.data_dir.clone(), state.config.media_dir()];
+    let data_dir = tokio::task::spawn_blocking(move || {
+        dirs.iter()
+            .try_for_each(|dir| crate::store::probe_writable(dir))
+    })
+    .await
+    .unwrap_or_else(|e| Err(StoreError::Backend(e.to_string())));
     let transport = state.transport.health();
     let subscriber = state.subscriber_up();
-    let ready = store.is_ok() && transport.is_ok() && subscriber;
+    let ready = store.is_ok() && data_dir.is_ok() && transport.is_ok() && subscriber;
     let body = json!({
         "store": match &store { Ok(()) => json!("ok"), Err(e) => json!(e.to_string()) },
+        "data_dir": match &data_dir { Ok(()) => json!("ok"), Err(e) => json!(e.to_string()) },
         "transport": match &transport { Ok(kind) => json!(kind), Err(e) => json!(e) },
         "subscriber": if subscriber { "running" } else { "down" },
         "sockets": state.hub.socket_count(),

@@ -5,6 +5,7 @@
 pub mod postgres;
 pub mod sqlite;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use crate::events::RoomEvent;
 
 /// Errors a store reports. Domain outcomes (not found, not a member, ...) are variants so
 /// that every backend answers them the same way and the HTTP layer maps them in one place.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("an account with this email already exists")]
     EmailTaken,
@@ -33,11 +34,40 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("migration {name} failed: {reason}")]
     Migration { name: String, reason: String },
+    /// The disk under the node's data is full (ENOSPC, SQLITE_FULL, PostgreSQL `disk_full`).
+    #[error("storage is full: {0}")]
+    StorageFull(String),
+    /// The node's data cannot be written: a read-only file system or database.
+    #[error("storage is read-only: {0}")]
+    StorageReadOnly(String),
     #[error("database error: {0}")]
     Backend(String),
     /// Too many writes are already waiting: refused at once so memory stays bounded.
     #[error("storage is overloaded: too many writes are waiting")]
     Overloaded,
+}
+
+impl StoreError {
+    /// A failed file operation, named by its cause when that is a full or read-only disk.
+    pub fn from_io(what: &str, err: &std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        let reason = format!("{what}: {err}");
+        match err.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => StoreError::StorageFull(reason),
+            ErrorKind::ReadOnlyFilesystem => StoreError::StorageReadOnly(reason),
+            _ => StoreError::Backend(reason),
+        }
+    }
+}
+
+/// Checks that `dir` accepts new data now: an unnamed file gets one page written and goes
+/// away. A full or read-only disk fails here as the next write would, and recovers with it.
+pub fn probe_writable(dir: &Path) -> StoreResult<()> {
+    use std::io::Write;
+    let what = format!("cannot write in {}", dir.display());
+    let mut file = tempfile::tempfile_in(dir).map_err(|e| StoreError::from_io(&what, &e))?;
+    file.write_all(&[0; 4096])
+        .map_err(|e| StoreError::from_io(&what, &e))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -66,7 +66,15 @@ fn describe(err: &tokio_postgres::Error) -> String {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(err: tokio_postgres::Error) -> Self {
-        StoreError::Backend(describe(&err))
+        use tokio_postgres::error::SqlState;
+        let reason = describe(&err);
+        match err.code() {
+            Some(code) if *code == SqlState::DISK_FULL => StoreError::StorageFull(reason),
+            Some(code) if *code == SqlState::READ_ONLY_SQL_TRANSACTION => {
+                StoreError::StorageReadOnly(reason)
+            }
+            _ => StoreError::Backend(reason),
+        }
     }
 }
 

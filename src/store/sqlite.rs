@@ -59,8 +59,35 @@ struct Readers {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
-        StoreError::Backend(err.to_string())
+        let code = match &err {
+            rusqlite::Error::SqliteFailure(e, _) => Some(e.code),
+            _ => None,
+        };
+        match code {
+            Some(ErrorCode::DiskFull) => StoreError::StorageFull(err.to_string()),
+            Some(ErrorCode::ReadOnly) => StoreError::StorageReadOnly(err.to_string()),
+            _ => StoreError::Backend(err.to_string()),
+        }
     }
+}
+
+/// A failed BEGIN or COMMIT on the writer. SQLite reports a write refused by a read-only file
+/// system as a plain I/O error; the errno it saw tells it apart.
+fn write_error(conn: &Connection, err: rusqlite::Error) -> StoreError {
+    let io_error = matches!(&err, rusqlite::Error::SqliteFailure(e, _)
+        if e.code == ErrorCode::SystemIoFailure);
+    if io_error {
+        // SAFETY: the handle belongs to `conn`, which is open and used by this thread only.
+        let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+        let reason = || format!("{err}: {}", std::io::Error::from_raw_os_error(errno));
+        if errno == libc::EROFS {
+            return StoreError::StorageReadOnly(reason());
+        }
+        if errno == libc::ENOSPC || errno == libc::EDQUOT {
+            return StoreError::StorageFull(reason());
+        }
+    }
+    err.into()
 }
 
 impl SqliteStore {
@@ -168,6 +195,14 @@ impl Readers {
     }
 }
 
+/// The directory holding the database file (and its WAL).
+fn database_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 fn open_writer(path: &Path) -> StoreResult<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
@@ -238,10 +273,10 @@ fn writer_loop(conn: Connection, mut queue: mpsc::Receiver<Job>) {
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let reason = e.to_string();
+            let error = write_error(&conn, e);
             for job in batch {
-                let (_, reply) = job(Err(StoreError::Backend(reason.clone())));
-                reply(Err(StoreError::Backend(reason.clone())));
+                let (_, reply) = job(Err(error.clone()));
+                reply(Err(error.clone()));
             }
             continue;
         }
@@ -265,15 +300,13 @@ fn writer_loop(conn: Connection, mut queue: mpsc::Receiver<Job>) {
             replies.push(reply);
         }
         let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            let error = write_error(&conn, e);
             let _ = conn.execute_batch("ROLLBACK");
-            tracing::error!(error = %e, "group commit failed");
-            StoreError::Backend(e.to_string())
+            tracing::error!(%error, "group commit failed");
+            error
         });
         for reply in replies {
-            reply(match &commit {
-                Ok(()) => Ok(()),
-                Err(e) => Err(StoreError::Backend(e.to_string())),
-            });
+            reply(commit.clone());
         }
     }
 }
@@ -768,7 +801,12 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await?;
-        self.write(|_| Ok(())).await
+        self.write(|_| Ok(())).await?;
+        // The round trips above write nothing to disk: a full or read-only disk shows here.
+        let dir = database_dir(&self.readers.path);
+        tokio::task::spawn_blocking(move || super::probe_writable(&dir))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
     }
 }
 

@@ -23,7 +23,7 @@ fn required() -> bool {
     std::env::var("CHATNODE_TEST_REQUIRE_BROKER").as_deref() == Ok("1")
 }
 
-fn docker_answers() -> bool {
+pub fn docker_answers() -> bool {
     Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .stdout(Stdio::null())
@@ -33,7 +33,7 @@ fn docker_answers() -> bool {
 }
 
 /// Removes the container once this test process has exited, whoever ends it.
-fn reap_after_exit(container: &str) {
+pub fn reap_after_exit(container: &str) {
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 1; done; docker rm -f {container} >/dev/null 2>&1",
         pid = std::process::id()

@@ -13,6 +13,7 @@ mod cluster;
 mod cors;
 mod docs;
 mod errors;
+mod faults;
 mod helpers;
 mod lifecycle;
 mod limits;

@@ -1,0 +1,1175 @@
+//! Crash and fault tests, each bounded in time: a node killed with SIGKILL in the middle of a
+//! stream of sends and restarted on its data, a broker restarted mid-stream, and a disk that
+//! fills up or turns read-only under a running node. Whatever a client was told was stored (a
+//! 201, or its own message echoed on its socket) must be there afterwards, exactly once, and
+//! reach every socket exactly once.
+//!
+//! The disk tests mount file systems (root only); without that they print a notice and skip,
+//! unless `CHATNODE_TEST_REQUIRE_FAULTS=1`. The broker-restart tests start their own RabbitMQ
+//! container; without Docker they skip, unless `CHATNODE_TEST_REQUIRE_BROKER=1`.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chatnode::config::TransportKind;
+use futures_util::{SinkExt, StreamExt};
+use reqwest::multipart::{Form, Part};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{brokers, docker_answers, reap_after_exit, Broker};
+use crate::helpers::{start, test_config, TestDatabase, TestNode, TestUser, JWT_SECRET, WAIT};
+
+/// Acknowledged messages after which the node is killed, with sends still in flight.
+const ACKED_BEFORE_KILL: usize = 60;
+/// Longest wait for the outbox to drain or sockets to catch up: covers the 10 s relay lease
+/// of a dead node and the supervisor's backoff while a broker restarts.
+const RECOVERY: Duration = Duration::from_secs(45);
+
+/// A node's HTTP face, for nodes in this process and in child processes alike.
+#[derive(Clone)]
+struct Api {
+    address: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    fn new(address: &str) -> Self {
+        Self {
+            address: address.to_string(),
+            client: reqwest::Client::builder().timeout(WAIT).build().unwrap(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + WAIT * 3;
+        loop {
+            let ready = self.client.get(self.url("/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node at {} never became ready",
+                self.address
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> reqwest::Result<(StatusCode, Value)> {
+        let mut request = self.client.post(self.url(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        Ok((status, response.json().await?))
+    }
+
+    async fn register(&self, name: &str) -> TestUser {
+        let email = format!("{name}@example.com");
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/register/",
+                None,
+                json!({"email": email, "phone_number": "+14155552671",
+                       "password": crate::helpers::PASSWORD, "first_name": name, "last_name": "T"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::CREATED, "register {name}: {body}");
+        let data = &body["data"];
+        TestUser {
+            id: data["user"]["id"].as_i64().unwrap(),
+            email,
+            username: data["user"]["username"].as_str().unwrap().to_string(),
+            access: data["credentials"]["access"].as_str().unwrap().to_string(),
+            refresh: data["credentials"]["refresh"].as_str().unwrap().to_string(),
+        }
+    }
+
+    async fn create_room(&self, owner: &TestUser, members: &[&TestUser]) -> i64 {
+        let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
+        let (status, body) = self
+            .post(
+                "/api/v1/chat/chatrooms/create/",
+                Some(&owner.access),
+                json!({"name": "faults", "members": ids}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::CREATED, "create room: {body}");
+        body["data"]["chatroom"]["id"].as_i64().unwrap()
+    }
+
+    async fn send(
+        &self,
+        user: &TestUser,
+        room: i64,
+        content: &str,
+    ) -> reqwest::Result<(StatusCode, Value)> {
+        self.post(
+            &format!("/api/v1/chat/chatrooms/{room}/messages/send/"),
+            Some(&user.access),
+            json!({ "content": content }),
+        )
+        .await
+    }
+
+    /// The room's whole history, `(id, content)` oldest first, read page by page.
+    async fn history(&self, user: &TestUser, room: i64) -> Vec<(i64, String)> {
+        let mut all = Vec::new();
+        loop {
+            let after = all.last().map_or(0, |(id, _)| *id);
+            let response = self
+                .client
+                .get(self.url(&format!(
+                    "/api/v1/chat/chatrooms/{room}/messages/?after={after}&limit=200"
+                )))
+                .bearer_auth(&user.access)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let body: Value = response.json().await.unwrap();
+            let page = body["data"]["detail"].as_array().unwrap().clone();
+            if page.is_empty() {
+                return all;
+            }
+            all.extend(page.iter().map(|m| {
+                (
+                    m["id"].as_i64().unwrap(),
+                    m["content"].as_str().unwrap().to_string(),
+                )
+            }));
+        }
+    }
+}
+
+/// `chatnode serve` as a child process on a free port; SIGKILLed when dropped.
+struct NodeProcess {
+    child: Child,
+    api: Api,
+}
+
+impl NodeProcess {
+    async fn start(args: &[OsString]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chatnode"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        // Only what this test sets reaches the node.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CHATNODE_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("CHATNODE_JWT_SECRET", JWT_SECRET)
+            // Rate limits would throttle the stream of sends these tests make.
+            .env("CHATNODE_RATE_LIMITS", "off")
+            .env("RUST_LOG", "warn,chatnode::startup=info");
+        let mut child = command.spawn().expect("chatnode serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let (found, address) = std::sync::mpsc::channel();
+        // Keeps draining the log so that the node never blocks on a full pipe; what is not
+        // the address (warnings, errors) shows with a failing test's output.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(event) if event["message"] == "chatnode listening" => {
+                        let _ = found.send(event["address"].as_str().unwrap_or("").to_string());
+                    }
+                    _ => eprintln!("node: {line}"),
+                }
+            }
+        });
+        let address = tokio::task::spawn_blocking(move || address.recv_timeout(WAIT * 3))
+            .await
+            .unwrap()
+            .expect("the node logs the address it bound");
+        let node = Self {
+            child,
+            api: Api::new(&address),
+        };
+        node.api.wait_ready().await;
+        node
+    }
+
+    /// SIGKILL: no shutdown code of the node runs.
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the node");
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the senders were told: messages acknowledged by a 201 (REST) or by the sender's own
+/// echo on its socket (WebSocket), and every answer that was neither.
+#[derive(Default)]
+struct Ledger {
+    acked: Vec<(i64, String)>,
+    refused: Vec<String>,
+}
+
+type SharedLedger = Arc<Mutex<Ledger>>;
+
+/// Sends over REST, `pace` apart, until `stop` fires or the node stops answering.
+fn rest_sender(
+    api: Api,
+    user: TestUser,
+    room: i64,
+    pace: Duration,
+    ledger: SharedLedger,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        for i in 0.. {
+            if stop.is_cancelled() {
+                return;
+            }
+            let content = format!("rest {} #{i}", user.username);
+            match api.send(&user, room, &content).await {
+                Ok((StatusCode::CREATED, body)) => {
+                    let id = body["data"]["detail"]["id"].as_i64().unwrap();
+                    ledger.lock().unwrap().acked.push((id, content));
+                }
+                Ok((status, body)) => ledger
+                    .lock()
+                    .unwrap()
+                    .refused
+                    .push(format!("{content}: {status} {body}")),
+                // The node is gone; what was in flight may or may not be stored.
+                Err(_) => return,
+            }
+            tokio::time::sleep(pace).await;
+        }
+    })
+}
+
+/// A WebSocket recording the ids of the messages it receives, in order, until it ends. With
+/// a sender it also sends a message every `pace` until `stop`, and books one as acknowledged
+/// when its echo comes back.
+struct Socket {
+    received: Arc<Mutex<Vec<i64>>>,
+    reader: JoinHandle<()>,
+    /// Ends with the number of messages sent.
+    writer: Option<JoinHandle<usize>>,
+}
+
+struct Sending {
+    pace: Duration,
+    ledger: SharedLedger,
+    stop: CancellationToken,
+}
+
+impl Socket {
+    async fn open(
+        api: &Api,
+        room: i64,
+        user: &TestUser,
+        since: Option<i64>,
+        sending: Option<Sending>,
+    ) -> Self {
+        let mut url = format!("ws://{}/ws/chat/{room}/?token={}", api.address, user.access);
+        if let Some(since) = since {
+            url.push_str(&format!("&since={since}"));
+        }
+        let (stream, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("the socket connects in time")
+            .expect("the socket connects");
+        let (mut sink, mut stream) = stream.split();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let ledger = sending.as_ref().map(|s| s.ledger.clone());
+        let (me, record) = (user.id, received.clone());
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(frame)) = stream.next().await {
+                let Message::Text(text) = frame else { continue };
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                let data = &frame["data"];
+                if data["event"] == "message" {
+                    let id = data["id"].as_i64().unwrap();
+                    record.lock().unwrap().push(id);
+                    if let Some(ledger) = ledger.as_ref().filter(|_| data["sender_id"] == me) {
+                        let content = data["message"].as_str().unwrap().to_string();
+                        ledger.lock().unwrap().acked.push((id, content));
+                    }
+                } else if frame["success"] == false {
+                    if let Some(ledger) = &ledger {
+                        ledger.lock().unwrap().refused.push(frame.to_string());
+                    }
+                }
+            }
+        });
+        let name = user.username.clone();
+        let writer = sending.map(|Sending { pace, stop, .. }| {
+            tokio::spawn(async move {
+                let mut sent = 0;
+                while !stop.is_cancelled() {
+                    let frame = json!({"purpose": "send_chat_message", "message": format!("ws {name} #{sent}")});
+                    if sink
+                        .send(Message::Text(frame.to_string().into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    sent += 1;
+                    tokio::time::sleep(pace).await;
+                }
+                sent
+            })
+        });
+        Self {
+            received,
+            reader,
+            writer,
+        }
+    }
+
+    fn received(&self) -> Vec<i64> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `expected.len()` messages have arrived, then checks they are `expected`.
+    async fn expect(&self, expected: &[i64], within: Duration, what: &str) {
+        let deadline = Instant::now() + within;
+        while self.received().len() < expected.len() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let received = self.received();
+        if received != expected {
+            let diverges = received.iter().zip(expected).position(|(r, e)| r != e);
+            let missing: Vec<&i64> = expected
+                .iter()
+                .filter(|id| !received.contains(id))
+                .collect();
+            let mut unique = received.clone();
+            unique.sort();
+            unique.dedup();
+            panic!(
+                "{what}: received {} of {} expected messages, {} duplicates, first divergence at \
+                 {diverges:?}, missing {missing:?}",
+                received.len(),
+                expected.len(),
+                received.len() - unique.len(),
+            );
+        }
+    }
+
+    /// Waits for the socket to end (its node died), boundedly.
+    async fn ended(mut self) -> Vec<i64> {
+        if let Some(writer) = self.writer.take() {
+            tokio::time::timeout(WAIT, writer)
+                .await
+                .expect("the sender stops")
+                .unwrap();
+        }
+        tokio::time::timeout(WAIT, &mut self.reader)
+            .await
+            .expect("the socket of a dead node ends")
+            .unwrap();
+        self.received()
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.reader.abort();
+        if let Some(writer) = &self.writer {
+            writer.abort();
+        }
+    }
+}
+
+/// The stored history holds every acknowledged message once, with its content, ids strictly
+/// increasing, and nothing twice.
+fn check_history(history: &[(i64, String)], acked: &[(i64, String)]) {
+    assert!(
+        history.windows(2).all(|w| w[0].0 < w[1].0),
+        "ids strictly increase"
+    );
+    let mut contents: Vec<&String> = history.iter().map(|(_, c)| c).collect();
+    contents.sort();
+    let before = contents.len();
+    contents.dedup();
+    assert_eq!(contents.len(), before, "no message is stored twice");
+    for message in acked {
+        assert!(
+            history.contains(message),
+            "acknowledged message {message:?} is stored"
+        );
+    }
+}
+
+fn ids(history: &[(i64, String)]) -> Vec<i64> {
+    history.iter().map(|(id, _)| *id).collect()
+}
+
+fn integrity_check(database: &Path) {
+    let conn =
+        rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the database read-only");
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(verdict, "ok", "integrity of {}", database.display());
+}
+
+async fn wait_outbox_drained(database_url: &str) {
+    let store = chatnode::store::open(database_url)
+        .await
+        .expect("open the database");
+    let deadline = Instant::now() + RECOVERY;
+    while !store.outbox_batch(1).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the outbox never drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Nodes in child processes on one database; senders over REST and WebSocket stream messages
+/// into the first node, which is SIGKILLed after some acknowledgements, and restarted on the
+/// same data. With a broker, a second node watches the room the whole time.
+async fn killed_mid_stream(broker: Option<&Broker>) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new().await;
+    let sqlite_file = dir.path().join("shared.db");
+    let database_url = database.shared_url(&sqlite_file);
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let exchange = format!("chatnode-it-{run_id}");
+    // A restarted node keeps its name (as a deployment's would), so it takes back the relay
+    // lease its previous life held; another node waits for the lease to expire.
+    let args = |name: &str| {
+        let mut args: Vec<OsString> = vec![
+            "--data-dir".into(),
+            dir.path().join(name).into(),
+            "--database-url".into(),
+            database_url.clone().into(),
+            "--node-id".into(),
+            format!("{name}-{}", &run_id[..8]).into(),
+        ];
+        if let Some(broker) = broker {
+            args.extend(
+                [
+                    "--transport",
+                    "amqp091",
+                    "--broker-url",
+                    broker.url.as_str(),
+                    "--exchange",
+                    exchange.as_str(),
+                ]
+                .map(OsString::from),
+            );
+        }
+        args
+    };
+    // Started first, the node that will die takes the relay lease.
+    let mut doomed = NodeProcess::start(&args("doomed")).await;
+    let survivor = match broker {
+        Some(_) => Some(NodeProcess::start(&args("survivor")).await),
+        None => None,
+    };
+    let api = doomed.api.clone();
+    let alice = api.register("alice").await;
+    let dave = api.register("dave").await;
+    let carol = api.register("carol").await;
+    let bob = api.register("bob").await;
+    let room = api.create_room(&alice, &[&bob, &carol, &dave]).await;
+
+    let watcher_api = survivor.as_ref().map_or(api.clone(), |n| n.api.clone());
+    let watcher = Socket::open(&watcher_api, room, &bob, None, None).await;
+    let ledger = SharedLedger::default();
+    let stop = CancellationToken::new();
+    let sending = Sending {
+        pace: Duration::from_millis(2),
+        ledger: ledger.clone(),
+        stop: stop.clone(),
+    };
+    let carol_socket = Socket::open(&api, room, &carol, None, Some(sending)).await;
+    let senders = [&alice, &dave].map(|user| {
+        rest_sender(
+            api.clone(),
+            user.clone(),
+            room,
+            Duration::ZERO,
+            ledger.clone(),
+            stop.clone(),
+        )
+    });
+
+    let deadline = Instant::now() + WAIT;
+    while ledger.lock().unwrap().acked.len() < ACKED_BEFORE_KILL {
+        assert!(Instant::now() < deadline, "the senders got too few acks");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    doomed.kill();
+    stop.cancel();
+    for sender in senders {
+        tokio::time::timeout(WAIT, sender)
+            .await
+            .expect("a sender stops")
+            .unwrap();
+    }
+    let carol_saw = carol_socket.ended().await;
+    let (acked, refused) = {
+        let ledger = ledger.lock().unwrap();
+        (ledger.acked.clone(), ledger.refused.clone())
+    };
+    assert!(refused.is_empty(), "no send was refused: {refused:?}");
+    assert!(acked.len() >= ACKED_BEFORE_KILL);
+
+    if survivor.is_some() {
+        // The survivor's relay takes the dead node's lease over and publishes what it left.
+        let deadline = Instant::now() + RECOVERY;
+        while !acked.iter().all(|(id, _)| watcher.received().contains(id)) {
+            assert!(
+                Instant::now() < deadline,
+                "the survivor's socket never got every acknowledged message"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let restarted = NodeProcess::start(&args("doomed")).await;
+    let history = restarted.api.history(&alice, room).await;
+    eprintln!(
+        "killed after {} acknowledged sends; {} stored; a socket had seen {}",
+        acked.len(),
+        history.len(),
+        carol_saw.len()
+    );
+    check_history(&history, &acked);
+    if database.url.is_none() {
+        integrity_check(&sqlite_file);
+    }
+    wait_outbox_drained(&database_url).await;
+
+    // What a socket of the dead node saw is a gapless prefix of the history; reconnecting
+    // with `since` gets exactly the rest.
+    let all = ids(&history);
+    assert_eq!(carol_saw, all[..carol_saw.len()], "no gap before the crash");
+    let since = carol_saw.last().copied().unwrap_or(0);
+    let back = Socket::open(&restarted.api, room, &carol, Some(since), None).await;
+    let missing = all[carol_saw.len()..].to_vec();
+    back.expect(&missing, WAIT, "the catch-up after the restart")
+        .await;
+    // Live again, once: the next frame is a new message, after the drained outbox.
+    let (status, body) = restarted.api.send(&alice, room, "after").await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let after = body["data"]["detail"]["id"].as_i64().unwrap();
+    let mut expected = missing;
+    expected.push(after);
+    back.expect(&expected, WAIT, "live after the restart").await;
+
+    let mut everything = all;
+    everything.push(after);
+    if survivor.is_some() {
+        watcher
+            .expect(&everything, WAIT, "the survivor's socket, once each")
+            .await;
+    } else {
+        let seen = watcher.received();
+        assert_eq!(seen, everything[..seen.len()], "no gap before the crash");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(back.received(), expected, "no duplicates");
+    if let Some(broker) = broker {
+        drop((watcher, back, survivor, restarted));
+        broker.delete_exchange(&exchange).await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_stream_keeps_every_acknowledged_message() {
+    killed_mid_stream(None).await;
+}
+
+#[tokio::test]
+async fn amqp091_a_node_killed_mid_stream_loses_nothing_for_the_other_node() {
+    // The broker on this host when there is one: a container is only the fallback.
+    if let Some(broker) = brokers().await.first() {
+        eprintln!("broker: {}", broker.label);
+        killed_mid_stream(Some(broker)).await;
+    }
+}
+
+/// A RabbitMQ container of this test's own, on a fixed loopback port so that it comes back
+/// on the same address after a restart; removed when dropped.
+struct RabbitContainer {
+    id: String,
+    url: String,
+}
+
+impl RabbitContainer {
+    async fn start() -> Option<Self> {
+        let required = std::env::var("CHATNODE_TEST_REQUIRE_BROKER").as_deref() == Ok("1");
+        if !docker_answers() {
+            assert!(
+                !required,
+                "CHATNODE_TEST_REQUIRE_BROKER=1 but Docker does not answer"
+            );
+            eprintln!("notice: skipping a broker restart test: no Docker engine answers");
+            return None;
+        }
+        let image =
+            std::env::var("CHATNODE_TEST_RABBITMQ_IMAGE").unwrap_or_else(|_| "rabbitmq:4".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let output = Command::new("docker")
+            .args(["run", "-d", "--label", "chatnode-test=1", "-p"])
+            .arg(format!("127.0.0.1:{port}:5672"))
+            .arg(&image)
+            .output()
+            .expect("docker run");
+        assert!(
+            output.status.success(),
+            "docker run {image}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let id = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        reap_after_exit(&id);
+        let container = Self {
+            id,
+            url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        };
+        container.wait_started(1).await;
+        Some(container)
+    }
+
+    /// Waits until the broker has logged its `times`-th startup.
+    async fn wait_started(&self, times: usize) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let logs = Command::new("docker")
+                .args(["logs", &self.id])
+                .output()
+                .expect("docker logs");
+            let text = String::from_utf8_lossy(&logs.stdout);
+            if text.matches("Server startup complete").count() >= times {
+                return;
+            }
+            assert!(Instant::now() < deadline, "RabbitMQ did not start in time");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn restart(&self) {
+        let id = self.id.clone();
+        let restarted = tokio::task::spawn_blocking(move || {
+            Command::new("docker")
+                .args(["restart", "-t", "3", &id])
+                .status()
+        })
+        .await
+        .unwrap()
+        .expect("docker restart");
+        assert!(restarted.success(), "docker restart");
+        self.wait_started(2).await;
+    }
+}
+
+impl Drop for RabbitContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Two nodes on one database and a broker that restarts while messages stream in over REST
+/// and WebSocket: every send is stored, and every socket on both nodes gets every message once,
+/// in order, live or through the resync that follows the reconnection.
+async fn broker_restart_mid_stream(transport: TransportKind) {
+    let Some(broker) = RabbitContainer::start().await else {
+        return;
+    };
+    let database_dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new().await;
+    let database_url = database.shared_url(&database_dir.path().join("shared.db"));
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for _ in 0..2 {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(data_dir.path());
+        config.database_url = Some(database_url.clone());
+        config.transport = transport;
+        config.broker_url = Some(broker.url.clone());
+        nodes.push(start(config, data_dir).await);
+    }
+    let apis: Vec<Api> = nodes
+        .iter()
+        .map(|n| Api::new(&n.address.to_string()))
+        .collect();
+    let alice = apis[0].register("alice").await;
+    let dave = apis[1].register("dave").await;
+    let carol = apis[1].register("carol").await;
+    let bob = apis[0].register("bob").await;
+    let room = apis[0].create_room(&alice, &[&bob, &carol, &dave]).await;
+
+    let ledger = SharedLedger::default();
+    let stop = CancellationToken::new();
+    let pace = Duration::from_millis(25);
+    let watcher = Socket::open(&apis[0], room, &bob, None, None).await;
+    let sending = Sending {
+        pace,
+        ledger: ledger.clone(),
+        stop: stop.clone(),
+    };
+    let mut carol_socket = Socket::open(&apis[1], room, &carol, None, Some(sending)).await;
+    let senders = [(&apis[0], &alice), (&apis[1], &dave)].map(|(api, user)| {
+        rest_sender(
+            api.clone(),
+            user.clone(),
+            room,
+            pace,
+            ledger.clone(),
+            stop.clone(),
+        )
+    });
+    let deadline = Instant::now() + WAIT;
+    while ledger.lock().unwrap().acked.len() < 20 {
+        assert!(Instant::now() < deadline, "the senders got too few acks");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let outage = Instant::now();
+    broker.restart().await;
+    eprintln!("broker restarted in {:?}", outage.elapsed());
+    // A little more streaming with the broker back.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+    for sender in senders {
+        tokio::time::timeout(WAIT, sender)
+            .await
+            .expect("a sender stops")
+            .unwrap();
+    }
+    let ws_sent = tokio::time::timeout(WAIT, carol_socket.writer.as_mut().unwrap())
+        .await
+        .expect("the WebSocket sender stops")
+        .unwrap();
+
+    // Every send was stored, the broker outage notwithstanding (the node stores a socket's
+    // frames one after the other: wait for the last ones).
+    let deadline = Instant::now() + WAIT;
+    let history = loop {
+        let history = apis[0].history(&alice, room).await;
+        let ws_stored = history.iter().filter(|(_, c)| c.starts_with("ws ")).count();
+        if ws_stored == ws_sent {
+            break history;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ws_stored} of {ws_sent} WebSocket sends stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let all = ids(&history);
+    {
+        let ledger = ledger.lock().unwrap();
+        assert!(ledger.refused.is_empty(), "refused: {:?}", ledger.refused);
+        let rest_sent = ledger.acked.iter().filter(|(_, c)| c.starts_with("rest "));
+        assert!(rest_sent.count() > 20);
+    }
+    assert!(ws_sent > 0, "WebSocket sends were made");
+    for socket in [&watcher, &carol_socket] {
+        socket
+            .expect(&all, RECOVERY, "every message once, in order, on each node")
+            .await;
+    }
+    eprintln!(
+        "{} messages on every socket {:?} after the restart began",
+        all.len(),
+        outage.elapsed()
+    );
+    check_history(&history, &ledger.lock().unwrap().acked);
+    wait_outbox_drained(&database_url).await;
+    for api in &apis {
+        api.wait_ready().await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(watcher.received(), all, "no duplicates");
+    assert_eq!(carol_socket.received(), all, "no duplicates");
+    drop((watcher, carol_socket));
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn amqp091_a_broker_restart_mid_stream_loses_nothing() {
+    broker_restart_mid_stream(TransportKind::Amqp091).await;
+}
+
+#[tokio::test]
+async fn amqp10_a_broker_restart_mid_stream_loses_nothing() {
+    broker_restart_mid_stream(TransportKind::Amqp10).await;
+}
+
+/// A file system mounted for one test on a fresh directory, unmounted when dropped (also when
+/// the test fails).
+struct Mounted {
+    point: PathBuf,
+    /// The ext4 image behind a loop mount.
+    image: Option<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+fn faults_required() -> bool {
+    std::env::var("CHATNODE_TEST_REQUIRE_FAULTS").as_deref() == Ok("1")
+}
+
+fn run(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// `None` after a notice when this machine cannot do it, unless the faults tests are required.
+fn or_skip<T>(attempt: Result<T, String>) -> Option<T> {
+    match attempt {
+        Ok(value) => Some(value),
+        Err(why) => {
+            assert!(!faults_required(), "CHATNODE_TEST_REQUIRE_FAULTS=1: {why}");
+            eprintln!("notice: skipping a disk fault test (needs root and mount): {why}");
+            None
+        }
+    }
+}
+
+impl Mounted {
+    fn new(image: Option<PathBuf>, dir: tempfile::TempDir) -> Self {
+        Self {
+            point: dir.path().join("data"),
+            image,
+            _dir: dir,
+        }
+    }
+
+    /// A tmpfs of `size` (e.g. `16m`).
+    fn tmpfs(size: &str) -> Option<Self> {
+        let disk = Self::new(None, tempfile::tempdir().unwrap());
+        std::fs::create_dir(&disk.point).unwrap();
+        let options = format!("size={size}");
+        or_skip(run(
+            "mount",
+            &[
+                "-t".as_ref(),
+                "tmpfs".as_ref(),
+                "-o".as_ref(),
+                options.as_ref(),
+                "tmpfs".as_ref(),
+                disk.point.as_os_str(),
+            ],
+        ))?;
+        Some(disk)
+    }
+
+    /// An ext4 file system in an image file, loop-mounted.
+    fn ext4(megabytes: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(megabytes << 20)
+            .unwrap();
+        let disk = Self::new(Some(image.clone()), dir);
+        std::fs::create_dir(&disk.point).unwrap();
+        or_skip(run(
+            "mkfs.ext4",
+            &["-q".as_ref(), "-F".as_ref(), image.as_os_str()],
+        ))?;
+        or_skip(disk.mount_image())?;
+        Some(disk)
+    }
+
+    fn mount_image(&self) -> Result<(), String> {
+        let image = self.image.as_ref().expect("an image");
+        run(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                image.as_os_str(),
+                self.point.as_os_str(),
+            ],
+        )
+    }
+
+    fn unmount(&self) -> Result<(), String> {
+        run("umount", &[self.point.as_os_str()])
+    }
+
+    /// Fills the file system to the last byte; returns the filler file.
+    fn fill(&self) -> PathBuf {
+        let path = self.point.join("filler");
+        let mut file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let chunk = vec![0xA5u8; 1 << 20];
+        loop {
+            if let Err(e) = file.write_all(&chunk) {
+                assert_eq!(
+                    e.kind(),
+                    std::io::ErrorKind::StorageFull,
+                    "filling the disk: {e}"
+                );
+                return path;
+            }
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        // Lazily when a failed test left a node holding files in it.
+        if self.unmount().is_err() {
+            let _ = run("umount", &["-l".as_ref(), self.point.as_os_str()]);
+        }
+    }
+}
+
+/// A node in this process with its data (SQLite database and media) on `dir`.
+async fn node_on(dir: &Path) -> TestNode {
+    start(test_config(dir), tempfile::tempdir().unwrap()).await
+}
+
+async fn upload(node: &TestNode, user: &TestUser, room: i64) -> (StatusCode, Value) {
+    let mut png =
+        std::fs::read(format!("{}/fixtures/pixel.png", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    // Big enough to need fresh blocks.
+    png.resize(256 * 1024, 0);
+    let form = Form::new()
+        .text("content", "a picture")
+        .part("attachment", Part::bytes(png).file_name("big.png"));
+    let request = node
+        .client
+        .post(node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/")))
+        .multipart(form);
+    node.send(request, Some(&user.access)).await
+}
+
+/// Files left under the media directory, at any depth.
+fn media_files(data_dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![data_dir.join("media")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// While storage refuses writes: every way of writing answers `status` with a detail naming
+/// the cause, `/readyz` fails saying why, the node stays up, and no partial upload is left.
+async fn check_refusals(
+    node: &TestNode,
+    data_dir: &Path,
+    user: &TestUser,
+    room: i64,
+    socket: &mut crate::helpers::WsClient,
+    status: StatusCode,
+    cause: &str,
+) {
+    let (ready, body) = node.get("/readyz", None).await;
+    assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    for check in ["data_dir", "store"] {
+        let reason = body["errors"][check].as_str().unwrap_or_default();
+        assert!(reason.contains(cause), "readyz {check}: {body}");
+    }
+
+    let (answer, body) = node
+        .post(
+            &format!("/api/v1/chat/chatrooms/{room}/messages/send/"),
+            Some(&user.access),
+            json!({"content": "refused"}),
+        )
+        .await;
+    assert_eq!(answer, status, "{body}");
+    assert_eq!(body["success"], false);
+    let detail = body["errors"]["detail"].as_str().unwrap();
+    assert!(detail.contains(&format!("Storage is {cause}")), "{body}");
+
+    socket
+        .send_json(json!({"purpose": "send_chat_message", "message": "refused too"}))
+        .await;
+    let frame = socket.next_json().await;
+    assert_eq!(frame["success"], false, "{frame}");
+    assert_eq!(frame["errors"]["detail"], detail, "{frame}");
+
+    let (answer, body) = upload(node, user, room).await;
+    assert_eq!(answer, status, "{body}");
+    assert!(
+        body["errors"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Storage is {cause}")),
+        "{body}"
+    );
+    assert!(
+        media_files(data_dir).is_empty(),
+        "no partial upload is left"
+    );
+
+    let (alive, _) = node.get("/healthz", None).await;
+    assert_eq!(alive, StatusCode::OK, "the node is still up");
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_clearly_and_the_node_recovers_when_space_returns() {
+    let Some(disk) = Mounted::tmpfs("16m") else {
+        return;
+    };
+    let node = node_on(&disk.point).await;
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "r", &[]).await;
+    node.send_message(&alice, room, "before").await;
+    let mut socket = node.ws(room, &alice).await;
+
+    let filler = disk.fill();
+    // Room for part of an upload only: it fails midway and leaves no partial file behind.
+    let size = std::fs::metadata(&filler).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&filler)
+        .and_then(|file| file.set_len(size - 128 * 1024))
+        .unwrap();
+    let (status, body) = upload(&node, &alice, room).await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert!(
+        media_files(&disk.point).is_empty(),
+        "no partial upload is left"
+    );
+    disk.fill();
+
+    check_refusals(
+        &node,
+        &disk.point,
+        &alice,
+        room,
+        &mut socket,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "full",
+    )
+    .await;
+
+    // Space comes back: the node is ready again by itself.
+    std::fs::remove_file(filler).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while node.get("/readyz", None).await.0 != StatusCode::OK {
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = node.send_message(&alice, room, "after").await["id"].clone();
+    let live = socket.next_data().await;
+    assert_eq!(live["id"], after, "the refused sends never arrive: {live}");
+    let contents: Vec<String> = node
+        .history(&alice, room, "")
+        .await
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(contents, ["before", "after"]);
+    drop(socket);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_disk_turned_read_only_refuses_writes_clearly_and_keeps_what_was_stored() {
+    let Some(disk) = Mounted::ext4(32) else {
+        return;
+    };
+    let node = node_on(&disk.point).await;
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "r", &[]).await;
+    node.send_message(&alice, room, "before").await;
+    let mut socket = node.ws(room, &alice).await;
+
+    // What the kernel does to ext4 after an I/O error: read-only at once, open files included.
+    let Some(()) = or_skip(run(
+        "mount",
+        &[
+            "-o".as_ref(),
+            "remount,abort".as_ref(),
+            disk.point.as_os_str(),
+        ],
+    )) else {
+        return;
+    };
+    check_refusals(
+        &node,
+        &disk.point,
+        &alice,
+        room,
+        &mut socket,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "read-only",
+    )
+    .await;
+    assert_eq!(node.history(&alice, room, "").await.len(), 1, "reads go on");
+    drop(socket);
+    node.stop().await;
+
+    // An aborted ext4 cannot go back to read-write in place: it is mounted again (the kernel
+    // replays its journal) and a node restarted on it has everything it acknowledged.
+    disk.unmount().unwrap();
+    disk.mount_image().unwrap();
+    integrity_check(&disk.point.join("chatnode.db"));
+    let node = node_on(&disk.point).await;
+    node.send_message(&alice, room, "after").await;
+    let contents: Vec<String> = node
+        .history(&alice, room, "")
+        .await
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(contents, ["before", "after"]);
+    node.stop().await;
+}
