@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthError, Tokens};
@@ -90,13 +90,10 @@ impl Application {
                 )?)
             }
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = bind(config.listen).map_err(|source| StartupError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let address = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: config.listen,
             source,
@@ -168,6 +165,21 @@ impl Application {
         }
         tracing::info!("chatnode stopped");
     }
+}
+
+/// Binds like `TcpListener::bind`, with TCP_NODELAY on the listening socket: Linux passes it
+/// on to every accepted connection (warp offers no hook to set it per connection), so small
+/// frames leave at once instead of waiting for the peer's delayed ACK.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Moves events from the transport to this node's sockets until cancelled or the stream fails.

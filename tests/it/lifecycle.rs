@@ -229,3 +229,42 @@ async fn nodes_starting_together_on_one_database_all_start() {
         built.expect("every node starts and finds the schema in place");
     }
 }
+
+/// Small frames must not wait for Nagle: the node runs in this process, so its end of a
+/// connection is one of this process's descriptors.
+#[tokio::test]
+async fn accepted_connections_have_tcp_nodelay() {
+    use std::mem::ManuallyDrop;
+    use std::os::fd::FromRawFd;
+
+    let node = spawn().await;
+    let client = tokio::net::TcpStream::connect(node.address).await.unwrap();
+    let client_addr = client.local_addr().unwrap();
+    let deadline = Instant::now() + WAIT;
+    let server_end = loop {
+        let found = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .find_map(|entry| {
+                let fd: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+                // Borrowed, never closed: the descriptor belongs to the node (or to the runtime).
+                let stream = ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+                (stream.local_addr().ok()? == node.address
+                    && stream.peer_addr().ok()? == client_addr)
+                    .then(|| stream.nodelay().unwrap())
+            });
+        if let Some(nodelay) = found {
+            break nodelay;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node never accepted the connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        server_end,
+        "the node's end of the connection has Nagle's algorithm on"
+    );
+    drop(client);
+    node.stop().await;
+}
