@@ -3,11 +3,13 @@
 //! Delivery never waits on a socket: each socket has a bounded queue and one that is full is
 //! told to close, so a slow reader cannot hold up its room.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::Poll;
 
-use tokio::sync::mpsc;
+use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -25,27 +27,41 @@ pub const CLOSE_SLOW_READER: CloseReason = CloseReason {
     code: 1008,
     reason: "outgoing queue overflow: reader too slow, catch up over REST",
 };
+pub const CLOSE_SHUTDOWN: CloseReason = CloseReason {
+    code: 1001,
+    reason: "server shutting down",
+};
 pub const CLOSE_LEFT_ROOM: CloseReason = CloseReason {
     code: 1008,
     reason: "you are no longer a member of this chatroom",
 };
 
 /// Lets the hub tell one socket task to close, and why.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Kick {
     token: CancellationToken,
     reason: Arc<OnceLock<CloseReason>>,
 }
 
 impl Kick {
+    /// A kick that also fires, with [`CLOSE_SHUTDOWN`], when `shutdown` is cancelled: the
+    /// socket task waits on one token instead of two each time it wakes.
+    pub fn child_of(shutdown: &CancellationToken) -> Self {
+        Self {
+            token: shutdown.child_token(),
+            reason: Arc::default(),
+        }
+    }
+
     pub fn fire(&self, reason: CloseReason) {
         let _ = self.reason.set(reason);
         self.token.cancel();
     }
 
-    pub async fn fired(&self) -> CloseReason {
+    pub async fn fired(self) -> CloseReason {
         self.token.cancelled().await;
-        self.reason.get().copied().unwrap_or(CLOSE_LEFT_ROOM)
+        // No reason: the token was cancelled through its parent.
+        self.reason.get().copied().unwrap_or(CLOSE_SHUTDOWN)
     }
 }
 
@@ -59,9 +75,89 @@ pub enum Outgoing {
     Resync,
 }
 
+/// Queue slots kept once a socket's backlog has drained.
+const RETAINED: usize = 64;
+
+/// A socket's bounded outgoing queue. Unlike tokio's channel, which allocates a block of 32
+/// slots up front, it costs an idle socket no more than its header; and the socket task takes
+/// a whole batch under one lock, which is never held across a write.
+struct QueueShared {
+    items: Mutex<VecDeque<Outgoing>>,
+    capacity: usize,
+    waker: AtomicWaker,
+    /// The hub let go of the socket: what is queued is the last of it.
+    closed: AtomicBool,
+}
+
+/// The hub's end of a socket's queue.
+pub struct QueueSender(Arc<QueueShared>);
+
+/// The socket task's end of its queue.
+pub struct QueueReceiver(Arc<QueueShared>);
+
+/// A queue holding at most `capacity` items (at least one).
+pub fn queue(capacity: usize) -> (QueueSender, QueueReceiver) {
+    let shared = Arc::new(QueueShared {
+        items: Mutex::new(VecDeque::new()),
+        capacity: capacity.max(1),
+        waker: AtomicWaker::new(),
+        closed: AtomicBool::new(false),
+    });
+    (QueueSender(shared.clone()), QueueReceiver(shared))
+}
+
+impl QueueSender {
+    /// Queues without waiting; `false` when the queue is full.
+    fn offer(&self, outgoing: &Outgoing) -> bool {
+        {
+            let mut items = self.0.items.lock().expect("queue poisoned");
+            if items.len() >= self.0.capacity {
+                return false;
+            }
+            items.push_back(outgoing.clone());
+        }
+        self.0.waker.wake();
+        true
+    }
+}
+
+impl Drop for QueueSender {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.waker.wake();
+    }
+}
+
+impl QueueReceiver {
+    /// Waits for queued items and moves up to `max` of them into `batch`; `false` once the
+    /// sender is gone and everything has been taken.
+    pub async fn recv_many(&mut self, batch: &mut Vec<Outgoing>, max: usize) -> bool {
+        poll_fn(|cx| {
+            // Registered before looking, so an item queued meanwhile wakes this task.
+            self.0.waker.register(cx.waker());
+            let mut items = self.0.items.lock().expect("queue poisoned");
+            if items.is_empty() {
+                return if self.0.closed.load(Ordering::Acquire) {
+                    Poll::Ready(false)
+                } else {
+                    Poll::Pending
+                };
+            }
+            let take = items.len().min(max);
+            batch.extend(items.drain(..take));
+            // A reader that fell far behind once should not keep that much room for good.
+            if items.is_empty() && items.capacity() > RETAINED {
+                *items = VecDeque::new();
+            }
+            Poll::Ready(true)
+        })
+        .await
+    }
+}
+
 struct LocalSocket {
     user_id: i64,
-    queue: mpsc::Sender<Outgoing>,
+    queue: QueueSender,
     kick: Kick,
 }
 
@@ -102,7 +198,7 @@ impl Hub {
         self: &Arc<Self>,
         room: i64,
         user_id: i64,
-        queue: mpsc::Sender<Outgoing>,
+        queue: QueueSender,
         kick: Kick,
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -201,7 +297,7 @@ fn offer(socket: &LocalSocket, outgoing: &Outgoing) {
     if socket.kick.token.is_cancelled() {
         return;
     }
-    if let Err(mpsc::error::TrySendError::Full(_)) = socket.queue.try_send(outgoing.clone()) {
+    if !socket.queue.offer(outgoing) {
         socket.kick.fire(CLOSE_SLOW_READER);
     }
 }

@@ -1,8 +1,9 @@
 //! `GET /ws/chat/<id>/`: the live feed of a room, and a way to send to it.
 //!
-//! The upgrade is done by hand rather than with `warp::ws()` so that each socket gets a 4 KiB
+//! The upgrade is done by hand rather than with `warp::ws()` so that each socket gets a 1 KiB
 //! read buffer instead of tungstenite's 128 KiB one: idle sockets cost a few KiB each.
 
+use std::pin::pin;
 use std::time::Duration;
 
 use futures_util::stream::SplitSink;
@@ -11,7 +12,6 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -27,12 +27,15 @@ use super::messages::validate_content;
 use super::shed::Slots;
 use super::{bearer, check_json_depth, respond, room_id, user_for_token, with_state, ApiError};
 use crate::events::RoomEvent;
-use crate::hub::{CloseReason, Kick, Outgoing, CLOSE_LEFT_ROOM};
+use crate::hub::{self, CloseReason, Kick, Outgoing, CLOSE_LEFT_ROOM};
 use crate::limits::SocketSlot;
 use crate::state::SharedState;
 use crate::store::{Page, StoreError, User};
 
-const READ_BUFFER: usize = 4096;
+/// Bytes read per syscall. Small because every socket holds one for good, and tungstenite
+/// zero-fills it before each read attempt, which a socket makes at every wake-up (a delivery
+/// included); a bigger client frame grows it as needed.
+const READ_BUFFER: usize = 1024;
 /// Largest frame or message a client may send.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// Outgoing frames written before one flush, so a burst costs one syscall.
@@ -42,10 +45,6 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Messages read from the store per page of a catch-up.
 const CATCH_UP_PAGE: u32 = 200;
 
-const CLOSE_SHUTDOWN: CloseReason = CloseReason {
-    code: 1001,
-    reason: "server shutting down",
-};
 const CLOSE_TOO_BIG: CloseReason = CloseReason {
     code: 1009,
     reason: "message too big",
@@ -215,12 +214,15 @@ struct Feed {
     cursor: i64,
     /// A write that makes no progress for this long means the peer stopped reading.
     stall: Duration,
+    /// Frames of the batch being written, kept between batches to spare an allocation each.
+    frames: Vec<Frame>,
 }
 
 impl Feed {
-    async fn write(&self, sink: &mut Sink, frames: Vec<Frame>) -> Result<(), End> {
+    /// Writes and flushes `frames`, leaving the vector empty.
+    async fn write(&self, sink: &mut Sink, frames: &mut Vec<Frame>) -> Result<(), End> {
         let write = async {
-            for frame in frames {
+            for frame in frames.drain(..) {
                 sink.feed(frame).await?;
             }
             sink.flush().await
@@ -240,10 +242,10 @@ impl Feed {
     }
 
     /// Writes queued events (skipping messages the client already has) and runs a catch-up
-    /// where the hub asks for one.
-    async fn deliver(&mut self, sink: &mut Sink, batch: Vec<Outgoing>) -> Result<(), End> {
-        let mut frames = Vec::with_capacity(batch.len());
-        for outgoing in batch {
+    /// where the hub asks for one; leaves `batch` empty.
+    async fn deliver(&mut self, sink: &mut Sink, batch: &mut Vec<Outgoing>) -> Result<(), End> {
+        let mut frames = std::mem::take(&mut self.frames);
+        for outgoing in batch.drain(..) {
             match outgoing {
                 Outgoing::Frame { id: Some(id), .. } if id <= self.cursor => {}
                 Outgoing::Frame { id, frame } => {
@@ -253,13 +255,15 @@ impl Feed {
                     frames.push(Frame::Text(frame));
                 }
                 Outgoing::Resync => {
-                    self.write(sink, std::mem::take(&mut frames)).await?;
+                    self.write(sink, &mut frames).await?;
                     let from = self.cursor;
                     self.catch_up(sink, from).await?;
                 }
             }
         }
-        self.write(sink, frames).await
+        self.write(sink, &mut frames).await?;
+        self.frames = frames;
+        Ok(())
     }
 
     /// Sends every message after `from`, oldest first, page by page.
@@ -284,11 +288,11 @@ impl Feed {
             let Some(last) = messages.last().map(|m| m.id) else {
                 return Ok(());
             };
-            let frames = messages
+            let mut frames = messages
                 .iter()
                 .map(|m| Frame::Text(RoomEvent::message(m).frame_json().into()))
                 .collect();
-            self.write(sink, frames).await?;
+            self.write(sink, &mut frames).await?;
             from = last;
             self.cursor = self.cursor.max(last);
             if complete {
@@ -308,8 +312,8 @@ async fn run_socket(
     since: i64,
     slot: SocketSlot,
 ) {
-    let (queue, mut outgoing) = mpsc::channel::<Outgoing>(state.config.ws_queue.max(1));
-    let kick = Kick::default();
+    let (queue, mut outgoing) = hub::queue(state.config.ws_queue);
+    let kick = Kick::child_of(&state.shutdown);
     // Registered (and subscribed) before reading history, so nothing falls in between.
     let registration = state.hub.register(room, user.id, queue, kick.clone()).await;
     let (mut sink, mut stream) = socket.split();
@@ -321,36 +325,33 @@ async fn run_socket(
         user: user.id,
         cursor: since,
         stall: ping_every * 2,
+        frames: Vec::new(),
     };
+    // Fires on shutdown too. Waited on by every select below; made once, not once per wake-up
+    // (each one registers with the token under its lock).
+    let mut kicked = pin!(kick.clone().fired());
     let started = tokio::select! {
         started = feed.catch_up(&mut sink, since) => started,
-        _ = state.shutdown.cancelled() => Err(Some(CLOSE_SHUTDOWN)),
-        reason = kick.fired() => Err(Some(reason)),
+        reason = &mut kicked => Err(Some(reason)),
     };
 
     let mut pings = interval_at(Instant::now() + ping_every, ping_every);
     pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    let mut batch = Vec::new();
 
     let close = match started {
         Err(end) => end,
         Ok(()) => loop {
             tokio::select! {
-                _ = state.shutdown.cancelled() => break Some(CLOSE_SHUTDOWN),
-                reason = kick.fired() => break Some(reason),
-                first = outgoing.recv() => {
-                    let Some(first) = first else { break None };
-                    let mut batch = vec![first];
-                    while batch.len() < WRITE_BATCH {
-                        let Ok(next) = outgoing.try_recv() else { break };
-                        batch.push(next);
-                    }
+                reason = &mut kicked => break Some(reason),
+                open = outgoing.recv_many(&mut batch, WRITE_BATCH) => {
+                    if !open { break None }
                     // Stay responsive to kicks and shutdown while a slow peer blocks the write
                     // (tungstenite keeps a partly written frame buffered for the close).
                     tokio::select! {
-                        done = feed.deliver(&mut sink, batch) => if let Err(end) = done { break end },
-                        _ = state.shutdown.cancelled() => break Some(CLOSE_SHUTDOWN),
-                        reason = kick.fired() => break Some(reason),
+                        done = feed.deliver(&mut sink, &mut batch) => if let Err(end) = done { break end },
+                        reason = &mut kicked => break Some(reason),
                     }
                 }
                 incoming = stream.next() => {
@@ -361,25 +362,24 @@ async fn run_socket(
                                 Ok(ClientRequest::Send(content)) => match state.limits.send(user.id) {
                                     Ok(()) => match send(&state, room, user.id, &content).await {
                                         Ok(()) => Ok(()),
-                                        Err(answer) => feed.write(&mut sink, vec![answer]).await,
+                                        Err(answer) => feed.write(&mut sink, &mut vec![answer]).await,
                                     },
                                     // Say why and when, then stop reading from a flooding client.
                                     Err(limited) => feed
-                                        .write(&mut sink, vec![error_frame(limited.to_string())])
+                                        .write(&mut sink, &mut vec![error_frame(limited.to_string())])
                                         .await
                                         .and(Err(Some(CLOSE_RATE_LIMITED))),
                                 },
                                 Ok(ClientRequest::CatchUp(since)) => tokio::select! {
                                     done = feed.catch_up(&mut sink, since) => done,
-                                    _ = state.shutdown.cancelled() => Err(Some(CLOSE_SHUTDOWN)),
-                                    reason = kick.fired() => Err(Some(reason)),
+                                    reason = &mut kicked => Err(Some(reason)),
                                 },
-                                Err(answer) => feed.write(&mut sink, vec![answer]).await,
+                                Err(answer) => feed.write(&mut sink, &mut vec![answer]).await,
                             }
                         }
                         Some(Ok(Frame::Binary(_))) => {
                             let answer = error_frame("Binary frames are not supported; send JSON text");
-                            feed.write(&mut sink, vec![answer]).await
+                            feed.write(&mut sink, &mut vec![answer]).await
                         }
                         Some(Ok(Frame::Close(_))) | None => Err(None),
                         // Pings are answered by tungstenite; pongs only prove the peer is alive.
@@ -396,7 +396,7 @@ async fn run_socket(
                         tracing::debug!(room, user = user.id, "dropping a silent WebSocket peer");
                         break None;
                     }
-                    if let Err(end) = feed.write(&mut sink, vec![Frame::Ping(Default::default())]).await {
+                    if let Err(end) = feed.write(&mut sink, &mut vec![Frame::Ping(Default::default())]).await {
                         break end;
                     }
                 }
