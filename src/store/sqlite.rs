@@ -31,6 +31,9 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Prepared statements kept per connection: more than the hot paths use, so none of them is
+/// parsed again (rusqlite keeps 16 by default).
+const STATEMENT_CACHE: usize = 32;
 /// Most writes committed together; bounds the latency a write can add to the others.
 const MAX_BATCH: usize = 512;
 const IDLE_READERS: usize = 8;
@@ -184,6 +187,7 @@ impl Readers {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)
     }
 
@@ -210,6 +214,7 @@ fn open_writer(path: &Path) -> StoreResult<Connection> {
     }
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // WAL lets readers work beside the writer; FULL keeps every acknowledged commit on disk.
     // Switching a new file to WAL can report "locked" at once (no busy handler) while another
     // node opening the same file does it: retry within the busy timeout.
@@ -272,7 +277,7 @@ fn writer_loop(conn: Connection, mut queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
             let error = write_error(&conn, e);
             for job in batch {
                 let (_, reply) = job(Err(error.clone()));
@@ -282,15 +287,15 @@ fn writer_loop(conn: Connection, mut queue: mpsc::Receiver<Job>) {
         }
         let mut replies = Vec::with_capacity(batch.len());
         for job in batch {
-            let reply = match conn.execute_batch("SAVEPOINT job") {
+            let reply = match run_cached(&conn, "SAVEPOINT job") {
                 Ok(()) => {
                     let (ok, reply) = job(Ok(&conn));
                     let end = if ok {
-                        "RELEASE job"
+                        run_cached(&conn, "RELEASE job")
                     } else {
-                        "ROLLBACK TO job; RELEASE job"
+                        conn.execute_batch("ROLLBACK TO job; RELEASE job")
                     };
-                    if let Err(e) = conn.execute_batch(end) {
+                    if let Err(e) = end {
                         tracing::error!(error = %e, "savepoint cleanup failed");
                     }
                     reply
@@ -299,7 +304,7 @@ fn writer_loop(conn: Connection, mut queue: mpsc::Receiver<Job>) {
             };
             replies.push(reply);
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+        let commit = run_cached(&conn, "COMMIT").map_err(|e| {
             let error = write_error(&conn, e);
             let _ = conn.execute_batch("ROLLBACK");
             tracing::error!(%error, "group commit failed");
@@ -309,6 +314,12 @@ fn writer_loop(conn: Connection, mut queue: mpsc::Receiver<Job>) {
             reply(commit.clone());
         }
     }
+}
+
+/// Runs a statement without results that the writer repeats for every group or job: parsed
+/// once, not each time.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 const USER_COLUMNS: &str =
@@ -369,12 +380,11 @@ fn load_room(conn: &Connection, room: i64) -> StoreResult<Option<Room>> {
 
 fn check_member(conn: &Connection, room: i64, user: i64) -> StoreResult<()> {
     let state: Option<bool> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT EXISTS(SELECT 1 FROM room_members WHERE room_id = r.id AND user_id = ?2)
              FROM rooms r WHERE r.id = ?1",
-            params![room, user],
-            |row| row.get(0),
-        )
+        )?
+        .query_row(params![room, user], |row| row.get(0))
         .optional()?;
     match state {
         None => Err(StoreError::RoomNotFound),
@@ -483,11 +493,8 @@ impl Store for SqliteStore {
     async fn user(&self, id: i64) -> StoreResult<Option<User>> {
         self.read(move |conn| {
             Ok(conn
-                .query_row(
-                    &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
-                    [id],
-                    user_from_row,
-                )
+                .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+                .query_row([id], user_from_row)
                 .optional()?)
         })
         .await
@@ -512,11 +519,9 @@ impl Store for SqliteStore {
     async fn is_token_revoked(&self, jti: &str) -> StoreResult<bool> {
         let jti = jti.to_string();
         self.read(move |conn| {
-            Ok(conn.query_row(
-                "SELECT EXISTS(SELECT 1 FROM revoked_tokens WHERE jti = ?1)",
-                [jti],
-                |row| row.get(0),
-            )?)
+            Ok(conn
+                .prepare_cached("SELECT EXISTS(SELECT 1 FROM revoked_tokens WHERE jti = ?1)")?
+                .query_row([jti], |row| row.get(0))?)
         })
         .await
     }
@@ -773,18 +778,16 @@ impl Store for SqliteStore {
         self.internal_write(move |conn| {
             let now = chrono::Utc::now().timestamp_millis();
             let until = now + ttl.as_millis() as i64;
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO relay_lease (id, holder, expires_at) VALUES (1, ?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET holder = excluded.holder,
                                                 expires_at = excluded.expires_at
                  WHERE relay_lease.holder = excluded.holder OR relay_lease.expires_at < ?3",
-                params![holder, until, now],
-            )?;
-            Ok(conn.query_row(
-                "SELECT holder = ?1 FROM relay_lease WHERE id = 1",
-                [&holder],
-                |row| row.get(0),
-            )?)
+            )?
+            .execute(params![holder, until, now])?;
+            Ok(conn
+                .prepare_cached("SELECT holder = ?1 FROM relay_lease WHERE id = 1")?
+                .query_row([&holder], |row| row.get(0))?)
         })
         .await
     }
