@@ -381,7 +381,8 @@ async fn run_socket(socket: Socket, state: SharedState, room: i64, user: User, s
 }
 
 /// What a client may ask over its socket.
-enum ClientRequest {
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientRequest {
     /// `{"purpose": "send_chat_message", "message": "..."}`
     Send(String),
     /// `{"purpose": "catch_up", "since": <message id>}`
@@ -397,7 +398,7 @@ struct ClientFrame {
 
 impl ClientRequest {
     /// The request, or the error frame to answer it with.
-    fn parse(text: &str) -> Result<Self, Frame> {
+    pub fn parse(text: &str) -> Result<Self, Frame> {
         let frame: ClientFrame = match serde_json::from_str::<Value>(text) {
             Ok(value @ Value::Object(_)) => serde_json::from_value(value)
                 .map_err(|e| error_frame(format!("Invalid frame: {e}")))?,

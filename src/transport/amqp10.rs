@@ -387,8 +387,7 @@ impl Amqp10Transport {
 
     /// Returns once the broker has settled the event.
     async fn publish_settled(&self, event: RoomEvent) -> Result<(), TransportError> {
-        let body = serde_json::to_vec(&event)
-            .map_err(|e| TransportError::Other(format!("cannot encode the event: {e}")))?;
+        let body = event.encode();
         let mut publisher = self.publisher.lock().await;
         {
             // Also when the publisher is fine: publishing is what notices a lost connection
@@ -656,7 +655,7 @@ fn decode(delivery: &Delivery<Body<Value>>) -> Result<RoomEvent, String> {
                 .iter()
                 .flat_map(|section| section.0.iter().copied())
                 .collect();
-            serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+            RoomEvent::decode(&bytes).map_err(|e| e.to_string())
         }
         _ => Err("the body is not a data section".to_string()),
     }
@@ -664,7 +663,8 @@ fn decode(delivery: &Delivery<Body<Value>>) -> Result<RoomEvent, String> {
 
 /// The `version` RabbitMQ announces in its AMQP 1.0 `open` frame, found in the bytes the
 /// broker sent first: protocol headers, SASL frames, then `open` as the first AMQP frame.
-fn broker_version(mut bytes: &[u8]) -> Option<String> {
+/// Public for the fuzz targets: these bytes come from the network.
+pub fn broker_version(mut bytes: &[u8]) -> Option<String> {
     loop {
         if let Some(rest) = bytes.strip_prefix(b"AMQP") {
             bytes = rest.get(4..)?;
