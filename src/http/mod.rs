@@ -25,6 +25,12 @@ use crate::store::{StoreError, User};
 /// Largest JSON body accepted anywhere.
 pub const MAX_JSON_BODY: u64 = 64 * 1024;
 
+/// An answer that is one sentence for the user.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Detail {
+    pub detail: String,
+}
+
 /// An error answer: a status and what goes under `"errors"` in the envelope.
 #[derive(Debug)]
 pub struct ApiError {
