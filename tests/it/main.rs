@@ -14,6 +14,7 @@ mod errors;
 mod helpers;
 mod lifecycle;
 mod messages;
+mod properties;
 mod rooms;
 mod store;
 mod ws;
