@@ -678,15 +678,37 @@ pub fn broker_version(mut bytes: &[u8]) -> Option<String> {
         let (data_offset, kind) = (usize::from(frame[4]) * 4, frame[5]);
         // Type 0 is an AMQP frame (1 is SASL); the first one with a body is `open`.
         if kind == 0 && size > data_offset {
-            let open: Open = serde_amqp::from_slice(frame.get(data_offset..)?).ok()?;
-            return match open.properties?.get(&Symbol::from("version"))? {
-                Value::String(version) => Some(version.clone()),
-                Value::Symbol(version) => Some(version.0.clone()),
-                _ => None,
-            };
+            return version_property(frame.get(data_offset..)?);
         }
         bytes = &bytes[size..];
     }
+}
+
+/// The `version` entry of an `open` performative's properties: the symbol `version` followed
+/// by a string or symbol. Scanned for rather than decoded: a decoder (serde_amqp) allocates
+/// whatever length the bytes declare before checking they are there, up to 4 GiB.
+fn version_property(open: &[u8]) -> Option<String> {
+    // The descriptor of `open`: 0x10 as a smallulong or a ulong.
+    const OPEN: [&[u8]; 2] = [b"\x00\x53\x10", b"\x00\x80\0\0\0\0\0\0\0\x10"];
+    const KEYS: [&[u8]; 2] = [b"\xa3\x07version", b"\xb3\0\0\0\x07version"];
+    if !OPEN.iter().any(|d| open.starts_with(d)) {
+        return None;
+    }
+    let value = KEYS.iter().find_map(|key| {
+        let at = open.windows(key.len()).position(|w| w == *key)?;
+        open.get(at + key.len()..)
+    })?;
+    // str8 / sym8 have a one-byte length, str32 / sym32 a four-byte one.
+    let (length, start): (usize, usize) = match value.first()? {
+        0xa1 | 0xa3 => (usize::from(*value.get(1)?), 2),
+        0xb1 | 0xb3 => (
+            u32::from_be_bytes(value.get(1..5)?.try_into().ok()?) as usize,
+            5,
+        ),
+        _ => return None,
+    };
+    let text = value.get(start..start.checked_add(length)?)?;
+    String::from_utf8(text.to_vec()).ok()
 }
 
 /// Copies the first bytes read from the broker aside, for [`broker_version`].
@@ -1115,6 +1137,11 @@ mod tests {
             None
         );
         assert_eq!(broker_version(b""), None);
+        // A length no frame holds (4 GiB here) is refused, not allocated.
+        let mut huge = b"AMQP\x00\x01\x00\x00\0\0\0\x1e\x02\0\0\0".to_vec();
+        huge.extend(b"\x00\x53\x10\xa3\x07version\xb1\xff\xff\xff\xff4.0.5");
+        assert_eq!(huge.len(), 8 + 0x1e);
+        assert_eq!(broker_version(&huge), None);
     }
 
     #[test]
