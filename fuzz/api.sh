@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 SCHEMATHESIS_VERSION=4.32.5
 examples=${API_FUZZ_EXAMPLES:-50}
 seconds=${API_FUZZ_SECONDS:-120}
-venv=fuzz/target/venv
+venv=$PWD/fuzz/target/venv
 cargo=${CARGO:-cargo}
 
 if [[ $("$venv/bin/schemathesis" --version 2>/dev/null) != *"$SCHEMATHESIS_VERSION"* ]]; then
@@ -72,6 +72,8 @@ PY
 )
 
 echo "== schemathesis $SCHEMATHESIS_VERSION: at most $examples examples per operation, ${seconds}s"
+# Run from the node's directory: schemathesis keeps a crash cache in the working directory.
+cd "$dir"
 "$venv/bin/schemathesis" run "$base/api/v1/schema" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
