@@ -34,7 +34,6 @@ use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::definitions::Fields;
 use fe2o3_amqp::types::messaging::{Body, Data, Message, Outcome, Properties, Target};
-use fe2o3_amqp::types::performatives::Open;
 use fe2o3_amqp::types::primitives::{Symbol, Value};
 use fe2o3_amqp::{Delivery, Receiver, Sender, Session};
 use futures_util::stream;
@@ -807,7 +806,7 @@ async fn bounded<T, E: Display>(
 
 #[cfg(test)]
 mod tests {
-    use fe2o3_amqp::types::performatives::{ChannelMax, MaxFrameSize};
+    use fe2o3_amqp::types::performatives::{ChannelMax, MaxFrameSize, Open};
     use lapin::options::ExchangeDeleteOptions;
 
     use super::*;
