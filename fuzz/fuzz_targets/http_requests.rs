@@ -281,7 +281,7 @@ impl Node {
     fn path(&self, route: &Route) -> (String, bool) {
         let rooms = "/api/v1/chat/chatrooms";
         match route {
-            Route::Rooms => (format!("{rooms}"), true),
+            Route::Rooms => (rooms.to_string(), true),
             Route::Create => (format!("{rooms}/create"), true),
             Route::Enter(id) => (format!("{rooms}/{}/enter", self.id(id)), true),
             Route::Leave(id) => (format!("{rooms}/{}/leave", self.id(id)), true),

@@ -77,7 +77,10 @@ fuzz_target!(|data: &[u8]| {
                 // Blank content is fine only beside an attachment; the length bound is not.
                 let short = send.content.chars().count() <= MAX_CONTENT_CHARS;
                 let blank = send.content.trim().is_empty();
-                assert_eq!(validate_content(&send.content, false).is_ok(), short && !blank);
+                assert_eq!(
+                    validate_content(&send.content, false).is_ok(),
+                    short && !blank
+                );
                 assert_eq!(validate_content(&send.content, true).is_ok(), short);
             }
             Err(e) => rejected(&e, &[]),
