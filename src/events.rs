@@ -87,6 +87,16 @@ impl RoomEvent {
         }
     }
 
+    /// The broker message body: this event's JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a RoomEvent always serialises")
+    }
+
+    /// An event from a broker message body, which any AMQP client may have published.
+    pub fn decode(body: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+
     /// The WebSocket frame: the original's `{"data": {...}}` plus ids and the file.
     pub fn frame_json(&self) -> String {
         json!({

@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -11,14 +11,15 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::{
-    json_body, limited_body, ok, parse_json, respond, with_state, ApiError, MAX_JSON_BODY,
+    json_body, limited_body, ok, parse_json, respond, with_state, ApiError, Detail, MAX_JSON_BODY,
 };
 use crate::auth::validate::{self, FieldErrors, REQUIRED};
 use crate::auth::{password, AuthError, TokenKind};
 use crate::state::SharedState;
-use crate::store::NewUser;
+use crate::store::{NewUser, User};
 
-#[derive(Deserialize, ToSchema)]
+/// Validated by [`RegisterRequest::parse`], which reports every field's problem at once.
+#[derive(ToSchema)]
 pub struct RegisterRequest {
     #[schema(example = "alice@example.com")]
     pub email: String,
@@ -30,7 +31,7 @@ pub struct RegisterRequest {
     pub last_name: String,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(ToSchema)]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
@@ -40,6 +41,26 @@ pub struct LoginRequest {
 pub struct RefreshRequest {
     /// A refresh token from register or login.
     pub refresh: String,
+}
+
+/// A fresh token pair.
+#[derive(Serialize, ToSchema)]
+pub struct Credentials {
+    pub access: String,
+    pub refresh: String,
+}
+
+/// What register and login answer.
+#[derive(Serialize, ToSchema)]
+pub struct Session {
+    pub user: User,
+    pub credentials: Credentials,
+}
+
+/// What refresh answers.
+#[derive(Serialize, ToSchema)]
+pub struct AccessToken {
+    pub access: String,
 }
 
 pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
@@ -128,6 +149,66 @@ impl<'a> Fields<'a> {
     }
 }
 
+impl RegisterRequest {
+    /// A registration body with every field validated and normalised (email lower-cased,
+    /// phone number in international format, names trimmed), or every problem per field.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let body: Value = parse_json(body)?;
+        let mut fields = Fields::parse(&body)?;
+        let email = fields
+            .text("email")
+            .and_then(|v| fields.check("email", validate::email(v)));
+        let phone_number = fields
+            .text("phone_number")
+            .and_then(|v| fields.check("phone_number", validate::phone_number(v)));
+        let password = fields.text("password");
+        if let Some(p) = password {
+            fields.check("password", validate::password(p));
+        }
+        let first_name = fields
+            .text("first_name")
+            .and_then(|v| fields.check("first_name", validate::name(v)));
+        let last_name = fields
+            .text("last_name")
+            .and_then(|v| fields.check("last_name", validate::name(v)));
+        fields.finish()?;
+        match (email, phone_number, password, first_name, last_name) {
+            (
+                Some(email),
+                Some(phone_number),
+                Some(password),
+                Some(first_name),
+                Some(last_name),
+            ) => Ok(Self {
+                email,
+                phone_number,
+                password: password.to_string(),
+                first_name,
+                last_name,
+            }),
+            _ => Err(ApiError::bad_request("Invalid registration")),
+        }
+    }
+}
+
+impl LoginRequest {
+    /// A login body with both fields present and non-blank.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let body: Value = parse_json(body)?;
+        let mut fields = Fields::parse(&body)?;
+        let email = fields.text("email");
+        let password = fields.text("password");
+        fields.finish()?;
+        match (email, password) {
+            (Some(email), Some(password)) => Ok(Self {
+                email: email.to_string(),
+                password: password.to_string(),
+            }),
+            _ => Err(ApiError::bad_request("Invalid login")),
+        }
+    }
+}
+
 async fn hash_password(plain: String) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || password::hash(&plain))
         .await
@@ -135,16 +216,17 @@ async fn hash_password(plain: String) -> Result<String, ApiError> {
         .map_err(ApiError::from)
 }
 
-fn credentials(state: &SharedState, user: i64) -> Result<Value, ApiError> {
-    Ok(json!({
-        "access": state.tokens.issue(user, TokenKind::Access)?,
-        "refresh": state.tokens.issue(user, TokenKind::Refresh)?,
-    }))
+fn session(state: &SharedState, user: User) -> Result<Session, ApiError> {
+    let credentials = Credentials {
+        access: state.tokens.issue(user.id, TokenKind::Access)?,
+        refresh: state.tokens.issue(user.id, TokenKind::Refresh)?,
+    };
+    Ok(Session { user, credentials })
 }
 
 /// Register a new account.
 #[utoipa::path(post, path = "/api/v1/auth/register/", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, description = "The user and a fresh access/refresh token pair"),
+    responses((status = 201, description = "The user and a fresh access/refresh token pair", body = Session),
               (status = 400, description = "Validation errors per field, or the email is taken"),
               (status = 429, description = "Too many attempts from this address or for this email",
                headers(("retry-after" = u64, description = "Seconds to wait")))))]
@@ -154,53 +236,32 @@ pub async fn register(
     body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
     state.limits.register_from(client)?;
-    let body: Value = parse_json(&body)?;
-    let mut fields = Fields::parse(&body)?;
-    let email = fields
-        .text("email")
-        .and_then(|v| fields.check("email", validate::email(v)));
-    let phone = fields
-        .text("phone_number")
-        .and_then(|v| fields.check("phone_number", validate::phone_number(v)));
-    let plain = fields.text("password");
-    if let Some(p) = plain {
-        fields.check("password", validate::password(p));
-    }
-    let first = fields
-        .text("first_name")
-        .and_then(|v| fields.check("first_name", validate::name(v)));
-    let last = fields
-        .text("last_name")
-        .and_then(|v| fields.check("last_name", validate::name(v)));
-    fields.finish()?;
-    let (Some(email), Some(phone), Some(plain), Some(first), Some(last)) =
-        (email, phone, plain, first, last)
-    else {
-        return Err(ApiError::bad_request("Invalid registration"));
-    };
+    let RegisterRequest {
+        email,
+        phone_number,
+        password: plain,
+        first_name,
+        last_name,
+    } = RegisterRequest::parse(&body)?;
     state.limits.register_for(&email)?;
-    let password_hash = hash_password(plain.to_string()).await?;
+    let password_hash = hash_password(plain).await?;
     let user = state
         .store
         .create_user(NewUser {
             username: validate::username_for(&email),
             email,
-            phone_number: phone,
-            first_name: first,
-            last_name: last,
+            phone_number,
+            first_name,
+            last_name,
             password_hash,
         })
         .await?;
-    let credentials = credentials(&state, user.id)?;
-    Ok(ok(
-        StatusCode::CREATED,
-        json!({ "user": user, "credentials": credentials }),
-    ))
+    Ok(ok(StatusCode::CREATED, session(&state, user)?))
 }
 
 /// Log in with email and password.
 #[utoipa::path(post, path = "/api/v1/auth/login/", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, description = "The user and a fresh access/refresh token pair"),
+    responses((status = 200, description = "The user and a fresh access/refresh token pair", body = Session),
               (status = 400, description = "Missing fields"),
               (status = 401, description = "Wrong email or password"),
               (status = 429, description = "Too many attempts from this address or for this email",
@@ -211,20 +272,15 @@ pub async fn login(
     body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
     state.limits.login_from(client)?;
-    let body: Value = parse_json(&body)?;
-    let mut fields = Fields::parse(&body)?;
-    let email = fields.text("email");
-    let plain = fields.text("password");
-    fields.finish()?;
-    let (Some(email), Some(plain)) = (email, plain) else {
-        return Err(ApiError::bad_request("Invalid login"));
-    };
-    state.limits.login_for(email)?;
+    let LoginRequest {
+        email,
+        password: plain,
+    } = LoginRequest::parse(&body)?;
+    state.limits.login_for(&email)?;
     let found = state
         .store
         .credentials(&email.trim().to_lowercase())
         .await?;
-    let plain = plain.to_string();
     // Exactly one argon2 verification of the same cost whether or not the account exists.
     let user = tokio::task::spawn_blocking(move || {
         let (user, hash) = match found {
@@ -238,11 +294,7 @@ pub async fn login(
     .map_err(|e| ApiError::from(AuthError::Hash(e.to_string())))?;
     let user =
         user.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Invalid email or password"))?;
-    let credentials = credentials(&state, user.id)?;
-    Ok(ok(
-        StatusCode::OK,
-        json!({ "user": user, "credentials": credentials }),
-    ))
+    Ok(ok(StatusCode::OK, session(&state, user)?))
 }
 
 async fn live_refresh_claims(
@@ -258,7 +310,7 @@ async fn live_refresh_claims(
 
 /// Exchange a refresh token for a new access token.
 #[utoipa::path(post, path = "/api/v1/auth/refresh/", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, description = "`{\"access\": <JWT>}`"),
+    responses((status = 200, description = "A new access token", body = AccessToken),
               (status = 401, description = "Invalid, expired, revoked or non-refresh token")))]
 pub async fn refresh(state: SharedState, body: RefreshRequest) -> Result<Response, ApiError> {
     let claims = live_refresh_claims(&state, &body.refresh).await?;
@@ -266,18 +318,16 @@ pub async fn refresh(state: SharedState, body: RefreshRequest) -> Result<Respons
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "User not found"));
     }
     let access = state.tokens.issue(claims.user_id, TokenKind::Access)?;
-    Ok(ok(StatusCode::OK, json!({ "access": access })))
+    Ok(ok(StatusCode::OK, AccessToken { access }))
 }
 
 /// Revoke a refresh token.
 #[utoipa::path(post, path = "/api/v1/auth/logout/", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, description = "The refresh token no longer works"),
+    responses((status = 200, description = "The refresh token no longer works", body = Detail),
               (status = 401, description = "Invalid, expired, already revoked or non-refresh token")))]
 pub async fn logout(state: SharedState, body: RefreshRequest) -> Result<Response, ApiError> {
     let claims = live_refresh_claims(&state, &body.refresh).await?;
     state.store.revoke_token(&claims.jti, claims.exp).await?;
-    Ok(ok(
-        StatusCode::OK,
-        json!({ "detail": "Successfully logged out." }),
-    ))
+    let detail = "Successfully logged out.".to_string();
+    Ok(ok(StatusCode::OK, Detail { detail }))
 }

@@ -4,7 +4,10 @@
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder, Schema};
 use utoipa::{Modify, OpenApi};
 use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, StatusCode, Uri};
@@ -12,7 +15,7 @@ use warp::path::{FullPath, Tail};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use super::{auth, error_response, media, messages, rooms, ws, ApiError};
+use super::{auth, error_response, media, messages, rooms, ws, ApiError, Detail};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,10 +30,12 @@ use super::{auth, error_response, media, messages, rooms, ws, ApiError};
     ),
     components(schemas(
         auth::RegisterRequest, auth::LoginRequest, auth::RefreshRequest, crate::store::User,
-        rooms::CreateRoomRequest, rooms::RoomView, rooms::MemberView,
-        messages::SendRequest, messages::MessageView, media::UploadForm,
+        auth::Session, auth::Credentials, auth::AccessToken, Detail,
+        rooms::CreateRoomRequest, rooms::RoomView, rooms::MemberView, rooms::RoomList,
+        rooms::CreatedRoom, messages::SendRequest, messages::MessageView, messages::MessagePage,
+        messages::SentMessage, media::UploadForm,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Envelope),
     tags((name = "auth"), (name = "rooms"), (name = "messages"), (name = "websocket"),
          (name = "media"), (name = "operations"))
 )]
@@ -46,6 +51,108 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
+}
+
+/// Every JSON answer is in the envelope ([`super::ok`], [`super::error_response`]), so the
+/// document says so in one place: a 2xx body `S` becomes `{"success": true, "data": S}` and
+/// every 4xx/5xx `{"success": false, "errors": {...}}`. The statuses every route of a kind
+/// can answer are added here too: 401 where a token is required, 400 where a body or a query
+/// is read (malformed), 413 where a body is read.
+struct Envelope;
+
+impl Modify for Envelope {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_common_statuses(operation);
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if status.starts_with('2') {
+                        for content in response.content.values_mut() {
+                            if let Some(data) = content.schema.take() {
+                                content.schema = Some(success_envelope(data));
+                            }
+                        }
+                    } else if status.starts_with('4') || status.starts_with('5') {
+                        response.content.insert(
+                            "application/json".into(),
+                            ContentBuilder::new().schema(Some(error_envelope())).build(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn add_common_statuses(operation: &mut Operation) {
+    let reads_query = operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| p.parameter_in == ParameterIn::Query);
+    let reads_body = operation.request_body.is_some();
+    let needs_token = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let mut add = |status: &str, description: &str| {
+        operation
+            .responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| ResponseBuilder::new().description(description).into());
+    };
+    if needs_token {
+        add("401", "Missing, invalid or expired access token");
+    }
+    if reads_body {
+        add("400", "The body is malformed or a field is invalid");
+        add("413", "The body is larger than the limit");
+    }
+    if reads_query {
+        add("400", "A query parameter is malformed");
+    }
+}
+
+fn success_envelope(data: RefOr<Schema>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .property(
+            "success",
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .enum_values(Some([true])),
+        )
+        .required("success")
+        .property("data", data)
+        .required("data")
+        .into()
+}
+
+fn error_envelope() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .property(
+            "success",
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .enum_values(Some([false])),
+        )
+        .required("success")
+        .property(
+            "errors",
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(
+                    "`{\"detail\": \"...\"}`, or `{\"validations\": {\"<field>\": \"<message>\"}}`",
+                )),
+        )
+        .required("errors")
+        .into()
 }
 
 pub fn schema_json() -> &'static str {

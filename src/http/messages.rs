@@ -61,6 +61,18 @@ impl From<&Message> for MessageView {
     }
 }
 
+/// A page of history, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct MessagePage {
+    pub detail: Vec<MessageView>,
+}
+
+/// What a send answers: the stored message.
+#[derive(Serialize, ToSchema)]
+pub struct SentMessage {
+    pub detail: MessageView,
+}
+
 /// Message text as stored: non-blank unless a file carries the message, and bounded.
 pub fn validate_content(content: &str, has_attachment: bool) -> Result<(), String> {
     if content.trim().is_empty() && !has_attachment {
@@ -125,7 +137,7 @@ fn multipart(wanted: bool) -> impl Filter<Extract = (), Error = Rejection> + Clo
 /// A page of the room's messages, oldest first.
 #[utoipa::path(get, path = "/api/v1/chat/chatrooms/{id}/messages/", tag = "messages", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Chatroom id"), HistoryQuery),
-    responses((status = 200, description = "`{\"detail\": [message...]}`, oldest first", body = [MessageView]),
+    responses((status = 200, description = "Messages, oldest first", body = MessagePage),
               (status = 400, description = "Invalid paging parameters"),
               (status = 403, description = "Not a member"),
               (status = 404, description = "No such chatroom")))]
@@ -146,8 +158,8 @@ pub async fn history(
         after: query.after,
     };
     let messages = state.store.messages(id, user.id, page).await?;
-    let views: Vec<MessageView> = messages.iter().map(MessageView::from).collect();
-    Ok(ok(StatusCode::OK, json!({ "detail": views })))
+    let detail = messages.iter().map(MessageView::from).collect();
+    Ok(ok(StatusCode::OK, MessagePage { detail }))
 }
 
 /// The original answered a missing room on send with `{"error": ...}`; keep that key too.
@@ -160,10 +172,8 @@ fn send_error(err: StoreError) -> ApiError {
 }
 
 fn created(message: &Message) -> Response {
-    ok(
-        StatusCode::CREATED,
-        json!({ "detail": MessageView::from(message) }),
-    )
+    let detail = MessageView::from(message);
+    ok(StatusCode::CREATED, SentMessage { detail })
 }
 
 /// Send a message (JSON `{content}`, or multipart `content` + `attachment`).
@@ -172,7 +182,7 @@ fn created(message: &Message) -> Response {
     request_body(content(
         (SendRequest = "application/json"),
         (media::UploadForm = "multipart/form-data"))),
-    responses((status = 201, description = "`{\"detail\": message}`; broadcast to the room", body = MessageView),
+    responses((status = 201, description = "The stored message; broadcast to the room", body = SentMessage),
               (status = 400, description = "Blank or oversized content, or an attachment that is not an image or video"),
               (status = 403, description = "Not a member"),
               (status = 404, description = "No such chatroom"),

@@ -32,6 +32,12 @@ pub const MAX_JSON_DEPTH: usize = 32;
 /// Seconds a client is asked to wait after a 503.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
+/// An answer that is one sentence for the user.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Detail {
+    pub detail: String,
+}
+
 /// An error answer: a status and what goes under `"errors"` in the envelope.
 #[derive(Debug)]
 pub struct ApiError {

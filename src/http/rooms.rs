@@ -1,14 +1,13 @@
 //! Listing, creating, entering and leaving chatrooms.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::{authenticated, json_body, ok, respond, room_id, with_state, ApiError};
+use super::{authenticated, json_body, ok, respond, room_id, with_state, ApiError, Detail};
 use crate::state::SharedState;
 use crate::store::{Room, User};
 
@@ -60,6 +59,18 @@ impl From<Room> for RoomView {
     }
 }
 
+/// What listing answers.
+#[derive(Serialize, ToSchema)]
+pub struct RoomList {
+    pub chatrooms: Vec<RoomView>,
+}
+
+/// What creating answers.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedRoom {
+    pub chatroom: RoomView,
+}
+
 pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
     let list = warp::path!("api" / "v1" / "chat" / "chatrooms")
         .and(warp::get())
@@ -97,23 +108,23 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
 
 /// The chatrooms the caller is a member of.
 #[utoipa::path(get, path = "/api/v1/chat/chatrooms/", tag = "rooms", security(("bearer" = [])),
-    responses((status = 200, description = "`{\"chatrooms\": [room...]}`", body = [RoomView]),
+    responses((status = 200, description = "The caller's chatrooms", body = RoomList),
               (status = 401, description = "Missing or invalid access token")))]
 pub async fn list_rooms(state: SharedState, user: User) -> Result<Response, ApiError> {
-    let rooms: Vec<RoomView> = state
+    let chatrooms = state
         .store
         .rooms_of(user.id)
         .await?
         .into_iter()
         .map(RoomView::from)
         .collect();
-    Ok(ok(StatusCode::OK, json!({ "chatrooms": rooms })))
+    Ok(ok(StatusCode::OK, RoomList { chatrooms }))
 }
 
 /// Create a chatroom; the creator is its admin and a member.
 #[utoipa::path(post, path = "/api/v1/chat/chatrooms/create/", tag = "rooms", security(("bearer" = [])),
     request_body = CreateRoomRequest,
-    responses((status = 201, description = "`{\"chatroom\": room}`", body = RoomView),
+    responses((status = 201, description = "The new chatroom", body = CreatedRoom),
               (status = 400, description = "Invalid name, unknown member ids or too many members; nothing is created"),
               (status = 401, description = "Missing or invalid access token")))]
 pub async fn create_room(
@@ -144,16 +155,14 @@ pub async fn create_room(
         .store
         .create_room(name, user.id, &body.members, cap)
         .await?;
-    Ok(ok(
-        StatusCode::CREATED,
-        json!({ "chatroom": RoomView::from(room) }),
-    ))
+    let chatroom = RoomView::from(room);
+    Ok(ok(StatusCode::CREATED, CreatedRoom { chatroom }))
 }
 
 /// Join a chatroom.
 #[utoipa::path(post, path = "/api/v1/chat/chatrooms/{id}/enter/", tag = "rooms", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Chatroom id")),
-    responses((status = 200, description = "Joined; the room is told"),
+    responses((status = 200, description = "Joined; the room is told", body = Detail),
               (status = 400, description = "Already a member"),
               (status = 403, description = "The room is at its member limit"),
               (status = 404, description = "No such chatroom")))]
@@ -163,24 +172,20 @@ pub async fn enter_room(id: String, state: SharedState, user: User) -> Result<Re
         .store
         .join_room(id, user.id, state.config.max_room_members)
         .await?;
-    Ok(ok(
-        StatusCode::OK,
-        json!({ "detail": format!("You have successfully joined the chatroom: {}", room.name) }),
-    ))
+    let detail = format!("You have successfully joined the chatroom: {}", room.name);
+    Ok(ok(StatusCode::OK, Detail { detail }))
 }
 
 /// Leave a chatroom; the user's open sockets in it are closed at once.
 #[utoipa::path(post, path = "/api/v1/chat/chatrooms/{id}/leave/", tag = "rooms", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Chatroom id")),
-    responses((status = 200, description = "Left; the room is told"),
+    responses((status = 200, description = "Left; the room is told", body = Detail),
               (status = 403, description = "Not a member"),
               (status = 404, description = "No such chatroom")))]
 pub async fn leave_room(id: String, state: SharedState, user: User) -> Result<Response, ApiError> {
     let id = room_id(&id)?;
     state.store.leave_room(id, user.id).await?;
     state.hub.evict(id, user.id);
-    Ok(ok(
-        StatusCode::OK,
-        json!({ "detail": format!("{} have left the chatroom", user.username) }),
-    ))
+    let detail = format!("{} have left the chatroom", user.username);
+    Ok(ok(StatusCode::OK, Detail { detail }))
 }

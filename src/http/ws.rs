@@ -418,7 +418,8 @@ async fn run_socket(
 }
 
 /// What a client may ask over its socket.
-enum ClientRequest {
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientRequest {
     /// `{"purpose": "send_chat_message", "message": "..."}`
     Send(String),
     /// `{"purpose": "catch_up", "since": <message id>}`
@@ -434,7 +435,7 @@ struct ClientFrame {
 
 impl ClientRequest {
     /// The request, or the error frame to answer it with.
-    fn parse(text: &str) -> Result<Self, Frame> {
+    pub fn parse(text: &str) -> Result<Self, Frame> {
         check_json_depth(text.as_bytes())
             .map_err(|e| error_frame(e.errors["detail"].as_str().unwrap_or_default()))?;
         let frame: ClientFrame = match serde_json::from_str::<Value>(text) {

@@ -169,8 +169,7 @@ impl Amqp091Transport {
         let channel = self.publisher().await?;
         let mut confirms = Vec::with_capacity(events.len());
         for event in &events {
-            let body = serde_json::to_vec(event)
-                .map_err(|e| TransportError::Other(format!("cannot encode the event: {e}")))?;
+            let body = event.encode();
             let properties = BasicProperties::default()
                 .with_content_type("application/json".into())
                 .with_app_id(self.node_id.as_str().into());
@@ -355,7 +354,7 @@ impl Consuming {
                     ))
                 }
             };
-            match serde_json::from_slice::<RoomEvent>(&delivery.data) {
+            match RoomEvent::decode(&delivery.data) {
                 Ok(event) => {
                     self.unacked = Some(delivery.acker);
                     return Ok(event);

@@ -34,7 +34,6 @@ use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::definitions::Fields;
 use fe2o3_amqp::types::messaging::{Body, Data, Message, Outcome, Properties, Target};
-use fe2o3_amqp::types::performatives::Open;
 use fe2o3_amqp::types::primitives::{Symbol, Value};
 use fe2o3_amqp::{Delivery, Receiver, Sender, Session};
 use futures_util::stream;
@@ -387,8 +386,7 @@ impl Amqp10Transport {
 
     /// Returns once the broker has settled the event.
     async fn publish_settled(&self, event: RoomEvent) -> Result<(), TransportError> {
-        let body = serde_json::to_vec(&event)
-            .map_err(|e| TransportError::Other(format!("cannot encode the event: {e}")))?;
+        let body = event.encode();
         let mut publisher = self.publisher.lock().await;
         {
             // Also when the publisher is fine: publishing is what notices a lost connection
@@ -656,7 +654,7 @@ fn decode(delivery: &Delivery<Body<Value>>) -> Result<RoomEvent, String> {
                 .iter()
                 .flat_map(|section| section.0.iter().copied())
                 .collect();
-            serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+            RoomEvent::decode(&bytes).map_err(|e| e.to_string())
         }
         _ => Err("the body is not a data section".to_string()),
     }
@@ -664,7 +662,8 @@ fn decode(delivery: &Delivery<Body<Value>>) -> Result<RoomEvent, String> {
 
 /// The `version` RabbitMQ announces in its AMQP 1.0 `open` frame, found in the bytes the
 /// broker sent first: protocol headers, SASL frames, then `open` as the first AMQP frame.
-fn broker_version(mut bytes: &[u8]) -> Option<String> {
+/// Public for the fuzz targets: these bytes come from the network.
+pub fn broker_version(mut bytes: &[u8]) -> Option<String> {
     loop {
         if let Some(rest) = bytes.strip_prefix(b"AMQP") {
             bytes = rest.get(4..)?;
@@ -678,15 +677,37 @@ fn broker_version(mut bytes: &[u8]) -> Option<String> {
         let (data_offset, kind) = (usize::from(frame[4]) * 4, frame[5]);
         // Type 0 is an AMQP frame (1 is SASL); the first one with a body is `open`.
         if kind == 0 && size > data_offset {
-            let open: Open = serde_amqp::from_slice(frame.get(data_offset..)?).ok()?;
-            return match open.properties?.get(&Symbol::from("version"))? {
-                Value::String(version) => Some(version.clone()),
-                Value::Symbol(version) => Some(version.0.clone()),
-                _ => None,
-            };
+            return version_property(frame.get(data_offset..)?);
         }
         bytes = &bytes[size..];
     }
+}
+
+/// The `version` entry of an `open` performative's properties: the symbol `version` followed
+/// by a string or symbol. Scanned for rather than decoded: a decoder (serde_amqp) allocates
+/// whatever length the bytes declare before checking they are there, up to 4 GiB.
+fn version_property(open: &[u8]) -> Option<String> {
+    // The descriptor of `open`: 0x10 as a smallulong or a ulong.
+    const OPEN: [&[u8]; 2] = [b"\x00\x53\x10", b"\x00\x80\0\0\0\0\0\0\0\x10"];
+    const KEYS: [&[u8]; 2] = [b"\xa3\x07version", b"\xb3\0\0\0\x07version"];
+    if !OPEN.iter().any(|d| open.starts_with(d)) {
+        return None;
+    }
+    let value = KEYS.iter().find_map(|key| {
+        let at = open.windows(key.len()).position(|w| w == *key)?;
+        open.get(at + key.len()..)
+    })?;
+    // str8 / sym8 have a one-byte length, str32 / sym32 a four-byte one.
+    let (length, start): (usize, usize) = match value.first()? {
+        0xa1 | 0xa3 => (usize::from(*value.get(1)?), 2),
+        0xb1 | 0xb3 => (
+            u32::from_be_bytes(value.get(1..5)?.try_into().ok()?) as usize,
+            5,
+        ),
+        _ => return None,
+    };
+    let text = value.get(start..start.checked_add(length)?)?;
+    String::from_utf8(text.to_vec()).ok()
 }
 
 /// Copies the first bytes read from the broker aside, for [`broker_version`].
@@ -785,7 +806,7 @@ async fn bounded<T, E: Display>(
 
 #[cfg(test)]
 mod tests {
-    use fe2o3_amqp::types::performatives::{ChannelMax, MaxFrameSize};
+    use fe2o3_amqp::types::performatives::{ChannelMax, MaxFrameSize, Open};
     use lapin::options::ExchangeDeleteOptions;
 
     use super::*;
@@ -1115,6 +1136,11 @@ mod tests {
             None
         );
         assert_eq!(broker_version(b""), None);
+        // A length no frame holds (4 GiB here) is refused, not allocated.
+        let mut huge = b"AMQP\x00\x01\x00\x00\0\0\0\x1e\x02\0\0\0".to_vec();
+        huge.extend(b"\x00\x53\x10\xa3\x07version\xb1\xff\xff\xff\xff4.0.5");
+        assert_eq!(huge.len(), 8 + 0x1e);
+        assert_eq!(broker_version(&huge), None);
     }
 
     #[test]

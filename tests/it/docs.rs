@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::helpers::spawn;
+use crate::helpers::{spawn, PASSWORD};
 
 /// The original's public routes plus chatnode's additions; all must be documented.
 const ROUTES: &[(&str, &str)] = &[
@@ -104,4 +104,220 @@ async fn swagger_ui_is_served_from_the_binary() {
         .unwrap();
     assert_eq!(bundle.status(), StatusCode::OK);
     assert!(bundle.bytes().await.unwrap().len() > 100_000);
+}
+
+/// Whether `value` has the shape `schema` documents: types, required properties and items,
+/// following `$ref`s (enough of JSON Schema for this document).
+fn conforms(document: &Value, schema: &Value, value: &Value) -> Result<(), String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        return conforms(document, &document["components"]["schemas"][name], value);
+    }
+    if let Some(options) = schema["oneOf"].as_array() {
+        return match options.iter().any(|s| conforms(document, s, value).is_ok()) {
+            true => Ok(()),
+            false => Err(format!("{value} matches no oneOf of {schema}")),
+        };
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return Ok(()),
+    };
+    let matches = |t: &str| match t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => true,
+    };
+    if !types.iter().any(|t| matches(t)) {
+        return Err(format!("{value} is not of type {types:?}"));
+    }
+    if let Some(object) = value.as_object() {
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let name = required.as_str().unwrap();
+            if !object.contains_key(name) {
+                return Err(format!("{value} lacks the required {name:?}"));
+            }
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            for (name, property) in properties {
+                if let Some(field) = object.get(name) {
+                    conforms(document, property, field).map_err(|e| format!("{name}: {e}"))?;
+                }
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for item in array {
+            conforms(document, items, item)?;
+        }
+    }
+    Ok(())
+}
+
+/// Real answers of every JSON route have the status and the body their operation documents
+/// (the document once described bare bodies without the envelope, and left out the 401s and
+/// 400s every authenticated or body-reading route answers).
+#[tokio::test]
+async fn answers_match_the_documented_statuses_and_bodies() {
+    let node = spawn().await;
+    let schema: Value = node
+        .client
+        .get(node.url("/api/v1/schema"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let check = |method: &str, path: &str, status: StatusCode, body: &Value| {
+        let responses = &schema["paths"][path][method]["responses"];
+        let documented = &responses[status.as_str()];
+        assert!(
+            documented.is_object(),
+            "{method} {path} answered {status}, which it does not document: {body}"
+        );
+        let body_schema = &documented["content"]["application/json"]["schema"];
+        assert!(
+            body_schema.is_object(),
+            "{method} {path} {status}: no body documented"
+        );
+        if let Err(e) = conforms(&schema, body_schema, body) {
+            panic!("{method} {path} {status}: {e}");
+        }
+    };
+
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let create = "/api/v1/chat/chatrooms/create/";
+    let (status, body) = node
+        .post(create, Some(&alice.access), json!({"name": "r"}))
+        .await;
+    check("post", create, status, &body);
+    let room = body["data"]["chatroom"]["id"].as_i64().unwrap();
+
+    // (method, documented path, path, caller, JSON body)
+    let calls = [
+        ("get", "/api/v1/chat/chatrooms/", "", Some(&alice), None),
+        ("get", "/api/v1/chat/chatrooms/", "", None, None),
+        ("post", create, "", Some(&alice), Some(json!({"name": 7}))),
+        (
+            "post",
+            "/api/v1/chat/chatrooms/{id}/enter/",
+            "",
+            Some(&bob),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/chat/chatrooms/{id}/enter/",
+            "",
+            Some(&bob),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/chat/chatrooms/{id}/messages/send/",
+            "",
+            Some(&bob),
+            Some(json!({"content": "hi"})),
+        ),
+        (
+            "post",
+            "/api/v1/chat/chatrooms/{id}/messages/send/",
+            "",
+            Some(&bob),
+            Some(json!({"content": ""})),
+        ),
+        (
+            "post",
+            "/api/v1/chat/chatrooms/{id}/messages/send/",
+            "",
+            None,
+            Some(json!({"content": "hi"})),
+        ),
+        (
+            "get",
+            "/api/v1/chat/chatrooms/{id}/messages/",
+            "",
+            Some(&bob),
+            None,
+        ),
+        (
+            "get",
+            "/api/v1/chat/chatrooms/{id}/messages/",
+            "?limit=x",
+            Some(&bob),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/chat/chatrooms/{id}/leave/",
+            "",
+            Some(&bob),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/chat/chatrooms/{id}/leave/",
+            "",
+            Some(&bob),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/auth/login/",
+            "",
+            None,
+            Some(json!({"email": alice.email, "password": PASSWORD})),
+        ),
+        (
+            "post",
+            "/api/v1/auth/refresh/",
+            "",
+            None,
+            Some(json!({"refresh": alice.refresh})),
+        ),
+        ("post", "/api/v1/auth/refresh/", "", None, Some(json!([]))),
+        (
+            "post",
+            "/api/v1/auth/logout/",
+            "",
+            None,
+            Some(json!({"refresh": alice.refresh})),
+        ),
+        (
+            "post",
+            "/api/v1/auth/logout/",
+            "",
+            None,
+            Some(json!({"refresh": alice.refresh})),
+        ),
+        (
+            "post",
+            "/api/v1/auth/register/",
+            "",
+            None,
+            Some(json!({"email": "x"})),
+        ),
+    ];
+    for (method, documented, query, caller, body) in calls {
+        let path = format!("{}{query}", documented.replace("{id}", &room.to_string()));
+        let token = caller.map(|user| user.access.as_str());
+        let request = match method {
+            "get" => node.client.get(node.url(&path)),
+            _ => node.client.post(node.url(&path)),
+        };
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        let (status, answer) = node.send(request, token).await;
+        check(method, documented, status, &answer);
+    }
 }

@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod messages;
+mod properties;
 mod rooms;
 mod store;
 mod ws;

@@ -1,0 +1,80 @@
+//! What arrives from the broker: a room event's JSON body (any AMQP client may publish on
+//! the exchange) and the first bytes of an AMQP 1.0 connection (the broker's `open` frame,
+//! read for its version). Decoding never panics; an event survives encode/decode unchanged
+//! and becomes a WebSocket frame carrying the same fields.
+#![no_main]
+
+use arbitrary::{Arbitrary, Unstructured};
+use chatnode::events::{EventKind, RoomEvent};
+use chatnode::transport::amqp10::broker_version;
+use libfuzzer_sys::fuzz_target;
+use serde_json::{json, Value};
+
+#[derive(Arbitrary, Debug)]
+struct Event {
+    kind: u8,
+    chat_id: i64,
+    id: Option<i64>,
+    message: String,
+    sender: String,
+    sender_id: Option<i64>,
+    user_id: Option<i64>,
+    file: Option<String>,
+    created_at: String,
+}
+
+// The first byte picks what the rest is: a message body as anyone may publish it (seeds are
+// plain JSON), an event as this node builds it, or the bytes a broker sends first on an
+// AMQP 1.0 connection.
+fuzz_target!(|data: &[u8]| {
+    let Some((kind, rest)) = data.split_first() else {
+        return;
+    };
+    match kind % 3 {
+        0 => {
+            if let Ok(event) = RoomEvent::decode(rest) {
+                round_trips(&event);
+            }
+        }
+        1 => {
+            let Ok(e) = Event::arbitrary_take_rest(Unstructured::new(rest)) else {
+                return;
+            };
+            let kinds = [
+                EventKind::Message,
+                EventKind::MemberJoined,
+                EventKind::MemberLeft,
+            ];
+            round_trips(&RoomEvent {
+                kind: kinds[usize::from(e.kind) % kinds.len()],
+                chat_id: e.chat_id,
+                id: e.id,
+                message: e.message,
+                sender: e.sender,
+                sender_id: e.sender_id,
+                user_id: e.user_id,
+                file: e.file,
+                created_at: e.created_at,
+            });
+        }
+        _ => {
+            let _ = broker_version(rest);
+        }
+    }
+});
+
+fn round_trips(event: &RoomEvent) {
+    let decoded = RoomEvent::decode(&event.encode()).expect("an encoded event decodes");
+    assert_eq!(&decoded, event);
+    let frame: Value = serde_json::from_str(&event.frame_json()).expect("the frame is JSON");
+    let data = &frame["data"];
+    assert_eq!(data["purpose"], "new_chat_message");
+    assert_eq!(data["event"], json!(event.kind));
+    assert_eq!(data["message"], event.message.as_str());
+    assert_eq!(data["sender"], event.sender.as_str());
+    assert_eq!(data["id"], json!(event.id));
+    assert_eq!(data["chat_id"], event.chat_id);
+    assert_eq!(data["sender_id"], json!(event.sender_id));
+    assert_eq!(data["file"], json!(event.file));
+    assert_eq!(data["created_at"], event.created_at.as_str());
+}

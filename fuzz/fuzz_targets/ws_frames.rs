@@ -1,0 +1,46 @@
+//! A WebSocket client's text frame: parsed into a request, or answered with an error frame
+//! (and the socket stays open). Checked against an independent reading of the grammar in
+//! the README: `{"purpose": "send_chat_message", "message": <text>}` or
+//! `{"purpose": "catch_up", "since": <id >= 0>}`.
+#![no_main]
+
+use chatnode::http::messages::MAX_CONTENT_CHARS;
+use chatnode::http::ws::ClientRequest;
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    // tungstenite hands over only valid UTF-8 as a text frame.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match (ClientRequest::parse(text), expected(text)) {
+        (Ok(request), Some(expected)) => assert_eq!(request, expected),
+        (Err(answer), None) => {
+            let answer: Value = serde_json::from_str(answer.to_text().expect("a text frame"))
+                .expect("the error frame is JSON");
+            assert_eq!(answer["success"], false, "{answer}");
+            let detail = answer["errors"]["detail"].as_str().expect("a detail");
+            assert!(!detail.is_empty());
+        }
+        (got, expected) => panic!("{text:?}: parsed as {got:?}, expected {expected:?}"),
+    }
+});
+
+fn expected(text: &str) -> Option<ClientRequest> {
+    let Ok(Value::Object(frame)) = serde_json::from_str::<Value>(text) else {
+        return None;
+    };
+    match frame.get("purpose")?.as_str()? {
+        "send_chat_message" => {
+            let message = frame.get("message")?.as_str()?;
+            let fits = !message.trim().is_empty() && message.chars().count() <= MAX_CONTENT_CHARS;
+            fits.then(|| ClientRequest::Send(message.to_string()))
+        }
+        "catch_up" => {
+            let since = frame.get("since")?.as_i64()?;
+            (since >= 0).then_some(ClientRequest::CatchUp(since))
+        }
+        _ => None,
+    }
+}
