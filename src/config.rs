@@ -75,6 +75,11 @@ pub struct Config {
     #[arg(long, env = "CHATNODE_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
 
+    /// Most HTTP connections open at once (an upgraded WebSocket counts under
+    /// `--max-connections` instead); beyond it a new connection is answered 503 and closed.
+    #[arg(long, env = "CHATNODE_MAX_HTTP_CONNECTIONS", default_value_t = 10_000)]
+    pub max_http_connections: usize,
+
     /// Most HTTP requests handled at once; beyond it a request is answered 503 with
     /// `Retry-After` instead of queueing (`/healthz` and `/readyz` are never refused).
     #[arg(long, env = "CHATNODE_MAX_INFLIGHT_REQUESTS", default_value_t = 1024)]
@@ -143,6 +148,7 @@ impl Config {
             ws_queue: 1024,
             limits: crate::limits::LimitConfig::default(),
             max_connections: 20_000,
+            max_http_connections: 10_000,
             max_inflight_requests: 1024,
             max_queued_writes: crate::store::DEFAULT_MAX_QUEUED_WRITES,
             cors_origins: Vec::new(),

@@ -151,11 +151,13 @@ impl Application {
             "chatnode listening"
         );
         let shutdown = state.shutdown.clone();
-        warp::serve(crate::http::routes(state.clone()))
-            .incoming(self.listener)
-            .graceful(async move { shutdown.cancelled().await })
-            .run()
-            .await;
+        crate::http::server::serve(
+            self.listener,
+            crate::http::routes(state.clone()),
+            state.config.max_http_connections,
+            shutdown,
+        )
+        .await;
         state.tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait())
             .await
@@ -168,7 +170,7 @@ impl Application {
 }
 
 /// Binds like `TcpListener::bind`, with TCP_NODELAY on the listening socket: Linux passes it
-/// on to every accepted connection (warp offers no hook to set it per connection), so small
+/// on to every accepted connection, so small
 /// frames leave at once instead of waiting for the peer's delayed ACK.
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {

@@ -70,14 +70,14 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
     let register = warp::path!("api" / "v1" / "auth" / "register")
         .and(warp::post())
         .and(with_state(state.clone()))
-        .and(warp::addr::remote())
+        .and(super::server::client_address())
         .and(raw_body())
         .then(register)
         .and_then(respond);
     let login = warp::path!("api" / "v1" / "auth" / "login")
         .and(warp::post())
         .and(with_state(state.clone()))
-        .and(warp::addr::remote())
+        .and(super::server::client_address())
         .and(raw_body())
         .then(login)
         .and_then(respond);

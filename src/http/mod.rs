@@ -6,6 +6,7 @@ pub mod docs;
 pub mod media;
 pub mod messages;
 pub mod rooms;
+pub mod server;
 pub mod shed;
 pub mod ws;
 

@@ -343,3 +343,47 @@ async fn an_overloaded_node_sheds_with_503_and_recovers_by_itself() {
         stored + 5
     );
 }
+
+#[tokio::test]
+async fn http_connections_over_the_cap_get_503_and_places_free_when_they_close() {
+    let node = spawn_with(|config| config.max_http_connections = 2).await;
+    // Two idle connections take both places (the node accepts in arrival order).
+    let first = TcpStream::connect(node.address).await.unwrap();
+    let _second = TcpStream::connect(node.address).await.unwrap();
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let healthz = format!("{}/healthz", node.base);
+    let refused = fresh().get(&healthz).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(refused.headers()["x-content-type-options"], "nosniff");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["success"], false);
+    assert!(
+        body["errors"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("too many connections"),
+        "{body}"
+    );
+
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = fresh().get(&healthz).send().await.unwrap().status();
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a closed connection never freed its place"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.stop().await;
+}
