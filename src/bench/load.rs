@@ -315,15 +315,7 @@ impl Fixture {
         let socket_secs = setup_started.elapsed().as_secs_f64();
 
         // The run.
-        let own_pid = std::process::id() as i32;
-        let peaks_reset: Vec<bool> = options
-            .server_pids
-            .iter()
-            .map(|&pid| procstat::reset_peak(pid))
-            .collect();
-        let own_peak_reset = procstat::reset_peak(own_pid);
-        let servers_before = procstat::sample_all(&options.server_pids)?;
-        let own_before = procstat::Sample::own()?;
+        let usage = procstat::RunUsage::start(&options.server_pids)?;
         let started = Instant::now();
         let started_unix = unix_nanos();
         let expected_per_message = options.receivers as u64;
@@ -379,8 +371,7 @@ impl Fixture {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let run_secs = started.elapsed().as_secs_f64();
-        let servers_after = procstat::sample_all(&options.server_pids)?;
-        let own_after = procstat::Sample::own()?;
+        let (servers, bench) = usage.end(run_secs)?;
         bar.finish().await;
 
         shared.stop.cancel();
@@ -430,24 +421,8 @@ impl Fixture {
             socket_closes,
             errors: send_errors + socket_closes + completeness.malformed,
             error_samples: shared.samples.lock().map(|s| s.clone()).unwrap_or_default(),
-            servers: (0..options.server_pids.len())
-                .map(|i| {
-                    ProcessReport::between(
-                        options.server_pids[i],
-                        &servers_before[i],
-                        &servers_after[i],
-                        run_secs,
-                        peaks_reset[i],
-                    )
-                })
-                .collect(),
-            bench: ProcessReport::between(
-                own_pid,
-                &own_before,
-                &own_after,
-                run_secs,
-                own_peak_reset,
-            ),
+            servers,
+            bench,
         })
     }
 }

@@ -122,6 +122,48 @@ pub fn sample_all(pids: &[i32]) -> anyhow::Result<Vec<Sample>> {
     pids.iter().map(|&pid| Sample::read(pid)).collect()
 }
 
+/// CPU and peak memory of the nodes and of the bench itself over one run: `start` right
+/// before it, `end` right after.
+pub struct RunUsage {
+    servers: Vec<(i32, Sample, bool)>,
+    own: (i32, Sample, bool),
+}
+
+impl RunUsage {
+    pub fn start(server_pids: &[i32]) -> anyhow::Result<Self> {
+        let peaks_reset: Vec<bool> = server_pids.iter().map(|&pid| reset_peak(pid)).collect();
+        let own_pid = std::process::id() as i32;
+        let own_peak_reset = reset_peak(own_pid);
+        let servers = server_pids
+            .iter()
+            .zip(sample_all(server_pids)?)
+            .zip(peaks_reset)
+            .map(|((&pid, sample), reset)| (pid, sample, reset))
+            .collect();
+        Ok(Self {
+            servers,
+            own: (own_pid, Sample::own()?, own_peak_reset),
+        })
+    }
+
+    /// The servers' reports, in the order of their pids, and the bench's own.
+    pub fn end(&self, run_secs: f64) -> anyhow::Result<(Vec<ProcessReport>, ProcessReport)> {
+        let servers = self
+            .servers
+            .iter()
+            .map(|(pid, before, reset)| {
+                let after = Sample::read(*pid)?;
+                Ok(ProcessReport::between(
+                    *pid, before, &after, run_secs, *reset,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let (pid, before, reset) = &self.own;
+        let own = ProcessReport::between(*pid, before, &Sample::own()?, run_secs, *reset);
+        Ok((servers, own))
+    }
+}
+
 /// A process's open-files limit (soft), from `/proc/<pid>/limits`.
 pub fn open_files_limit(pid: i32) -> Option<u64> {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;

@@ -903,15 +903,7 @@ pub async fn run(options: &SoakOptions) -> anyhow::Result<SoakReport> {
     let (soak, virtual_users) = setup(options, &api).await?;
     let setup_secs = setup_started.elapsed().as_secs_f64();
 
-    let own_pid = std::process::id() as i32;
-    let peaks_reset: Vec<bool> = options
-        .server_pids
-        .iter()
-        .map(|&pid| procstat::reset_peak(pid))
-        .collect();
-    let own_peak_reset = procstat::reset_peak(own_pid);
-    let servers_before = procstat::sample_all(&options.server_pids)?;
-    let own_before = Sample::own()?;
+    let usage = procstat::RunUsage::start(&options.server_pids)?;
     let started = Instant::now();
     let sampling = CancellationToken::new();
     let sampler = tokio::spawn(sample_memory(
@@ -959,8 +951,7 @@ pub async fn run(options: &SoakOptions) -> anyhow::Result<SoakReport> {
     let run_secs = started.elapsed().as_secs_f64();
     sampling.cancel();
     let samples = sampler.await.context("the memory sampler panicked")?;
-    let servers_after = procstat::sample_all(&options.server_pids)?;
-    let own_after = Sample::own()?;
+    let (servers, bench) = usage.end(run_secs)?;
     bar.finish().await;
 
     // Stragglers: until every member's socket has its room's last acknowledged message.
@@ -1016,18 +1007,8 @@ pub async fn run(options: &SoakOptions) -> anyhow::Result<SoakReport> {
         errors_by_kind,
         error_samples,
         memory,
-        servers: (0..options.server_pids.len())
-            .map(|i| {
-                ProcessReport::between(
-                    options.server_pids[i],
-                    &servers_before[i],
-                    &servers_after[i],
-                    run_secs,
-                    peaks_reset[i],
-                )
-            })
-            .collect(),
-        bench: ProcessReport::between(own_pid, &own_before, &own_after, run_secs, own_peak_reset),
+        servers,
+        bench,
     })
 }
 
