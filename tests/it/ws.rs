@@ -222,7 +222,11 @@ async fn join_and_leave_are_announced_and_leaving_stops_the_feed_at_once() {
 
 #[tokio::test]
 async fn a_slow_reader_is_disconnected_without_stalling_the_room() {
-    let node = spawn_with(|c| c.ws_queue = 8).await;
+    // The queue is deep enough that the fast reader, sharing this test's one thread with
+    // the node and the sender, never overflows while the scheduler runs something else;
+    // the slow reader's backlog (the node's send buffer, up to 4 MiB on Linux, plus the
+    // queue) is well under the 8 MB sent.
+    let node = spawn_with(|c| c.ws_queue = 64).await;
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;
     let room = node.create_room(&alice, "busy", &[&bob]).await;
@@ -230,7 +234,7 @@ async fn a_slow_reader_is_disconnected_without_stalling_the_room() {
     let mut slow = stalled_ws(&node.ws_url(room, &bob.access)).await;
     node.wait_for_sockets(2).await;
     let big = "x".repeat(8000);
-    let total = 600;
+    let total = 1000;
     let client = node.client.clone();
     let send_url = node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"));
     let token = alice.access.clone();
