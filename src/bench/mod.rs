@@ -146,31 +146,52 @@ pub struct BenchArgs {
     /// (and this process's raised open-files limit), drive it and stop it.
     #[arg(long, conflicts_with_all = ["targets", "server_pids"])]
     pub spawn: bool,
+
+    /// With --spawn: how many nodes to start. They share the data directory (so one SQLite
+    /// file) unless --node-arg names another database; give them a broker transport with
+    /// --node-arg, or only the node that took the socket sees a message.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "spawn",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub nodes: u16,
+
+    /// With --spawn: one more argument for each node's `serve`, e.g.
+    /// `--node-arg=--transport=amqp091` (repeat for several).
+    #[arg(
+        long = "node-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "spawn"
+    )]
+    pub node_args: Vec<String>,
 }
 
 /// Runs the bench the arguments ask for and prints its report.
 pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
     // Before any socket is opened and before a spawned node inherits the limit.
     let fd_limit = procstat::raise_open_files_limit()?;
-    let node = if args.spawn {
-        Some(spawn::SpawnedNode::start().await?)
+    let spawned = if args.spawn {
+        Some(spawn::SpawnedNodes::start(usize::from(args.nodes), &args.node_args).await?)
     } else {
         None
     };
-    let outcome = drive(&args, node.as_ref(), fd_limit).await;
-    if let Some(node) = node {
-        node.stop().await?;
+    let outcome = drive(&args, spawned.as_ref(), fd_limit).await;
+    if let Some(spawned) = spawned {
+        spawned.stop().await?;
     }
     outcome
 }
 
 async fn drive(
     args: &BenchArgs,
-    node: Option<&spawn::SpawnedNode>,
+    spawned: Option<&spawn::SpawnedNodes>,
     fd_limit: u64,
 ) -> anyhow::Result<()> {
-    let (urls, server_pids) = match node {
-        Some(node) => (vec![node.url.clone()], vec![node.pid]),
+    let (urls, server_pids) = match spawned {
+        Some(spawned) => spawned
+            .nodes
+            .iter()
+            .map(|node| (node.url.clone(), node.pid))
+            .unzip(),
         None => (args.targets.clone(), args.server_pids.clone()),
     };
     let mut targets = Vec::with_capacity(urls.len());

@@ -1,7 +1,7 @@
-//! `--spawn`: a node of this very binary on a free loopback port with a fresh data directory,
-//! stopped (and its directory removed) when the bench is done.
+//! `--spawn`: nodes of this very binary on free loopback ports sharing a fresh data directory,
+//! stopped (and the directory removed) when the bench is done.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -13,16 +13,17 @@ use tokio::time::timeout;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
-pub struct SpawnedNode {
-    child: Child,
-    pub url: String,
-    pub pid: i32,
+/// The spawned nodes and the data directory they share (the SQLite file, unless their
+/// arguments name another database, and the uploads).
+pub struct SpawnedNodes {
+    pub nodes: Vec<SpawnedNode>,
     dir: PathBuf,
 }
 
-impl SpawnedNode {
-    /// Starts `chatnode serve`; the caller raised the open-files limit, which it inherits.
-    pub async fn start() -> anyhow::Result<Self> {
+impl SpawnedNodes {
+    /// Starts `count` nodes one after the other, each with `serve` plus `extra_args`; the
+    /// caller raised the open-files limit, which they inherit.
+    pub async fn start(count: usize, extra_args: &[String]) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!(
             "chatnode-bench-{}-{}",
             std::process::id(),
@@ -30,6 +31,44 @@ impl SpawnedNode {
         ));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut spawned = Self {
+            nodes: Vec::with_capacity(count),
+            dir,
+        };
+        for index in 0..count {
+            match SpawnedNode::start(&spawned.dir, index, extra_args).await {
+                Ok(node) => spawned.nodes.push(node),
+                Err(e) => {
+                    spawned.stop().await?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(spawned)
+    }
+
+    /// Stops every node (all are tried), then removes the shared directory.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let mut outcome = Ok(());
+        for node in self.nodes {
+            let stopped = node.stop().await;
+            if outcome.is_ok() {
+                outcome = stopped;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        outcome
+    }
+}
+
+pub struct SpawnedNode {
+    child: Child,
+    pub url: String,
+    pub pid: i32,
+}
+
+impl SpawnedNode {
+    async fn start(dir: &Path, index: usize, extra_args: &[String]) -> anyhow::Result<Self> {
         let mut command = Command::new(std::env::current_exe()?);
         command
             .arg("serve")
@@ -37,7 +76,8 @@ impl SpawnedNode {
             // The bench is one client address sending as fast as it is asked to.
             .args(["--rate-limits", "off"])
             .arg("--data-dir")
-            .arg(&dir)
+            .arg(dir)
+            .args(extra_args)
             // Only the startup line (with the bound address) and problems.
             .env("RUST_LOG", "warn,chatnode::startup=info")
             .stdin(Stdio::null())
@@ -71,7 +111,7 @@ impl SpawnedNode {
         .await
         .context("the node did not start listening in time")??;
         // Keep draining its log so that it never blocks on a full pipe.
-        let log_path = dir.join("node.log");
+        let log_path = dir.join(format!("node-{index}.log"));
         tokio::spawn(async move {
             let Ok(mut log) = tokio::fs::File::create(log_path).await else {
                 return;
@@ -85,7 +125,6 @@ impl SpawnedNode {
             child,
             url: format!("http://{address}"),
             pid,
-            dir,
         };
         node.wait_ready().await?;
         Ok(node)
@@ -109,12 +148,12 @@ impl SpawnedNode {
     }
 
     /// SIGTERM, a bounded wait for the graceful exit, then SIGKILL.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    async fn stop(mut self) -> anyhow::Result<()> {
         // SAFETY: kill has no memory preconditions; `pid` is our own child, not yet reaped.
         unsafe {
             libc::kill(self.pid, libc::SIGTERM);
         }
-        let stopped = match timeout(STOP_TIMEOUT, self.child.wait()).await {
+        match timeout(STOP_TIMEOUT, self.child.wait()).await {
             Ok(status) => status.map(|_| ()).context("waiting for the node"),
             Err(_) => {
                 self.child.kill().await?;
@@ -122,8 +161,6 @@ impl SpawnedNode {
                     "the node did not stop within {STOP_TIMEOUT:?}; killed"
                 ))
             }
-        };
-        let _ = std::fs::remove_dir_all(&self.dir);
-        stopped
+        }
     }
 }
