@@ -38,6 +38,10 @@ const STATEMENT_CACHE: usize = 32;
 const MAX_BATCH: usize = 512;
 const IDLE_READERS: usize = 8;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the commit watcher looks while the database keeps changing, and at most how
+/// long it waits once it has stopped changing (it backs off between the two).
+const WATCH_BUSY: Duration = Duration::from_millis(2);
+const WATCH_IDLE: Duration = Duration::from_millis(100);
 
 type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// A queued write: runs on the writer connection (or is told why it could not) and returns
@@ -48,6 +52,59 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Readers>,
     outbox: Arc<Notify>,
+    _watcher: CommitWatcher,
+}
+
+/// Wakes the relay when anyone commits, other nodes sharing the file included: their commits
+/// reach this process only through the file, and `PRAGMA data_version` (a cheap read of the
+/// WAL index) changes with each. Stopped, and its connection closed, when the store drops.
+struct CommitWatcher {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CommitWatcher {
+    fn start(conn: Connection, outbox: Arc<Notify>) -> StoreResult<Self> {
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-watch".into())
+            .spawn(move || watch_commits(&conn, &outbox, &stopped))
+            .map_err(|e| StoreError::Backend(format!("cannot start the watch thread: {e}")))?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for CommitWatcher {
+    /// Waits for the thread (it wakes at once), so that nothing holds the file afterwards.
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn watch_commits(conn: &Connection, outbox: &Notify, stopped: &std::sync::mpsc::Receiver<()>) {
+    let version = || conn.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0));
+    let mut seen = version().ok();
+    let mut pause = WATCH_BUSY;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(pause) {
+        match version() {
+            Ok(now) if Some(now) != seen => {
+                seen = Some(now);
+                outbox.notify_one();
+                pause = WATCH_BUSY;
+            }
+            Ok(_) => pause = (pause * 2).min(WATCH_IDLE),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the database's data_version");
+                pause = WATCH_IDLE;
+            }
+        }
+    }
 }
 
 enum Queueing {
@@ -107,13 +164,17 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, queue))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        let readers = Arc::new(Readers {
+            path,
+            idle: Mutex::new(Vec::new()),
+        });
+        let outbox = Arc::new(Notify::new());
+        let watcher = CommitWatcher::start(readers.take()?, outbox.clone())?;
         Ok(Self {
             jobs,
-            readers: Arc::new(Readers {
-                path,
-                idle: Mutex::new(Vec::new()),
-            }),
-            outbox: Arc::new(Notify::new()),
+            readers,
+            outbox,
+            _watcher: watcher,
         })
     }
 
@@ -186,7 +247,7 @@ impl Readers {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_handler(Some(wait_while_busy))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)
     }
@@ -197,6 +258,24 @@ impl Readers {
             idle.push(conn);
         }
     }
+}
+
+/// Retries a statement that found the database locked by another process (another node
+/// sharing the file) for up to [`BUSY_TIMEOUT`]. SQLite's own busy timeout sleeps up to
+/// 100 ms between tries, which held a node's whole commit group back for tens of
+/// milliseconds each time two nodes' writers met; the other writer's commit takes about a
+/// millisecond, so look again soon.
+fn wait_while_busy(attempts: i32) -> bool {
+    const SHORT: Duration = Duration::from_micros(200);
+    const SHORT_TRIES: u32 = 50;
+    const LONG: Duration = Duration::from_millis(1);
+    let attempts = attempts.max(0) as u32;
+    let waited = SHORT * attempts.min(SHORT_TRIES) + LONG * attempts.saturating_sub(SHORT_TRIES);
+    if waited >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(if attempts < SHORT_TRIES { SHORT } else { LONG });
+    true
 }
 
 /// The directory holding the database file (and its WAL).
@@ -213,7 +292,7 @@ fn open_writer(path: &Path) -> StoreResult<Connection> {
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
     }
     let mut conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_handler(Some(wait_while_busy))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // WAL lets readers work beside the writer; FULL keeps every acknowledged commit on disk.
     // Switching a new file to WAL can report "locked" at once (no busy handler) while another
@@ -821,6 +900,31 @@ mod tests {
     fn every_sql_file_is_a_listed_migration_in_order() {
         let listed: Vec<String> = MIGRATIONS.iter().map(|(n, _)| n.to_string()).collect();
         assert_eq!(crate::store::migration_files("sqlite"), listed);
+    }
+
+    #[tokio::test]
+    async fn a_commit_by_another_node_sharing_the_file_wakes_the_relay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.db");
+        let path = path.to_str().unwrap();
+        let other_node = SqliteStore::open(path, 16).await.unwrap();
+        let this_node = SqliteStore::open(path, 16).await.unwrap();
+        let woken = this_node.outbox_signal();
+        other_node
+            .create_user(NewUser {
+                email: "a@example.com".into(),
+                username: "a".into(),
+                phone_number: String::new(),
+                first_name: String::new(),
+                last_name: String::new(),
+                password_hash: "x".into(),
+            })
+            .await
+            .unwrap();
+        // Without the watcher this node only hears of its own commits: this would time out.
+        tokio::time::timeout(Duration::from_secs(10), woken.notified())
+            .await
+            .expect("the other node's commit wakes this node's relay");
     }
 
     #[tokio::test]
