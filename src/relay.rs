@@ -4,16 +4,19 @@
 
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::SharedState;
+use crate::store::StoreError;
 
 /// Events published per round trip to the store.
 const BATCH: u32 = 256;
 /// Only one node's relay publishes at a time, which keeps every room in id order.
 const LEASE_TTL: Duration = Duration::from_secs(10);
-/// An idle relay looks again this often (it is also woken by every local commit).
+/// An idle relay looks again this often; it is also woken by the commits the store sees
+/// (SQLite: its commit watcher, every node sharing the file included; PostgreSQL: NOTIFY).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// Runs until cancelled; an error (store or transport) ends it and the supervisor restarts it.
@@ -21,6 +24,9 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Str
     let holder = state.config.node_id.clone();
     let signal = state.store.outbox_signal();
     let mut lease_until: Option<Instant> = None;
+    // The delete of the last published batch runs while the next one is read and published,
+    // so a commit is not on the relay's path; its rows are skipped until it is done.
+    let mut deleting: Option<Deleting> = None;
     let outcome = loop {
         if token.is_cancelled() {
             break Ok(());
@@ -37,16 +43,24 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Str
                 granted
             }
         };
-        let batch = if leased {
+        let in_flight = deleting.as_ref().map_or(&[][..], |d| &d.ids[..]);
+        let mut batch = if leased {
             state
                 .store
-                .outbox_batch(BATCH)
+                .outbox_batch(BATCH + in_flight.len() as u32)
                 .await
                 .map_err(|e| e.to_string())?
         } else {
             Vec::new()
         };
+        batch.retain(|entry| !in_flight.contains(&entry.id));
         if batch.is_empty() {
+            if let Some(previous) = deleting.take() {
+                if let Err(e) = previous.finish().await {
+                    break Err(e);
+                }
+                continue;
+            }
             tokio::select! {
                 _ = token.cancelled() => break Ok(()),
                 _ = signal.notified() => {}
@@ -61,9 +75,17 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Str
                 "publishing outbox events failed (they stay queued): {e}"
             ));
         }
-        if let Err(e) = state.store.outbox_delete(ids).await {
-            break Err(format!("cannot clear published outbox events: {e}"));
+        if let Some(previous) = deleting.take() {
+            if let Err(e) = previous.finish().await {
+                break Err(e);
+            }
         }
+        deleting = Some(Deleting::start(&state, ids));
+    };
+    // Published rows left in the outbox would be published again by the next relay.
+    let outcome = match deleting.take() {
+        Some(previous) => outcome.and(previous.finish().await),
+        None => outcome,
     };
     if lease_until.is_some() {
         if let Err(error) = state.store.release_relay_lease(&holder).await {
@@ -71,4 +93,29 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Str
         }
     }
     outcome
+}
+
+/// Published outbox rows being deleted.
+struct Deleting {
+    ids: Vec<i64>,
+    task: JoinHandle<Result<(), StoreError>>,
+}
+
+impl Deleting {
+    fn start(state: &SharedState, ids: Vec<i64>) -> Self {
+        let store = state.store.clone();
+        let deleted = ids.clone();
+        Self {
+            ids,
+            task: tokio::spawn(async move { store.outbox_delete(deleted).await }),
+        }
+    }
+
+    async fn finish(self) -> Result<(), String> {
+        match self.task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("cannot clear published outbox events: {e}")),
+            Err(e) => Err(format!("clearing published outbox events failed: {e}")),
+        }
+    }
 }
