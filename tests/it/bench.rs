@@ -1,6 +1,7 @@
 //! `chatnode bench` through its library API against a real node: a tiny load must reach every
 //! receiver exactly once, over REST and over WebSocket, and a short soak (joins, leaves,
-//! reconnects with `since`) must owe nothing at its end.
+//! reconnects with `since`) must owe nothing at its end. And the binary's `--spawn` with two
+//! nodes on the broker, as BENCHMARKS.md runs it.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use chatnode::bench::api::Target;
 use chatnode::bench::load::{self, LoadOptions, SendOver};
 use chatnode::bench::soak::{self, SoakOptions};
 
+use crate::broker::brokers;
 use crate::helpers::spawn;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,4 +100,36 @@ async fn a_short_soak_with_churn_loses_nothing_and_samples_memory() {
     // Every socket of the soak is closed again.
     node.wait_for_sockets(0).await;
     node.stop().await;
+}
+
+#[tokio::test]
+async fn a_spawned_two_node_bench_over_the_broker_delivers_everything() {
+    for broker in brokers().await {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatnode"))
+            .args(["bench", "--spawn", "--nodes", "2", "--json"])
+            .args(["--node-arg=--transport=amqp091".to_string()])
+            .arg(format!("--node-arg=--broker-url={}", broker.url))
+            .args(["--rooms", "2", "--receivers", "3", "--senders", "2"])
+            .args(["--messages", "40", "--drain-secs", "20"])
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(120), output)
+            .await
+            .expect("the bench finishes in time")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}: {stdout}\n{}",
+            broker.label,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(report["targets"].as_array().unwrap().len(), 2, "{report}");
+        assert_eq!(report["servers"].as_array().unwrap().len(), 2, "{report}");
+        assert_eq!(report["complete"], true, "{report}");
+        // Sockets and senders are spread over both nodes, so most deliveries cross the broker.
+        assert_eq!(report["completeness"]["delivered"], 120, "{report}");
+        assert_eq!(report["errors"], 0, "{report}");
+    }
 }
