@@ -3,7 +3,9 @@
 //! The upgrade is done by hand rather than with `warp::ws()` so that each socket gets a 1 KiB
 //! read buffer instead of tungstenite's 128 KiB one: idle sockets cost a few KiB each.
 
+use std::future::Future;
 use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::stream::SplitSink;
@@ -227,7 +229,14 @@ impl Feed {
             }
             sink.flush().await
         };
-        match timeout(self.stall, write).await {
+        let mut write = pin!(write);
+        // Most writes finish at once (the socket buffer has room): those need no timer.
+        let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        let written = match first {
+            Poll::Ready(done) => Ok(done),
+            Poll::Pending => timeout(self.stall, write).await,
+        };
+        match written {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(None),
             Err(_) => {
