@@ -289,6 +289,51 @@ async fn a_slow_reader_is_disconnected_without_stalling_the_room() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_talks_but_never_reads_is_dropped_once_a_write_stalls() {
+    // Pings every second: a write that makes no progress for 2 s ends the socket. The queue
+    // is deep enough that it never overflows first.
+    let node = spawn_with(|c| {
+        c.ws_ping_secs = 1;
+        c.ws_queue = 100_000;
+    })
+    .await;
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node.create_room(&alice, "r", &[&bob]).await;
+    let mut stalled = stalled_ws(&node.ws_url(room, &bob.access)).await;
+    node.wait_for_sockets(1).await;
+    // Bob keeps proving he is alive (so the silence check never fires) and reads nothing.
+    let talking = tokio::spawn(async move {
+        for _ in 0..200 {
+            if stalled
+                .send(Message::Pong(Default::default()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        stalled
+    });
+    // 8 MB: more than the node's send buffer and Bob's receive buffer hold.
+    let content = "x".repeat(8000);
+    for _ in 0..1000 {
+        let (status, _) = node
+            .send(
+                node.client
+                    .post(node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/")))
+                    .json(&json!({ "content": content })),
+                Some(&alice.access),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    node.wait_for_sockets(0).await;
+    talking.abort();
+}
+
 #[tokio::test]
 async fn silent_peers_are_dropped_and_live_ones_kept() {
     let node = spawn_with(|c| c.ws_ping_secs = 1).await;
