@@ -29,7 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::link::delivery::DeliveryInfo;
-use fe2o3_amqp::link::CreditMode;
+use fe2o3_amqp::link::{CreditMode, SendError};
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::definitions::Fields;
@@ -47,6 +47,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedMutexGuard;
+use tokio::time::error::Elapsed;
 use tokio::time::{timeout, Instant};
 
 use super::rooms::Subscriptions;
@@ -309,6 +310,9 @@ impl Amqp10Transport {
             let tcp = TcpStream::connect((authority.host.as_str(), authority.port))
                 .await
                 .map_err(|e| e.to_string())?;
+            // Without it each small frame (a transfer, a disposition) waits for the broker's
+            // delayed ACK: ~40 ms per publish on Linux.
+            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
             let stream = Sniffing {
                 inner: tcp,
                 seen: seen.clone(),
@@ -412,8 +416,11 @@ impl Amqp10Transport {
         exchange: &str,
         events: &[RoomEvent],
     ) -> Result<(), TransportError> {
-        let mut pending = Vec::with_capacity(events.len());
-        for event in events {
+        let Some((last, earlier)) = events.split_last() else {
+            return Ok(());
+        };
+        let mut pending = Vec::with_capacity(earlier.len());
+        for event in earlier {
             let message = live.format.message(exchange, event.chat_id, event.encode());
             let delivery =
                 match timeout(OPERATION_TIMEOUT, live.sender.send_batchable(message)).await {
@@ -427,38 +434,49 @@ impl Amqp10Transport {
                 };
             pending.push((event.chat_id, delivery));
         }
+        // The last transfer is not batchable: the broker settles it at once, and the batch
+        // before it with it, instead of whenever it next has something to say.
+        let message = live.format.message(exchange, last.chat_id, last.encode());
+        taken(
+            last.chat_id,
+            timeout(OPERATION_TIMEOUT, live.sender.send(message)).await,
+        )?;
         for (room, delivery) in pending {
-            let outcome = match timeout(OPERATION_TIMEOUT, delivery).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(e)) => return Err(TransportError::Other(format!("publish: {e}"))),
-                Err(_) => {
-                    return Err(TransportError::Other(format!(
-                        "publish: no outcome from the broker within {OPERATION_TIMEOUT:?}"
-                    )))
-                }
-            };
-            match outcome {
-                Outcome::Accepted(_) => {}
-                // RabbitMQ 4 releases a message no queue is bound for: no node has sockets in
-                // the room, which AMQP 0-9-1 confirms just the same. Failing would stall the
-                // outbox.
-                Outcome::Released(_) => {
-                    tracing::debug!(room, "no node subscribes to the room");
-                }
-                Outcome::Rejected(rejected) => {
-                    return Err(TransportError::Other(format!(
-                        "the broker rejected the event: {:?}",
-                        rejected.error
-                    )))
-                }
-                Outcome::Modified(_) => {
-                    return Err(TransportError::Other(
-                        "the broker did not take the event (modified)".to_string(),
-                    ))
-                }
-            }
+            taken(room, timeout(OPERATION_TIMEOUT, delivery).await)?;
         }
         Ok(())
+    }
+}
+
+/// Whether the broker took one published event, from its outcome.
+fn taken(
+    room: i64,
+    answer: Result<Result<Outcome, SendError>, Elapsed>,
+) -> Result<(), TransportError> {
+    let outcome = match answer {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => return Err(TransportError::Other(format!("publish: {e}"))),
+        Err(_) => {
+            return Err(TransportError::Other(format!(
+                "publish: no outcome from the broker within {OPERATION_TIMEOUT:?}"
+            )))
+        }
+    };
+    match outcome {
+        Outcome::Accepted(_) => Ok(()),
+        // RabbitMQ 4 releases a message no queue is bound for: no node has sockets in the
+        // room, which AMQP 0-9-1 confirms just the same. Failing would stall the outbox.
+        Outcome::Released(_) => {
+            tracing::debug!(room, "no node subscribes to the room");
+            Ok(())
+        }
+        Outcome::Rejected(rejected) => Err(TransportError::Other(format!(
+            "the broker rejected the event: {:?}",
+            rejected.error
+        ))),
+        Outcome::Modified(_) => Err(TransportError::Other(
+            "the broker did not take the event (modified)".to_string(),
+        )),
     }
 }
 
