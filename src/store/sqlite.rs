@@ -65,10 +65,13 @@ struct CommitWatcher {
 
 impl CommitWatcher {
     fn start(conn: Connection, outbox: Arc<Notify>) -> StoreResult<Self> {
+        // Read here, not in the thread: a commit made once `open` has returned must count as
+        // a change, however late the thread gets to run.
+        let seen = data_version(&conn)?;
         let (stop, stopped) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("sqlite-watch".into())
-            .spawn(move || watch_commits(&conn, &outbox, &stopped))
+            .spawn(move || watch_commits(&conn, seen, &outbox, &stopped))
             .map_err(|e| StoreError::Backend(format!("cannot start the watch thread: {e}")))?;
         Ok(Self {
             stop: Some(stop),
@@ -87,14 +90,21 @@ impl Drop for CommitWatcher {
     }
 }
 
-fn watch_commits(conn: &Connection, outbox: &Notify, stopped: &std::sync::mpsc::Receiver<()>) {
-    let version = || conn.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0));
-    let mut seen = version().ok();
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |row| row.get(0))
+}
+
+fn watch_commits(
+    conn: &Connection,
+    mut seen: i64,
+    outbox: &Notify,
+    stopped: &std::sync::mpsc::Receiver<()>,
+) {
     let mut pause = WATCH_BUSY;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(pause) {
-        match version() {
-            Ok(now) if Some(now) != seen => {
-                seen = Some(now);
+        match data_version(conn) {
+            Ok(now) if now != seen => {
+                seen = now;
                 outbox.notify_one();
                 pause = WATCH_BUSY;
             }
