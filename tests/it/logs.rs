@@ -49,6 +49,23 @@ impl Drop for Node {
 }
 
 impl Node {
+    /// `chatnode serve` with JSON logs at `rust_log` on both pipes, the secret on its
+    /// command line.
+    fn serve(data_dir: &std::path::Path, rust_log: &str) -> Self {
+        Self(
+            Command::new(env!("CARGO_BIN_EXE_chatnode"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+                .args(["--jwt-secret", SECRET, "--data-dir"])
+                .arg(data_dir)
+                .env("RUST_LOG", rust_log)
+                .env_remove("CHATNODE_JWT_SECRET")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
     /// SIGTERM, then waits (bounded) for the exit.
     fn stop(&mut self) {
         let status = Command::new("kill")
@@ -79,18 +96,7 @@ async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: 
 #[tokio::test]
 async fn passwords_tokens_and_the_jwt_secret_never_appear_in_the_logs() {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut node = Node(
-        Command::new(env!("CARGO_BIN_EXE_chatnode"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--jwt-secret", SECRET, "--data-dir"])
-            .arg(data_dir.path())
-            .env("RUST_LOG", "trace")
-            .env_remove("CHATNODE_JWT_SECRET")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut node = Node::serve(data_dir.path(), "trace");
     let log = Arc::new(Mutex::new(String::new()));
     let (found, address) = mpsc::channel();
     let readers = [
@@ -214,17 +220,7 @@ async fn passwords_tokens_and_the_jwt_secret_never_appear_in_the_logs() {
 #[tokio::test]
 async fn a_node_whose_log_pipes_are_gone_keeps_serving_and_stops_on_sigterm() {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut node = Node(
-        Command::new(env!("CARGO_BIN_EXE_chatnode"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--jwt-secret", SECRET, "--data-dir"])
-            .arg(data_dir.path())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut node = Node::serve(data_dir.path(), "info");
     drop(node.0.stderr.take());
     let stdout = node.0.stdout.take().unwrap();
     // Reads up to the address, then closes the pipe: every later log line has no reader.
