@@ -15,7 +15,7 @@ only=${1:-.}
 
 # One build serves every run: the `postgres` feature adds a backend, the embedded path is
 # the same code.
-cargo build --release --features postgres
+cargo build --release --workspace --features postgres
 bin=${CARGO_TARGET_DIR:-target}/release/chatnode
 mkdir -p "$OUT"
 

@@ -13,7 +13,7 @@ pub struct Config {
     #[arg(long, env = "CHATNODE_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
 
-    /// Directory for the SQLite database, uploaded media and the generated JWT secret.
+    /// Directory for the SQLite database and uploaded media.
     #[arg(long, env = "CHATNODE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
@@ -22,7 +22,9 @@ pub struct Config {
     #[arg(long, env = "CHATNODE_DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// HS256 signing secret for JWTs; when absent one is generated once and kept in the data directory.
+    /// HS256 signing secrets for JWTs, comma-separated, newest first: the first signs, every
+    /// one verifies (rotation). When absent, the first node generates one into the database
+    /// and every node sharing it uses that.
     #[arg(long, env = "CHATNODE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
@@ -44,8 +46,15 @@ pub struct Config {
     #[arg(long, env = "CHATNODE_AMQP10_ADDRESSING", value_enum, default_value_t = Amqp10Addressing::Auto)]
     pub amqp10_addressing: Amqp10Addressing,
 
-    /// This node's name on the broker; default: a random id generated at start.
-    #[arg(long, env = "CHATNODE_NODE_ID", default_value_t = random_node_id(), hide_default_value = true)]
+    /// This node's name on the broker and in logs; default (empty): an id generated once
+    /// into the data directory and reused by later starts (nodes sharing a data directory
+    /// each get their own).
+    #[arg(
+        long,
+        env = "CHATNODE_NODE_ID",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub node_id: String,
 
     /// Largest accepted attachment, in bytes.
@@ -71,6 +80,9 @@ pub struct Config {
     #[command(flatten)]
     pub limits: crate::limits::LimitConfig,
 
+    #[command(flatten)]
+    pub hashing: crate::auth::hasher::HashConfig,
+
     /// Most WebSockets open at once; beyond it an upgrade is answered 503 with `Retry-After`.
     #[arg(long, env = "CHATNODE_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
@@ -79,6 +91,25 @@ pub struct Config {
     /// `--max-connections` instead); beyond it a new connection is answered 503 and closed.
     #[arg(long, env = "CHATNODE_MAX_HTTP_CONNECTIONS", default_value_t = 10_000)]
     pub max_http_connections: usize,
+
+    /// Most HTTP connections open at once from one client address (IPv6: per /64); beyond
+    /// it a new connection from there is answered 503 and closed.
+    #[arg(
+        long,
+        env = "CHATNODE_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    pub max_connections_per_address: usize,
+
+    /// Seconds a connection may take to send a complete request head, counted from when it
+    /// is accepted or from its previous response; then it is closed.
+    #[arg(
+        long = "header-read-timeout",
+        env = "CHATNODE_HEADER_READ_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 30
+    )]
+    pub header_read_timeout_secs: u64,
 
     /// Most HTTP requests handled at once; beyond it a request is answered 503 with
     /// `Retry-After` instead of queueing (`/healthz` and `/readyz` are never refused).
@@ -118,7 +149,7 @@ pub enum Amqp10Addressing {
 /// Broker URL used by the AMQP transports when none is configured.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-fn random_node_id() -> String {
+pub(crate) fn random_node_id() -> String {
     format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
@@ -147,8 +178,11 @@ impl Config {
             ws_ping_secs: 30,
             ws_queue: 1024,
             limits: crate::limits::LimitConfig::default(),
+            hashing: crate::auth::hasher::HashConfig::default(),
             max_connections: 20_000,
             max_http_connections: 10_000,
+            max_connections_per_address: 256,
+            header_read_timeout_secs: 30,
             max_inflight_requests: 1024,
             max_queued_writes: crate::store::DEFAULT_MAX_QUEUED_WRITES,
             cors_origins: Vec::new(),
@@ -234,6 +268,33 @@ mod tests {
         );
         assert_eq!(cli.config.max_connections, 10);
         let defaults = Config::new("data");
+        let connections = Cli::try_parse_from([
+            "chatnode",
+            "--max-connections-per-address",
+            "3",
+            "--header-read-timeout",
+            "5",
+        ])
+        .unwrap()
+        .config;
+        assert_eq!(
+            (
+                connections.max_connections_per_address,
+                connections.header_read_timeout_secs
+            ),
+            (3, 5)
+        );
+        let parsed = Cli::try_parse_from(["chatnode"]).unwrap().config;
+        assert_eq!(
+            (
+                parsed.max_connections_per_address,
+                parsed.header_read_timeout_secs
+            ),
+            (
+                defaults.max_connections_per_address,
+                defaults.header_read_timeout_secs
+            )
+        );
         assert!(defaults.cors_origins.is_empty());
         assert_eq!(
             (defaults.max_connections, defaults.max_inflight_requests),

@@ -68,8 +68,13 @@ impl Kick {
 /// What the hub puts in a socket's queue.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    /// A serialised frame; `id` is the message id (none for notices), for de-duplication.
-    Frame { id: Option<i64>, frame: Utf8Bytes },
+    /// A serialised frame; `id` is the message id (none for notices and receipts), for
+    /// de-duplication, and `sender` its author, whose delivered position it does not move.
+    Frame {
+        id: Option<i64>,
+        sender: Option<i64>,
+        frame: Utf8Bytes,
+    },
     /// Events may have been missed (the transport reconnected): re-read the room's history
     /// after the last message sent.
     Resync,
@@ -271,10 +276,22 @@ impl Hub {
         };
         let outgoing = Outgoing::Frame {
             id: event.id,
+            sender: event.sender_id,
             frame: Utf8Bytes::from(event.frame_json()),
         };
+        // The sender's own sockets get the message with its state; made once if needed.
+        let mut own = None;
         for socket in sockets.values() {
-            offer(socket, &outgoing);
+            if event.kind == EventKind::Message && event.sender_id == Some(socket.user_id) {
+                let own = own.get_or_insert_with(|| Outgoing::Frame {
+                    id: event.id,
+                    sender: event.sender_id,
+                    frame: Utf8Bytes::from(event.frame_for_sender(event.fresh_state())),
+                });
+                offer(socket, own);
+            } else {
+                offer(socket, &outgoing);
+            }
         }
     }
 

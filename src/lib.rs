@@ -6,12 +6,14 @@
 //! [`hub::Hub`].
 
 pub mod auth;
-pub mod bench;
 pub mod config;
+pub mod domain;
 pub mod events;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod node_id;
+pub mod receipts;
 pub mod relay;
 pub mod startup;
 pub mod state;

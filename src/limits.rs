@@ -1,6 +1,6 @@
 //! Abuse limits: login and register attempts per client address and per email, sends per user
-//! (REST and WebSocket share one budget), WebSocket connections per user and open sockets per
-//! user. Each rate is a GCRA bucket from `governor`; `--rate-limits off` turns every one off.
+//! (REST and WebSocket share one budget), WebSocket connections per user, open sockets per
+//! user, `catch_up` frames per user and chatrooms created per user. Each rate is a GCRA bucket from `governor`; `--rate-limits off` turns every one off.
 //!
 //! Limits are per node: several nodes behind a balancer each allow the full rate.
 
@@ -28,12 +28,15 @@ const DEFAULT_REGISTER_IP: &str = "20/h";
 const DEFAULT_REGISTER_EMAIL: &str = "5/h";
 const DEFAULT_SEND: &str = "60/3s";
 const DEFAULT_WS_CONNECT: &str = "30/min";
+const DEFAULT_CATCH_UP: &str = "10/min";
+const DEFAULT_ROOM_CREATE: &str = "10/min";
+const DEFAULT_LOOKUP: &str = "30/min";
 const DEFAULT_SOCKETS_PER_USER: usize = 16;
 
 /// The limits of `chatnode serve`, flattened into [`crate::Config`].
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct LimitConfig {
-    /// `on` or `off`: every rate limit and the open-socket cap (`off` for benchmarks and test harnesses).
+    /// `on` or `off`: every rate limit, the open-socket cap and the connections-per-address cap (`off` for benchmarks and test harnesses).
     #[arg(long = "rate-limits", env = "CHATNODE_RATE_LIMITS", value_name = "on|off", default_value = "on",
           value_parser = parse_switch, action = ArgAction::Set)]
     pub enabled: bool,
@@ -62,6 +65,18 @@ pub struct LimitConfig {
     #[arg(long = "rate-limit-ws-connect", env = "CHATNODE_RATE_LIMIT_WS_CONNECT", value_name = "RATE", default_value = DEFAULT_WS_CONNECT)]
     pub ws_connect: Rate,
 
+    /// `catch_up` frames per user, over all their sockets (each replays a room's history).
+    #[arg(long = "rate-limit-catch-up", env = "CHATNODE_RATE_LIMIT_CATCH_UP", value_name = "RATE", default_value = DEFAULT_CATCH_UP)]
+    pub catch_up: Rate,
+    /// Chatrooms created per user (each may add other users as members without asking them).
+    #[arg(long = "rate-limit-room-create", env = "CHATNODE_RATE_LIMIT_ROOM_CREATE", value_name = "RATE", default_value = DEFAULT_ROOM_CREATE)]
+    pub room_create: Rate,
+
+    /// People looked up by email or phone number per user (exact matches only; this bounds
+    /// how fast an account can probe which addresses are registered).
+    #[arg(long = "rate-limit-lookup", env = "CHATNODE_RATE_LIMIT_LOOKUP", value_name = "RATE", default_value = DEFAULT_LOOKUP)]
+    pub lookup: Rate,
+
     /// Open WebSockets per user, over all rooms.
     #[arg(long = "max-sockets-per-user", env = "CHATNODE_MAX_SOCKETS_PER_USER", value_name = "N", default_value_t = DEFAULT_SOCKETS_PER_USER)]
     pub sockets_per_user: usize,
@@ -78,6 +93,9 @@ impl Default for LimitConfig {
             register_email: rate(DEFAULT_REGISTER_EMAIL),
             send: rate(DEFAULT_SEND),
             ws_connect: rate(DEFAULT_WS_CONNECT),
+            catch_up: rate(DEFAULT_CATCH_UP),
+            room_create: rate(DEFAULT_ROOM_CREATE),
+            lookup: rate(DEFAULT_LOOKUP),
             sockets_per_user: DEFAULT_SOCKETS_PER_USER,
         }
     }
@@ -208,6 +226,9 @@ struct Enforced {
     register_email: Keyed<u64>,
     send: Keyed<i64>,
     ws_connect: Keyed<i64>,
+    catch_up: Keyed<i64>,
+    room_create: Keyed<i64>,
+    lookup: Keyed<i64>,
     sockets_per_user: usize,
     /// Open sockets per user; a user leaves the map with their last socket.
     sockets: Mutex<HashMap<i64, usize>>,
@@ -235,6 +256,9 @@ impl Limits {
             ),
             send: Keyed::new(config.send, "Too many messages"),
             ws_connect: Keyed::new(config.ws_connect, "Too many WebSocket connection attempts"),
+            catch_up: Keyed::new(config.catch_up, "Too many catch-up requests"),
+            room_create: Keyed::new(config.room_create, "Too many chatrooms created"),
+            lookup: Keyed::new(config.lookup, "Too many people looked up"),
             sockets_per_user: config.sockets_per_user,
             sockets: Mutex::new(HashMap::new()),
             emails: RandomState::new(),
@@ -272,6 +296,30 @@ impl Limits {
         }
     }
 
+    /// One `catch_up` frame from `user`, on any of their sockets.
+    pub fn catch_up(&self, user: i64) -> Result<(), LimitError> {
+        match &self.enforced {
+            Some(e) => e.catch_up.check(&user),
+            None => Ok(()),
+        }
+    }
+
+    /// One chatroom created by `user`.
+    pub fn create_room(&self, user: i64) -> Result<(), LimitError> {
+        match &self.enforced {
+            Some(e) => e.room_create.check(&user),
+            None => Ok(()),
+        }
+    }
+
+    /// One person looked up by `user`.
+    pub fn lookup(&self, user: i64) -> Result<(), LimitError> {
+        match &self.enforced {
+            Some(e) => e.lookup.check(&user),
+            None => Ok(()),
+        }
+    }
+
     /// A WebSocket connection attempt by `user`; the slot counts the socket while it is held.
     pub fn open_socket(self: &Arc<Self>, user: i64) -> Result<SocketSlot, LimitError> {
         let Some(e) = &self.enforced else {
@@ -305,6 +353,9 @@ impl Limits {
                     e.register_email.prune();
                     e.send.prune();
                     e.ws_connect.prune();
+                    e.catch_up.prune();
+                    e.room_create.prune();
+                    e.lookup.prune();
                 }
             }
         }
@@ -335,7 +386,7 @@ impl Limits {
 
 /// One client address for limiting: IPv4 as is (also when IPv4-mapped), IPv6 by its /64,
 /// the block one host usually gets, so rotating addresses inside it does not reset a limit.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -473,6 +524,7 @@ mod tests {
         let limits = Limits::new(&LimitConfig {
             enabled: false,
             send: "1/h".parse().unwrap(),
+            catch_up: "1/h".parse().unwrap(),
             sockets_per_user: 1,
             ..LimitConfig::default()
         });
@@ -480,6 +532,7 @@ mod tests {
         let _slots: Vec<_> = (0..5).map(|_| limits.open_socket(1).unwrap()).collect();
         for _ in 0..5 {
             assert!(limits.send(1).is_ok());
+            assert!(limits.catch_up(1).is_ok());
             assert!(limits.login_from(Some(([127, 0, 0, 1], 9).into())).is_ok());
         }
     }

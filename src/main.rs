@@ -21,8 +21,12 @@ enum Command {
     Serve(Config),
     /// Apply pending database migrations and exit.
     Migrate(Config),
-    /// Drive running nodes with real HTTP and WebSocket load and report what they do.
-    Bench(chatnode::bench::BenchArgs),
+    /// Drive running nodes with real HTTP and WebSocket load (runs `chatnode-bench`).
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -38,8 +42,33 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    tune_allocator();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run())
+}
+
+/// glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after
+/// which multi-megabyte buffers (argon2 memory for a stored hash of a higher cost, request
+/// bodies, replays) come from the heap arenas and are kept after `free`: measured, RSS stayed
+/// at gigabytes after a hashing flood. A fixed threshold keeps every block of 128 KiB or
+/// more in its own mapping, returned to the kernel when freed; a trim threshold of the same
+/// size gives back the top of the heap, and a few arenas bound per-thread fragmentation.
+/// Called before any thread starts, as mallopt asks.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator tunables; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     match dotenvy::dotenv() {
         Ok(_) => {}
         Err(e) if e.not_found() => {}
@@ -66,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("migration failed")?;
             tracing::info!("database is up to date");
         }
-        Command::Bench(args) => chatnode::bench::main(args).await?,
+        Command::Bench { args } => run_bench(&args)?,
     }
     Ok(())
 }
@@ -85,4 +114,26 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// Runs `chatnode-bench` as git runs its subcommands: CHATNODE_BENCH_BIN, else next to this
+/// executable, else on PATH. The bench is its own crate so the server carries none of its
+/// dependencies.
+fn run_bench(args: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let bin = std::env::var_os("CHATNODE_BENCH_BIN")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let beside = std::env::current_exe()
+                .ok()?
+                .with_file_name("chatnode-bench");
+            beside.is_file().then_some(beside)
+        })
+        .unwrap_or_else(|| "chatnode-bench".into());
+    let err = std::process::Command::new(&bin).args(args).exec();
+    anyhow::bail!(
+        "cannot run {} ({err}): build it with `cargo build --release -p chatnode-bench` \
+         (or point CHATNODE_BENCH_BIN at it)",
+        bin.display()
+    )
 }

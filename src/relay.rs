@@ -5,25 +5,24 @@
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::SharedState;
-use crate::store::StoreError;
+use crate::store::{RelayLease, StoreError};
 
 /// Events published per round trip to the store.
 const BATCH: u32 = 256;
-/// Only one node's relay publishes at a time, which keeps every room in id order.
-const LEASE_TTL: Duration = Duration::from_secs(10);
+/// Only one node's relay publishes at a time, which keeps every room in id order. The lease
+/// is a lock its holder's death releases at once, so a survivor takes over promptly.
+const LEASE_KEY: u32 = 0;
 /// An idle relay looks again this often; it is also woken by the commits the store sees
 /// (SQLite: its commit watcher, every node sharing the file included; PostgreSQL: NOTIFY).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// Runs until cancelled; an error (store or transport) ends it and the supervisor restarts it.
 pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), String> {
-    let holder = state.config.node_id.clone();
     let signal = state.store.outbox_signal();
-    let mut lease_until: Option<Instant> = None;
+    let mut lease: Option<Box<dyn RelayLease>> = None;
     // The delete of the last published batch runs while the next one is read and published,
     // so a commit is not on the relay's path; its rows are skipped until it is done.
     let mut deleting: Option<Deleting> = None;
@@ -31,16 +30,21 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Str
         if token.is_cancelled() {
             break Ok(());
         }
-        let leased = match lease_until {
-            Some(until) if until > Instant::now() + LEASE_TTL / 2 => true,
-            _ => {
-                let granted = state
+        // Checked before every batch: a relay not sure of its lease publishes nothing more.
+        let leased = match lease.as_mut() {
+            Some(held) => {
+                held.confirm()
+                    .await
+                    .map_err(|e| format!("the relay lease is no longer sure: {e}"))?;
+                true
+            }
+            None => {
+                lease = state
                     .store
-                    .acquire_relay_lease(&holder, LEASE_TTL)
+                    .try_relay_lease(LEASE_KEY)
                     .await
                     .map_err(|e| e.to_string())?;
-                lease_until = granted.then(|| Instant::now() + LEASE_TTL);
-                granted
+                lease.is_some()
             }
         };
         let in_flight = deleting.as_ref().map_or(&[][..], |d| &d.ids[..]);
@@ -87,8 +91,9 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Str
         Some(previous) => outcome.and(previous.finish().await),
         None => outcome,
     };
-    if lease_until.is_some() {
-        if let Err(error) = state.store.release_relay_lease(&holder).await {
+    // Released at once, so another relay need not wait for this session or file to close.
+    if let Some(lease) = lease {
+        if let Err(error) = lease.release().await {
             tracing::warn!(%error, "could not release the relay lease");
         }
     }

@@ -8,15 +8,13 @@ use futures_util::StreamExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::hasher::Hasher;
 use crate::auth::{AuthError, Tokens};
-use crate::config::{Config, TransportKind};
+use crate::config::Config;
 use crate::state::{AppState, SharedState};
 use crate::store::{self, StoreError};
 use crate::supervisor::supervise;
-use crate::transport::amqp091::Amqp091Transport;
-use crate::transport::amqp10::Amqp10Transport;
-use crate::transport::memory::MemoryTransport;
-use crate::transport::{Transport, TransportError};
+use crate::transport::TransportError;
 
 /// Longest wait for sockets and background tasks once the server has stopped accepting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -45,51 +43,35 @@ pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
     state: SharedState,
+    /// Keeps this node's generated id reserved while it runs.
+    claimed_id: Option<crate::node_id::ClaimedId>,
 }
 
 impl Application {
     /// Opens storage (applying migrations), sets up the transport and binds the listener.
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
+    pub async fn build(mut config: Config) -> Result<Self, StartupError> {
         let data_dir = |source| StartupError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
         };
         std::fs::create_dir_all(config.media_dir()).map_err(data_dir)?;
-        let store = store::open_bounded(&config.database_url(), config.max_queued_writes).await?;
-        let tokens = Tokens::load(config.jwt_secret.as_deref(), &config.data_dir)?;
-        let transport: Arc<dyn Transport> = match config.transport {
-            TransportKind::Memory => Arc::new(MemoryTransport::default()),
-            TransportKind::Amqp091 => {
-                let url = config.amqp_url();
-                tracing::info!(
-                    broker = %store::redact(&url),
-                    exchange = %config.exchange,
-                    node = %config.node_id,
-                    "using the AMQP 0-9-1 transport; connecting in the background"
-                );
-                Arc::new(Amqp091Transport::new(
-                    &url,
-                    &config.exchange,
-                    &config.node_id,
-                )?)
-            }
-            TransportKind::Amqp10 => {
-                let url = config.amqp_url();
-                tracing::info!(
-                    broker = %store::redact(&url),
-                    exchange = %config.exchange,
-                    node = %config.node_id,
-                    addressing = ?config.amqp10_addressing,
-                    "using the AMQP 1.0 transport; connecting in the background"
-                );
-                Arc::new(Amqp10Transport::new(
-                    &url,
-                    &config.exchange,
-                    &config.node_id,
-                    config.amqp10_addressing,
-                )?)
-            }
+        // First, so parameters below OWASP's floor stop the node before anything is opened.
+        let hasher = Hasher::start(&config.hashing)?;
+        let claimed_id = if config.node_id.is_empty() {
+            let claimed = crate::node_id::claim(&config.data_dir).map_err(data_dir)?;
+            config.node_id = claimed.id.clone();
+            Some(claimed)
+        } else {
+            None
         };
+        let store = store::open_bounded(&config.database_url(), config.max_queued_writes).await?;
+        let tokens = Tokens::load(
+            config.jwt_secret.as_deref(),
+            &config.data_dir,
+            store.as_ref(),
+        )
+        .await?;
+        let transport = crate::transport::open(&config)?;
         let listener = bind(config.listen).map_err(|source| StartupError::Bind {
             addr: config.listen,
             source,
@@ -103,12 +85,14 @@ impl Application {
             store,
             transport,
             tokens,
+            hasher,
             CancellationToken::new(),
         ));
         Ok(Self {
             listener,
             address,
             state,
+            claimed_id,
         })
     }
 
@@ -125,6 +109,7 @@ impl Application {
     /// Serves until the shutdown token fires, then closes sockets (1001) and waits briefly
     /// for in-flight work.
     pub async fn run(self) {
+        let _claimed_id = self.claimed_id;
         let state = self.state;
         let subscriber_state = state.clone();
         supervise(
@@ -143,9 +128,16 @@ impl Application {
         state
             .tasks
             .spawn(state.limits.clone().prune_until(state.shutdown.clone()));
+        state.tasks.spawn(
+            state
+                .receipts
+                .clone()
+                .run(state.store.clone(), state.shutdown.clone()),
+        );
         tracing::info!(
             address = %self.address,
             transport = ?state.config.transport,
+            node = %state.config.node_id,
             rate_limits = state.limits.enabled(),
             database = %store::redact(&state.config.database_url()),
             "chatnode listening"
@@ -154,7 +146,7 @@ impl Application {
         crate::http::server::serve(
             self.listener,
             crate::http::routes(state.clone()),
-            state.config.max_http_connections,
+            crate::http::server::ServerLimits::from_config(&state.config),
             shutdown,
         )
         .await;

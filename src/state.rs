@@ -6,10 +6,12 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::hasher::Hasher;
 use crate::auth::Tokens;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::limits::Limits;
+use crate::receipts::Receipts;
 use crate::store::Store;
 use crate::transport::Transport;
 
@@ -19,7 +21,11 @@ pub struct AppState {
     pub transport: Arc<dyn Transport>,
     pub hub: Arc<Hub>,
     pub tokens: Tokens,
+    /// The bounded password-hashing pool.
+    pub hasher: Hasher,
     pub limits: Arc<Limits>,
+    /// Delivered and read marks waiting to be stored together.
+    pub receipts: Arc<Receipts>,
     /// Fires when the node starts shutting down; socket tasks watch it.
     pub shutdown: CancellationToken,
     /// Tracks socket and background tasks so shutdown can wait for them.
@@ -35,15 +41,18 @@ impl AppState {
         store: Arc<dyn Store>,
         transport: Arc<dyn Transport>,
         tokens: Tokens,
+        hasher: Hasher,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             limits: Limits::new(&config.limits),
+            receipts: Arc::default(),
             config,
             store,
             hub: Arc::new(Hub::new(transport.clone())),
             transport,
             tokens,
+            hasher,
             shutdown,
             tasks: TaskTracker::new(),
             subscriber_up: AtomicBool::new(false),

@@ -6,7 +6,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use chatnode::events::{EventKind, RoomEvent};
-use chatnode::transport::amqp10::broker_version;
+use chatnode::transport::amqp::v10::broker_version;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 
@@ -21,6 +21,8 @@ struct Event {
     user_id: Option<i64>,
     file: Option<String>,
     created_at: String,
+    upto: Option<i64>,
+    direct: bool,
 }
 
 // The first byte picks what the rest is: a message body as anyone may publish it (seeds are
@@ -44,6 +46,8 @@ fuzz_target!(|data: &[u8]| {
                 EventKind::Message,
                 EventKind::MemberJoined,
                 EventKind::MemberLeft,
+                EventKind::Delivered,
+                EventKind::Read,
             ];
             round_trips(&RoomEvent {
                 kind: kinds[usize::from(e.kind) % kinds.len()],
@@ -55,6 +59,8 @@ fuzz_target!(|data: &[u8]| {
                 user_id: e.user_id,
                 file: e.file,
                 created_at: e.created_at,
+                upto: e.upto,
+                direct: e.direct,
             });
         }
         _ => {
@@ -68,12 +74,18 @@ fn round_trips(event: &RoomEvent) {
     assert_eq!(&decoded, event);
     let frame: Value = serde_json::from_str(&event.frame_json()).expect("the frame is JSON");
     let data = &frame["data"];
-    assert_eq!(data["purpose"], "new_chat_message");
     assert_eq!(data["event"], json!(event.kind));
+    assert_eq!(data["chat_id"], event.chat_id);
+    if event.is_receipt() {
+        assert_eq!(data["purpose"], "receipt");
+        assert_eq!(data["user_id"], json!(event.user_id));
+        assert_eq!(data["upto"], json!(event.upto));
+        return;
+    }
+    assert_eq!(data["purpose"], "new_chat_message");
     assert_eq!(data["message"], event.message.as_str());
     assert_eq!(data["sender"], event.sender.as_str());
     assert_eq!(data["id"], json!(event.id));
-    assert_eq!(data["chat_id"], event.chat_id);
     assert_eq!(data["sender_id"], json!(event.sender_id));
     assert_eq!(data["file"], json!(event.file));
     assert_eq!(data["created_at"], event.created_at.as_str());

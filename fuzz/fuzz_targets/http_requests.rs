@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use arbitrary::Arbitrary;
+use chatnode::auth::hasher::Hasher;
 use chatnode::auth::{TokenKind, Tokens};
 use chatnode::http::routes;
 use chatnode::state::AppState;
@@ -218,11 +219,13 @@ fn node() -> &'static Node {
             let outsider = tokens
                 .issue(outsider.id, TokenKind::Access)
                 .expect("a token");
+            let hasher = Hasher::start(&config.hashing).expect("hashing workers");
             let state = Arc::new(AppState::new(
                 config,
                 store.clone(),
                 Arc::new(MemoryTransport::default()),
                 tokens,
+                hasher,
                 tokio_util::sync::CancellationToken::new(),
             ));
             (

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use arbitrary::{Arbitrary, Unstructured};
 use chatnode::auth::validate;
 use chatnode::http::auth::{LoginRequest, RefreshRequest, RegisterRequest};
-use chatnode::http::messages::{validate_content, SendRequest, MAX_CONTENT_CHARS};
+use chatnode::http::messages::{is_blank, validate_content, SendRequest, MAX_CONTENT_CHARS};
 use chatnode::http::rooms::CreateRoomRequest;
 use chatnode::http::{parse_json, ApiError};
 use libfuzzer_sys::fuzz_target;
@@ -76,7 +76,9 @@ fuzz_target!(|data: &[u8]| {
             Ok(send) => {
                 // Blank content is fine only beside an attachment; the length bound is not.
                 let short = send.content.chars().count() <= MAX_CONTENT_CHARS;
-                let blank = send.content.trim().is_empty();
+                // Invisible characters (zero-width, NUL, ...) are blank as well as whitespace.
+                let blank = is_blank(&send.content);
+                assert!(blank || !send.content.trim().is_empty());
                 assert_eq!(
                     validate_content(&send.content, false).is_ok(),
                     short && !blank

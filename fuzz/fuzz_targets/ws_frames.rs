@@ -1,7 +1,7 @@
 //! A WebSocket client's text frame: parsed into a request, or answered with an error frame
 //! (and the socket stays open). Checked against an independent reading of the grammar in
 //! the README: `{"purpose": "send_chat_message", "message": <text>}` or
-//! `{"purpose": "catch_up", "since": <id >= 0>}`.
+//! `{"purpose": "catch_up", "since": <id >= 0>}` or `{"purpose": "mark_read", "upto": <id >= 0>}`.
 #![no_main]
 
 use chatnode::http::messages::MAX_CONTENT_CHARS;
@@ -40,6 +40,10 @@ fn expected(text: &str) -> Option<ClientRequest> {
         "catch_up" => {
             let since = frame.get("since")?.as_i64()?;
             (since >= 0).then_some(ClientRequest::CatchUp(since))
+        }
+        "mark_read" => {
+            let upto = frame.get("upto")?.as_i64()?;
+            (upto >= 0).then_some(ClientRequest::MarkRead(upto))
         }
         _ => None,
     }

@@ -1,5 +1,6 @@
 //! Passwords, JWTs and registration rules. Pure functions and keys; no HTTP here.
 
+pub mod hasher;
 pub mod password;
 pub mod tokens;
 pub mod validate;

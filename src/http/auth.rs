@@ -13,8 +13,9 @@ use warp::Filter;
 use super::{
     json_body, limited_body, ok, parse_json, respond, with_state, ApiError, Detail, MAX_JSON_BODY,
 };
+use crate::auth::hasher::HashError;
 use crate::auth::validate::{self, FieldErrors, REQUIRED};
-use crate::auth::{password, AuthError, TokenKind};
+use crate::auth::{AuthError, TokenKind};
 use crate::state::SharedState;
 use crate::store::{NewUser, User};
 
@@ -64,9 +65,7 @@ pub struct AccessToken {
 }
 
 pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
-    // Computed now, so the first login for an unknown email costs no more than later ones.
-    tokio::task::spawn_blocking(password::stand_in_hash);
-    let raw_body = || limited_body(MAX_JSON_BODY);
+    let raw_body = || super::json_content_type().and(limited_body(MAX_JSON_BODY));
     let register = warp::path!("api" / "v1" / "auth" / "register")
         .and(warp::post())
         .and(with_state(state.clone()))
@@ -90,6 +89,7 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
     let logout = warp::path!("api" / "v1" / "auth" / "logout")
         .and(warp::post())
         .and(with_state(state))
+        .and(warp::header::optional::<String>("authorization"))
         .and(json_body())
         .then(logout)
         .and_then(respond);
@@ -209,11 +209,15 @@ impl LoginRequest {
     }
 }
 
-async fn hash_password(plain: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || password::hash(&plain))
-        .await
-        .map_err(|e| ApiError::from(AuthError::Hash(e.to_string())))?
-        .map_err(ApiError::from)
+impl From<HashError> for ApiError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => Self::overloaded(
+                "Too many password checks in progress; nothing was changed, try again shortly",
+            ),
+            HashError::Failed(e) => e.into(),
+        }
+    }
 }
 
 fn session(state: &SharedState, user: User) -> Result<Session, ApiError> {
@@ -228,7 +232,10 @@ fn session(state: &SharedState, user: User) -> Result<Session, ApiError> {
 #[utoipa::path(post, path = "/api/v1/auth/register/", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, description = "The user and a fresh access/refresh token pair", body = Session),
               (status = 400, description = "Validation errors per field, or the email is taken"),
+              (status = 415, description = "The body is not sent as `application/json`"),
               (status = 429, description = "Too many attempts from this address or for this email",
+               headers(("retry-after" = u64, description = "Seconds to wait"))),
+              (status = 503, description = "Every password-hashing worker is busy and the queue (`--hash-queue`) is full; nothing was changed",
                headers(("retry-after" = u64, description = "Seconds to wait")))))]
 pub async fn register(
     state: SharedState,
@@ -244,7 +251,7 @@ pub async fn register(
         last_name,
     } = RegisterRequest::parse(&body)?;
     state.limits.register_for(&email)?;
-    let password_hash = hash_password(plain).await?;
+    let password_hash = state.hasher.hash(plain).await?;
     let user = state
         .store
         .create_user(NewUser {
@@ -264,7 +271,10 @@ pub async fn register(
     responses((status = 200, description = "The user and a fresh access/refresh token pair", body = Session),
               (status = 400, description = "Missing fields"),
               (status = 401, description = "Wrong email or password"),
+              (status = 415, description = "The body is not sent as `application/json`"),
               (status = 429, description = "Too many attempts from this address or for this email",
+               headers(("retry-after" = u64, description = "Seconds to wait"))),
+              (status = 503, description = "Every password-hashing worker is busy and the queue (`--hash-queue`) is full; nothing was changed",
                headers(("retry-after" = u64, description = "Seconds to wait")))))]
 pub async fn login(
     state: SharedState,
@@ -282,16 +292,12 @@ pub async fn login(
         .credentials(&email.trim().to_lowercase())
         .await?;
     // Exactly one argon2 verification of the same cost whether or not the account exists.
-    let user = tokio::task::spawn_blocking(move || {
-        let (user, hash) = match found {
-            Some((user, hash)) => (Some(user), hash),
-            None => (None, password::stand_in_hash().to_string()),
-        };
-        let matches = password::verify(&plain, &hash);
-        user.filter(|_| matches)
-    })
-    .await
-    .map_err(|e| ApiError::from(AuthError::Hash(e.to_string())))?;
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let matches = state.hasher.verify(plain, hash).await?;
+    let user = user.filter(|_| matches);
     let user =
         user.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Invalid email or password"))?;
     Ok(ok(StatusCode::OK, session(&state, user)?))
@@ -311,7 +317,8 @@ async fn live_refresh_claims(
 /// Exchange a refresh token for a new access token.
 #[utoipa::path(post, path = "/api/v1/auth/refresh/", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, description = "A new access token", body = AccessToken),
-              (status = 401, description = "Invalid, expired, revoked or non-refresh token")))]
+              (status = 401, description = "Invalid, expired, revoked or non-refresh token"),
+              (status = 415, description = "The body is not sent as `application/json`")))]
 pub async fn refresh(state: SharedState, body: RefreshRequest) -> Result<Response, ApiError> {
     let claims = live_refresh_claims(&state, &body.refresh).await?;
     if state.store.user(claims.user_id).await?.is_none() {
@@ -321,13 +328,29 @@ pub async fn refresh(state: SharedState, body: RefreshRequest) -> Result<Respons
     Ok(ok(StatusCode::OK, AccessToken { access }))
 }
 
-/// Revoke a refresh token.
+/// Revoke a refresh token, and the access token of the `Authorization` header if one is sent.
 #[utoipa::path(post, path = "/api/v1/auth/logout/", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, description = "The refresh token no longer works", body = Detail),
-              (status = 401, description = "Invalid, expired, already revoked or non-refresh token")))]
-pub async fn logout(state: SharedState, body: RefreshRequest) -> Result<Response, ApiError> {
+    params(("authorization" = Option<String>, Header,
+            description = "`Bearer <access>`: that access token is revoked too (on every node sharing the database) until it expires")),
+    responses((status = 200, description = "The refresh token, and the access token sent, no longer work", body = Detail),
+              (status = 401, description = "Invalid, expired, already revoked or non-refresh token"),
+              (status = 415, description = "The body is not sent as `application/json`")))]
+pub async fn logout(
+    state: SharedState,
+    authorization: Option<String>,
+    body: RefreshRequest,
+) -> Result<Response, ApiError> {
     let claims = live_refresh_claims(&state, &body.refresh).await?;
     state.store.revoke_token(&claims.jti, claims.exp).await?;
+    // An expired or foreign access token needs no revoking; logout still succeeds.
+    let access = super::bearer(authorization.as_deref())
+        .ok()
+        .flatten()
+        .and_then(|token| state.tokens.verify(token, TokenKind::Access).ok())
+        .filter(|access| access.user_id == claims.user_id);
+    if let Some(access) = access {
+        state.store.revoke_token(&access.jti, access.exp).await?;
+    }
     let detail = "Successfully logged out.".to_string();
     Ok(ok(StatusCode::OK, Detail { detail }))
 }

@@ -15,16 +15,25 @@ use warp::path::{FullPath, Tail};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use super::{auth, error_response, media, messages, rooms, ws, ApiError, Detail};
+use super::{
+    auth, conversations, error_response, media, messages, receipts, rooms, users, ws, ApiError,
+    Detail,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "chatnode", description = "WhatsApp-style chat server: REST, WebSocket and real-time fan-out. \
-        Every JSON answer is `{\"success\": true, \"data\": ...}` or `{\"success\": false, \"errors\": ...}`."),
+        Every JSON answer is `{\"success\": true, \"data\": ...}` or `{\"success\": false, \"errors\": ...}`. \
+        On any path, before routing: 503 in the envelope when the node, or the client's address, has too many \
+        connections open; 431 without a body (hyper's own answer) for a request head over 32 KiB; a connection \
+        that sends no complete request head within `--header-read-timeout` is closed."),
     paths(
         auth::register, auth::login, auth::refresh, auth::logout,
         rooms::list_rooms, rooms::create_room, rooms::enter_room, rooms::leave_room,
         messages::history, messages::send_json,
+        conversations::direct, conversations::members,
+        receipts::mark_read, receipts::message_receipts,
+        users::lookup, users::blocked, users::block, users::unblock,
         ws::handshake, media::download,
         super::healthz, super::readyz,
     ),
@@ -34,9 +43,14 @@ use super::{auth, error_response, media, messages, rooms, ws, ApiError, Detail};
         rooms::CreateRoomRequest, rooms::RoomView, rooms::MemberView, rooms::RoomList,
         rooms::CreatedRoom, messages::SendRequest, messages::MessageView, messages::MessagePage,
         messages::SentMessage, media::UploadForm,
+        rooms::PersonView, rooms::ChatListEntry, crate::domain::conversations::RoomKind,
+        conversations::DirectRequest, conversations::MemberList,
+        receipts::ReadRequest, receipts::ReadPosition, receipts::ReadAnswer, receipts::ReceiptList,
+        crate::domain::conversations::MessageReceipt, crate::domain::conversations::Position,
+        users::FoundUser, users::BlockedUser, users::UnblockedUser, users::BlockedList,
     )),
     modifiers(&BearerAuth, &Envelope),
-    tags((name = "auth"), (name = "rooms"), (name = "messages"), (name = "websocket"),
+    tags((name = "auth"), (name = "rooms"), (name = "messages"), (name = "users"), (name = "websocket"),
          (name = "media"), (name = "operations"))
 )]
 pub struct ApiDoc;
@@ -114,6 +128,7 @@ fn add_common_statuses(operation: &mut Operation) {
     if reads_body {
         add("400", "The body is malformed or a field is invalid");
         add("413", "The body is larger than the limit");
+        add("415", "The body is not sent as `application/json`");
     }
     if reads_query {
         add("400", "A query parameter is malformed");
@@ -148,7 +163,7 @@ fn error_envelope() -> RefOr<Schema> {
             ObjectBuilder::new()
                 .schema_type(Type::Object)
                 .description(Some(
-                    "`{\"detail\": \"...\"}`, or `{\"validations\": {\"<field>\": \"<message>\"}}`",
+                    "`{\"detail\": \"...\"}`, `{\"validations\": {\"<field>\": \"<message>\"}}`, or for a missing room name `{\"name\": [\"This field is required.\"]}`",
                 )),
         )
         .required("errors")

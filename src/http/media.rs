@@ -216,51 +216,145 @@ fn is_svg(head: &[u8]) -> bool {
 }
 
 #[derive(Deserialize)]
-struct TokenQuery {
+pub struct TokenQuery {
     token: Option<String>,
 }
 
 /// `GET /media/<file>`: the file, for members of its message's room only.
 pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
-    let media_dir = state.config.media_dir();
     warp::path("media")
         .and(warp::get())
-        .and(warp::path::peek())
+        .and(warp::path::tail())
         .and(with_state(state))
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::query::<TokenQuery>())
-        .and_then(
-            |peek: warp::path::Peek,
-             state: SharedState,
-             auth: Option<String>,
-             query: TokenQuery| async move {
-                authorize_download(peek.as_str(), &state, auth, query)
-                    .await
-                    .map_err(warp::reject::custom)
-            },
-        )
-        .untuple_one()
-        .and(warp::fs::dir(media_dir))
-        .map(download)
+        .and(warp::header::optional::<String>("range"))
+        .then(download)
+        .and_then(super::respond)
         .boxed()
 }
 
 /// Download an attachment (members of its chatroom only).
 #[utoipa::path(get, path = "/media/{file}", tag = "media", security(("bearer" = [])),
     params(("file" = String, Path, description = "File name from a message's attachment URL"),
-           ("token" = Option<String>, Query, description = "Access token (or an Authorization header)")),
+           ("token" = Option<String>, Query, description = "Access token (or an Authorization header)"),
+           ("range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`")),
     responses((status = 200, description = "The file, with its content type"),
+              (status = 206, description = "The requested byte range"),
               (status = 401, description = "Missing or invalid access token"),
               (status = 403, description = "Not a member of the attachment's chatroom"),
-              (status = 404, description = "No such attachment")))]
-pub fn download(file: warp::fs::File) -> Response {
-    let mut response = file.into_response();
-    // Uploaded SVGs must not run script in this origin.
-    response.headers_mut().insert(
+              (status = 404, description = "No such attachment, or its file is not on this node (`The file of this attachment is not on this node`)"),
+              (status = 416, description = "The range starts past the end of the file")))]
+pub async fn download(
+    tail: warp::path::Tail,
+    state: SharedState,
+    auth: Option<String>,
+    query: TokenQuery,
+    range: Option<String>,
+) -> Result<Response, ApiError> {
+    let name = tail.as_str();
+    let owner = authorize_download(name, &state, auth, query).await?;
+    let mut file = open_inside(&state.config.media_dir(), name).await?;
+    let size = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::from(StoreError::from_io("cannot read an attachment", &e)))?
+        .len();
+    let Some((start, end)) = byte_range(range.as_deref(), size) else {
+        let mut refused = super::error_response(&ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            format!("The range starts past the end of the file ({size} bytes)"),
+        ));
+        let total = HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii");
+        refused.headers_mut().insert(header::CONTENT_RANGE, total);
+        return Ok(refused);
+    };
+    if start > 0 {
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| ApiError::from(StoreError::from_io("cannot read an attachment", &e)))?;
+    }
+    let length = end - start;
+    let mut response = warp::reply::stream(file_chunks(file, length)).into_response();
+    let headers = response.headers_mut();
+    let content_type = HeaderValue::from_str(&owner.content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
     );
-    response
+    if range.is_some() && (start, end) != (0, size) {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let span = format!("bytes {start}-{}/{size}", end - 1);
+        let span = HeaderValue::from_str(&span).expect("ascii");
+        response.headers_mut().insert(header::CONTENT_RANGE, span);
+    }
+    Ok(response)
+}
+
+/// Opens `name` inside `dir` without following a symbolic link: a stored file replaced by a
+/// link (to the JWT secret, say) is not served. `name` is one plain path component (checked
+/// by [`authorize_download`]), so the last component is the only one a link could hide in.
+async fn open_inside(dir: &Path, name: &str) -> Result<tokio::fs::File, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "Attachment not found");
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        // O_NONBLOCK: a FIFO put in its place must not block the open.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(dir.join(name))
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "The file of this attachment is not on this node (attachments are stored on \
+                 the node that received them)",
+            ),
+            _ => not_found(),
+        })?;
+    match file.metadata().await {
+        Ok(meta) if meta.is_file() => Ok(file),
+        _ => Err(not_found()),
+    }
+}
+
+/// The `[start, end)` to send for a `Range` header: the whole file without one (or with one
+/// this server does not serve, such as several ranges, which RFC 9110 lets it ignore);
+/// `None` when the range starts past the end.
+fn byte_range(range: Option<&str>, size: u64) -> Option<(u64, u64)> {
+    let whole = Some((0, size));
+    let Some(spec) = range.and_then(|r| r.trim().strip_prefix("bytes=")) else {
+        return whole;
+    };
+    let Some((first, last)) = spec.trim().split_once('-').filter(|_| !spec.contains(',')) else {
+        return whole;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    match (first.parse::<u64>(), last.parse::<u64>()) {
+        (Ok(start), _) if start >= size => None,
+        (Ok(start), Ok(last)) if last >= start => Some((start, (last + 1).min(size))),
+        (Ok(start), Err(_)) if last.is_empty() => Some((start, size)),
+        (Err(_), Ok(suffix)) if first.is_empty() && suffix > 0 => {
+            Some((size.saturating_sub(suffix), size))
+        }
+        _ => whole,
+    }
+}
+
+/// `length` bytes of `file` from where it stands, in chunks of at most 64 KiB.
+fn file_chunks(
+    file: tokio::fs::File,
+    length: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Sync + 'static {
+    use tokio::io::AsyncReadExt;
+    futures_util::stream::try_unfold(file.take(length), |mut reader| async move {
+        let mut chunk = bytes::BytesMut::with_capacity(64 * 1024);
+        let read = reader.read_buf(&mut chunk).await?;
+        Ok((read > 0).then(|| (chunk.freeze(), reader)))
+    })
 }
 
 async fn authorize_download(
@@ -268,7 +362,7 @@ async fn authorize_download(
     state: &SharedState,
     auth: Option<String>,
     query: TokenQuery,
-) -> Result<(), ApiError> {
+) -> Result<crate::store::AttachmentOwner, ApiError> {
     let token = match query.token.as_deref() {
         Some(token) => Some(token),
         None => bearer(auth.as_deref()).map_err(ApiError::from)?,
@@ -298,12 +392,32 @@ async fn authorize_download(
             }
             other => other.into(),
         })?;
-    Ok(())
+    Ok(owner)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::sniff;
+    use super::{byte_range, sniff};
+
+    #[test]
+    fn one_byte_range_is_served_and_others_fall_back_to_the_whole_file() {
+        let range = |r: &str| byte_range(Some(r), 100);
+        assert_eq!(byte_range(None, 100), Some((0, 100)));
+        assert_eq!(range("bytes=0-9"), Some((0, 10)));
+        assert_eq!(range("bytes=90-"), Some((90, 100)));
+        assert_eq!(range("bytes=-5"), Some((95, 100)));
+        assert_eq!(range("bytes=50-500"), Some((50, 100)));
+        assert_eq!(range("bytes=100-"), None, "starts past the end");
+        for ignored in [
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=9-2",
+            "bytes=-0",
+            "bytes=x-",
+        ] {
+            assert_eq!(range(ignored), Some((0, 100)), "{ignored}");
+        }
+    }
 
     #[test]
     fn recognises_media_by_content() {

@@ -1,5 +1,7 @@
 //! A room's history and sending to it, as JSON or as a multipart upload with an attachment.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -10,6 +12,7 @@ use warp::{Filter, Rejection};
 
 use super::media::{self, Upload};
 use super::{authenticated, json_body, ok, respond, room_id, with_state, ApiError};
+use crate::domain::conversations::{MessageState, ReceiptKind, ReceiptMark};
 use crate::events::attachment_url;
 use crate::state::SharedState;
 use crate::store::{Message, Page, StoreError, User};
@@ -17,6 +20,7 @@ use crate::store::{Message, Page, StoreError, User};
 pub const MAX_CONTENT_CHARS: usize = 10_000;
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 200;
+const LIMIT_RANGE: &str = "a whole number from 1 to 200 (larger is read as 200)";
 
 #[derive(Deserialize, ToSchema)]
 pub struct SendRequest {
@@ -24,7 +28,7 @@ pub struct SendRequest {
     pub content: String,
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// How many messages (default 50, at most 200).
@@ -33,6 +37,35 @@ pub struct HistoryQuery {
     pub before: Option<i64>,
     /// Only messages newer than this id: the oldest `limit` of them.
     pub after: Option<i64>,
+}
+
+impl HistoryQuery {
+    /// Each parameter checked on its own, so a bad one is named with what it may be.
+    fn parse(query: &HashMap<String, String>) -> Result<Self, ApiError> {
+        fn number<T: std::str::FromStr + PartialOrd>(
+            query: &HashMap<String, String>,
+            name: &str,
+            min: T,
+            range: &str,
+        ) -> Result<Option<T>, ApiError> {
+            let Some(raw) = query.get(name) else {
+                return Ok(None);
+            };
+            match raw.trim().parse::<T>() {
+                Ok(value) if value >= min => Ok(Some(value)),
+                _ => Err(ApiError::bad_request(format!(
+                    "Invalid query parameter `{name}`: expected {range}, got {raw:?}"
+                ))),
+            }
+        }
+        let id = "a message id (a whole number)";
+        Ok(Self {
+            limit: number::<u64>(query, "limit", 1, LIMIT_RANGE)?
+                .map(|limit| u32::try_from(limit.min(u64::from(MAX_PAGE))).unwrap_or(MAX_PAGE)),
+            before: number(query, "before", i64::MIN, id)?,
+            after: number(query, "after", i64::MIN, id)?,
+        })
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -46,6 +79,15 @@ pub struct MessageView {
     /// URL of the attachment, if any.
     pub attachment: Option<String>,
     pub created_at: String,
+    /// The caller's own messages: other members who have it delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_count: Option<i64>,
+    /// The caller's own messages: other members who read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_count: Option<i64>,
+    /// The caller's own messages in a direct conversation: `sent`, `delivered` or `read`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
 }
 
 impl From<&Message> for MessageView {
@@ -57,6 +99,21 @@ impl From<&Message> for MessageView {
             chatroom: m.room_id,
             attachment: m.attachment.as_ref().map(attachment_url),
             created_at: m.created_at.clone(),
+            delivered_count: None,
+            read_count: None,
+            status: None,
+        }
+    }
+}
+
+impl MessageView {
+    /// The message with how far it got, as its sender sees it.
+    fn with_state(m: &Message, state: MessageState) -> Self {
+        Self {
+            delivered_count: Some(state.delivered_count),
+            read_count: Some(state.read_count),
+            status: state.status,
+            ..Self::from(m)
         }
     }
 }
@@ -73,9 +130,26 @@ pub struct SentMessage {
     pub detail: MessageView,
 }
 
+/// True when `text` shows nothing: only whitespace, control characters (NUL included) and
+/// invisible format characters (zero-width spaces and joiners, word joiner, BOM, bidi
+/// marks, variation selectors, fillers, tags).
+pub fn is_blank(text: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+}
+
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
 /// Message text as stored: non-blank unless a file carries the message, and bounded.
 pub fn validate_content(content: &str, has_attachment: bool) -> Result<(), String> {
-    if content.trim().is_empty() && !has_attachment {
+    if is_blank(content) && !has_attachment {
         return Err("Message content may not be blank".into());
     }
     if content.chars().count() > MAX_CONTENT_CHARS {
@@ -91,7 +165,7 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(authenticated(state.clone()))
-        .and(warp::query::<HistoryQuery>())
+        .and(warp::query::<HashMap<String, String>>())
         .then(history)
         .and_then(respond);
     let send_path = |is_multipart: bool| {
@@ -138,27 +212,47 @@ fn multipart(wanted: bool) -> impl Filter<Extract = (), Error = Rejection> + Clo
 #[utoipa::path(get, path = "/api/v1/chat/chatrooms/{id}/messages/", tag = "messages", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Chatroom id"), HistoryQuery),
     responses((status = 200, description = "Messages, oldest first", body = MessagePage),
-              (status = 400, description = "Invalid paging parameters"),
+              (status = 400, description = "Invalid paging parameters; the message names the parameter and its allowed range"),
               (status = 403, description = "Not a member"),
               (status = 404, description = "No such chatroom")))]
 pub async fn history(
     id: String,
     state: SharedState,
     user: User,
-    query: HistoryQuery,
+    query: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let id = room_id(&id)?;
+    let query = HistoryQuery::parse(&query)?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 {
-        return Err(ApiError::bad_request("limit must be at least 1"));
-    }
     let page = Page {
         limit: limit.min(MAX_PAGE),
         before: query.before,
         after: query.after,
     };
     let messages = state.store.messages(id, user.id, page).await?;
-    let detail = messages.iter().map(MessageView::from).collect();
+    let positions = if messages.iter().any(|m| m.sender_id == user.id) {
+        Some(state.store.positions(id).await?)
+    } else {
+        None
+    };
+    let detail = messages
+        .iter()
+        .map(|m| match &positions {
+            Some(positions) if m.sender_id == user.id => {
+                MessageView::with_state(m, positions.state_of(m.id, user.id))
+            }
+            _ => MessageView::from(m),
+        })
+        .collect();
+    // A page the caller was given counts as delivered to them.
+    if let Some(newest) = messages.iter().rev().find(|m| m.sender_id != user.id) {
+        state.receipts.mark(ReceiptMark {
+            room: id,
+            user: user.id,
+            kind: ReceiptKind::Delivered,
+            upto: newest.id,
+        });
+    }
     Ok(ok(StatusCode::OK, MessagePage { detail }))
 }
 
@@ -171,8 +265,14 @@ fn send_error(err: StoreError) -> ApiError {
     api
 }
 
+/// The stored message, as its sender sees it: delivered to and read by no one yet.
 fn created(message: &Message) -> Response {
-    let detail = MessageView::from(message);
+    let fresh = MessageState {
+        delivered_count: 0,
+        read_count: 0,
+        status: None,
+    };
+    let detail = MessageView::with_state(message, fresh);
     ok(StatusCode::CREATED, SentMessage { detail })
 }
 
@@ -184,9 +284,11 @@ fn created(message: &Message) -> Response {
         (media::UploadForm = "multipart/form-data"))),
     responses((status = 201, description = "The stored message; broadcast to the room", body = SentMessage),
               (status = 400, description = "Blank or oversized content, or an attachment that is not an image or video"),
-              (status = 403, description = "Not a member"),
+              (status = 403, description = "Not a member, or a direct conversation where one of the two blocked the other"),
               (status = 404, description = "No such chatroom"),
+              (status = 411, description = "A multipart upload sent without Content-Length (chunked): `A Content-Length header is required`; send the form with its length"),
               (status = 413, description = "Attachment over the upload limit"),
+              (status = 415, description = "A body that is neither `application/json` nor `multipart/form-data`"),
               (status = 429, description = "Too many messages from this user (REST and WebSocket sends together)",
                headers(("retry-after" = u64, description = "Seconds to wait"))),
               (status = 503, description = "Storage is unavailable or read-only; nothing was stored"),
@@ -244,4 +346,26 @@ pub async fn send_multipart(
         file.keep();
     }
     Ok(created(&message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_blank;
+
+    #[test]
+    fn invisible_and_control_characters_are_blank_and_visible_text_is_not() {
+        for blank in [
+            "",
+            " \t\n",
+            "\0",
+            "\u{200B}\u{200C}\u{200D}",
+            "\u{2060}\u{FEFF}",
+            "\u{3164}",
+        ] {
+            assert!(is_blank(blank), "{blank:?}");
+        }
+        for text in ["a", "\u{200B}a", "\u{1F469}\u{200D}\u{1F4BB}", "\u{05D0}"] {
+            assert!(!is_blank(text), "{text:?}");
+        }
+    }
 }

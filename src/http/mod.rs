@@ -1,15 +1,21 @@
 //! The HTTP face: routes, the response envelope and the one place errors become statuses.
 
 pub mod auth;
+pub mod conversations;
 pub mod cors;
 pub mod docs;
 pub mod media;
 pub mod messages;
+pub mod receipts;
 pub mod rooms;
 pub mod server;
 pub mod shed;
+pub mod users;
 pub mod ws;
+mod ws_close;
+mod ws_protocol;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 
 use serde::de::DeserializeOwned;
@@ -101,15 +107,23 @@ impl From<StoreError> for ApiError {
             }
             StoreError::RoomNotFound => Self::room_not_found(),
             StoreError::NotMember => Self::forbidden("User not in chatroom"),
-            StoreError::AlreadyMember => {
-                Self::bad_request("You are already a member of this chatroom")
-            }
+            StoreError::AlreadyMember => Self::bad_request("Chatroom already joined by you"),
             StoreError::RoomFull => Self::forbidden("This chatroom has reached its member limit"),
             StoreError::UnknownUsers(ids) => {
                 let mut fields = FieldErrors::new();
                 fields.insert("members".into(), format!("Unknown user ids: {ids:?}"));
                 Self::validations(fields)
             }
+            StoreError::UserNotFound => Self::new(StatusCode::NOT_FOUND, "No such user"),
+            StoreError::MessageNotFound => {
+                Self::new(StatusCode::NOT_FOUND, "No such message in this chatroom")
+            }
+            StoreError::Blocked => {
+                Self::forbidden("You cannot message this user: one of you blocked the other")
+            }
+            StoreError::DirectRoom => Self::forbidden(
+                "A direct conversation keeps its two members: it cannot be entered or left",
+            ),
             StoreError::Overloaded => {
                 Self::overloaded("The server is busy; nothing was changed, try again shortly")
             }
@@ -204,12 +218,35 @@ pub fn with_state(
     warp::any().map(move || state.clone())
 }
 
+/// Passes only requests sent as `Content-Type: application/json` (parameters such as
+/// `charset=utf-8` allowed), else 415: a cross-origin form cannot send that type without a
+/// CORS preflight, so `text/plain` posts from other sites are refused.
+pub fn json_content_type() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("content-type")
+        .and_then(|content_type: Option<String>| async move {
+            let essence = content_type
+                .as_deref()
+                .and_then(|ct| ct.split(';').next())
+                .map(str::trim);
+            match essence {
+                Some(essence) if essence.eq_ignore_ascii_case("application/json") => Ok(()),
+                _ => Err(warp::reject::custom(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "The body must be sent as JSON with Content-Type: application/json",
+                ))),
+            }
+        })
+        .untuple_one()
+}
+
 /// A JSON body of at most [`MAX_JSON_BODY`] bytes, with a clear message for each way it can be wrong.
 pub fn json_body<T: DeserializeOwned + Send>(
 ) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    limited_body(MAX_JSON_BODY).and_then(|body: bytes::Bytes| async move {
-        parse_json(&body).map_err(warp::reject::custom)
-    })
+    json_content_type()
+        .and(limited_body(MAX_JSON_BODY))
+        .and_then(
+            |body: bytes::Bytes| async move { parse_json(&body).map_err(warp::reject::custom) },
+        )
 }
 
 /// The whole body, refused with 413 as soon as it passes `max` bytes. Unlike warp's
@@ -309,6 +346,32 @@ pub fn room_id(raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(ApiError::room_not_found)
 }
 
+/// Parses a numeric user id from a path segment; anything else names no user.
+pub fn user_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::from(StoreError::UserNotFound))
+}
+
+/// A page's `limit` query parameter: `default` when absent, a whole number from 1 up
+/// (larger than `max` is read as `max`).
+pub fn page_limit(
+    query: &HashMap<String, String>,
+    default: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
+    let Some(raw) = query.get("limit") else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(limit) if limit >= 1 => Ok(u32::try_from(limit.min(u64::from(max))).unwrap_or(max)),
+        _ => Err(ApiError::bad_request(format!(
+            "Invalid query parameter `limit`: expected a whole number from 1 to {max} (larger is read as {max}), got {raw:?}"
+        ))),
+    }
+}
+
 /// The token of an `Authorization: Bearer <t>` (or `JWT <t>`) header.
 pub fn bearer(header: Option<&str>) -> Result<Option<&str>, AuthError> {
     let Some(value) = header else {
@@ -333,11 +396,12 @@ pub fn bearer(header: Option<&str>) -> Result<Option<&str>, AuthError> {
 pub async fn user_for_token(state: &SharedState, token: Option<&str>) -> Result<User, ApiError> {
     let token = token.ok_or(AuthError::MissingToken)?;
     let claims = state.tokens.verify(token, TokenKind::Access)?;
-    state
-        .store
-        .user(claims.user_id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "User not found"))
+    // Logout puts the access token's id on the shared denylist until it expires.
+    match state.store.token_user(claims.user_id, &claims.jti).await? {
+        Some((_, true)) => Err(AuthError::RevokedToken.into()),
+        Some((user, false)) => Ok(user),
+        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "User not found")),
+    }
 }
 
 /// The authenticated user of a REST call, from the `Authorization` header.
@@ -367,6 +431,12 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
         .or(rooms::routes(state.clone()))
         .unify()
         .or(messages::routes(state.clone()))
+        .unify()
+        .or(conversations::routes(state.clone()))
+        .unify()
+        .or(receipts::routes(state.clone()))
+        .unify()
+        .or(users::routes(state.clone()))
         .unify()
         .or(ws::routes(state.clone()))
         .unify()

@@ -13,11 +13,10 @@ use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
 use warp::filters::BoxedFilter;
@@ -25,9 +24,12 @@ use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::messages::validate_content;
 use super::shed::Slots;
-use super::{bearer, check_json_depth, respond, room_id, user_for_token, with_state, ApiError};
+use super::ws_close::{after_read_error, finish, End};
+use super::ws_protocol::error_frame;
+pub use super::ws_protocol::ClientRequest;
+use super::{bearer, respond, room_id, user_for_token, with_state, ApiError};
+use crate::domain::conversations::{ReceiptKind, ReceiptMark};
 use crate::events::RoomEvent;
 use crate::hub::{self, CloseReason, Kick, Outgoing, CLOSE_LEFT_ROOM};
 use crate::limits::SocketSlot;
@@ -42,15 +44,17 @@ const READ_BUFFER: usize = 1024;
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// Outgoing frames written before one flush, so a burst costs one syscall.
 const WRITE_BATCH: usize = 64;
-/// How long a closing socket waits for its peer to take the close frame.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Messages read from the store per page of a catch-up.
+/// Bytes tungstenite gathers before writing to the socket (its default).
+const WRITE_BUFFER: usize = 128 * 1024;
+/// The most tungstenite may hold unwritten: `WRITE_BUFFER` plus room for the largest frame
+/// (a 10,000-character message, escaped, is under 64 KiB). Past it, a write fails and the
+/// socket is dropped, and the pong owed to a ping waits in tungstenite's single slot, where
+/// a newer one replaces it: a peer that floods pings and never reads cannot grow this.
+const MAX_WRITE_BUFFER: usize = 2 * WRITE_BUFFER;
+/// Messages read from the store per page of a catch-up: each page is written (and the peer
+/// must take it) before the next is read, so a replay holds at most one page.
 const CATCH_UP_PAGE: u32 = 200;
 
-const CLOSE_TOO_BIG: CloseReason = CloseReason {
-    code: 1009,
-    reason: "message too big",
-};
 /// After the error frame that answers a send over the user's message rate.
 const CLOSE_RATE_LIMITED: CloseReason = CloseReason {
     code: 1008,
@@ -68,7 +72,7 @@ pub struct WsQuery {
     since: Option<i64>,
 }
 
-type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub(super) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
     let connections = Slots::new(
@@ -88,6 +92,22 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
 }
 
 /// Open a room's live feed (WebSocket).
+///
+/// The first frame is `{"data": {"purpose": "receipts", "chat_id", "positions": [{user_id,
+/// delivered_upto, read_upto}]}}`: every member's positions. Then messages, and
+/// `{"data": {"purpose": "receipt", "event": "delivered"|"read", "chat_id", "user_id", "upto"}}`
+/// when a member's position moves (coalesced: one per member and kind per 200 ms). The
+/// caller's own messages carry `delivered_count`, `read_count` and, in direct rooms, `status`.
+///
+/// Client frames: `{"purpose": "send_chat_message", "message": "..."}`,
+/// `{"purpose": "mark_read", "upto": <message id>}` and
+/// `{"purpose": "catch_up", "since": <message id>}`, which replays every message after `since`
+/// (paged through the socket: no gap, no duplicate). `catch_up` frames are limited per user
+/// (`--rate-limit-catch-up`); one over the limit, like any bad frame, is answered
+/// `{"success": false, "errors": {"detail": "..."}}` and the socket stays open. A client's
+/// close frame is echoed with its code; the server closes with 1001 (shutdown), 1002
+/// (protocol error), 1007 (invalid UTF-8), 1008 (policy: left the room, send rate, slow
+/// reader), 1009 (frame or message over 64 KiB) or 1011 (storage unavailable).
 #[utoipa::path(get, path = "/ws/chat/{id}/", tag = "websocket",
     params(("id" = i64, Path, description = "Chatroom id"),
            ("token" = Option<String>, Query, description = "Access token (or an Authorization header)"),
@@ -153,6 +173,8 @@ pub async fn handshake(
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
                     .read_buffer_size(READ_BUFFER)
+                    .write_buffer_size(WRITE_BUFFER)
+                    .max_write_buffer_size(MAX_WRITE_BUFFER)
                     .max_message_size(Some(MAX_CLIENT_MESSAGE))
                     .max_frame_size(Some(MAX_CLIENT_MESSAGE));
                 let socket = WebSocketStream::from_raw_socket(
@@ -186,26 +208,7 @@ async fn newest_message_id(state: &SharedState, room: i64, user: i64) -> Result<
     Ok(newest.last().map_or(0, |m| m.id))
 }
 
-fn close_frame(reason: CloseReason) -> Frame {
-    Frame::Close(Some(CloseFrame {
-        code: CloseCode::from(reason.code),
-        reason: reason.reason.into(),
-    }))
-}
-
-fn error_frame(detail: impl Into<String>) -> Frame {
-    let detail: String = detail.into();
-    Frame::Text(
-        json!({ "success": false, "errors": { "detail": detail } })
-            .to_string()
-            .into(),
-    )
-}
-
 type Sink = SplitSink<Socket, Frame>;
-
-/// How a socket ends: with a close frame and its reason, or dropped (peer gone or stalled).
-type End = Option<CloseReason>;
 
 /// What this socket has sent of its room: `cursor` is the newest message id the client has,
 /// so replayed or re-published events are never sent twice.
@@ -218,13 +221,26 @@ struct Feed {
     stall: Duration,
     /// Frames of the batch being written, kept between batches to spare an allocation each.
     frames: Vec<Frame>,
+    /// The newest message of someone else written to this socket, and the one last marked
+    /// delivered: a write moves the user's delivered position.
+    written: i64,
+    marked: i64,
 }
 
 impl Feed {
     /// Writes and flushes `frames`, leaving the vector empty.
     async fn write(&self, sink: &mut Sink, frames: &mut Vec<Frame>) -> Result<(), End> {
+        self.write_all(sink, frames.drain(..)).await
+    }
+
+    /// Writes and flushes `frames`, each made only when tungstenite has room for it.
+    async fn write_all(
+        &self,
+        sink: &mut Sink,
+        frames: impl Iterator<Item = Frame> + Send,
+    ) -> Result<(), End> {
         let write = async {
-            for frame in frames.drain(..) {
+            for frame in frames {
                 sink.feed(frame).await?;
             }
             sink.flush().await
@@ -238,14 +254,14 @@ impl Feed {
         };
         match written {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(None),
+            Ok(Err(_)) => Err(End::Drop),
             Err(_) => {
                 tracing::debug!(
                     room = self.room,
                     user = self.user,
                     "dropping a peer that stopped reading"
                 );
-                Err(None)
+                Err(End::Drop)
             }
         }
     }
@@ -257,9 +273,12 @@ impl Feed {
         for outgoing in batch.drain(..) {
             match outgoing {
                 Outgoing::Frame { id: Some(id), .. } if id <= self.cursor => {}
-                Outgoing::Frame { id, frame } => {
+                Outgoing::Frame { id, sender, frame } => {
                     if let Some(id) = id {
                         self.cursor = id;
+                        if sender != Some(self.user) {
+                            self.written = self.written.max(id);
+                        }
                     }
                     frames.push(Frame::Text(frame));
                 }
@@ -272,7 +291,41 @@ impl Feed {
         }
         self.write(sink, &mut frames).await?;
         self.frames = frames;
+        self.mark_delivered();
         Ok(())
+    }
+
+    /// Counts what this socket was written as delivered (coalesced, stored shortly).
+    fn mark_delivered(&mut self) {
+        if self.written > self.marked {
+            self.marked = self.written;
+            self.state.receipts.mark(ReceiptMark {
+                room: self.room,
+                user: self.user,
+                kind: ReceiptKind::Delivered,
+                upto: self.written,
+            });
+        }
+    }
+
+    /// Every member's positions: a socket's first frame, so a client that was away knows
+    /// which of its messages were read meanwhile.
+    async fn send_positions(&mut self, sink: &mut Sink) -> Result<(), End> {
+        let positions = match self.state.store.positions(self.room).await {
+            Ok(positions) => positions,
+            Err(StoreError::RoomNotFound) => return Err(CLOSE_LEFT_ROOM.into()),
+            Err(error) => {
+                tracing::warn!(room = self.room, %error, "reading receipts failed");
+                return Err(CLOSE_STORE_DOWN.into());
+            }
+        };
+        let frame = json!({ "data": {
+            "purpose": "receipts",
+            "chat_id": self.room,
+            "positions": positions.positions,
+        }});
+        self.write(sink, &mut vec![Frame::Text(frame.to_string().into())])
+            .await
     }
 
     /// Sends every message after `from`, oldest first, page by page.
@@ -286,22 +339,45 @@ impl Feed {
             let messages = match self.state.store.messages(self.room, self.user, page).await {
                 Ok(messages) => messages,
                 Err(StoreError::NotMember | StoreError::RoomNotFound) => {
-                    return Err(Some(CLOSE_LEFT_ROOM))
+                    return Err(CLOSE_LEFT_ROOM.into())
                 }
                 Err(error) => {
                     tracing::warn!(room = self.room, %error, "catch-up failed");
-                    return Err(Some(CLOSE_STORE_DOWN));
+                    return Err(CLOSE_STORE_DOWN.into());
                 }
             };
             let complete = messages.len() < CATCH_UP_PAGE as usize;
             let Some(last) = messages.last().map(|m| m.id) else {
                 return Ok(());
             };
-            let mut frames = messages
-                .iter()
-                .map(|m| Frame::Text(RoomEvent::message(m).frame_json().into()))
-                .collect();
-            self.write(sink, &mut frames).await?;
+            let user = self.user;
+            // The user's own messages carry their state, from the members' positions.
+            let positions = if messages.iter().any(|m| m.sender_id == user) {
+                match self.state.store.positions(self.room).await {
+                    Ok(positions) => Some(positions),
+                    Err(error) => {
+                        tracing::warn!(room = self.room, %error, "catch-up failed");
+                        return Err(CLOSE_STORE_DOWN.into());
+                    }
+                }
+            } else {
+                None
+            };
+            let frames = messages.iter().map(|m| {
+                let event = RoomEvent::message(m);
+                let frame = match &positions {
+                    Some(positions) if m.sender_id == user => {
+                        event.frame_for_sender(positions.state_of(m.id, user))
+                    }
+                    _ => event.frame_json(),
+                };
+                Frame::Text(frame.into())
+            });
+            self.write_all(sink, frames).await?;
+            if let Some(newest) = messages.iter().rev().find(|m| m.sender_id != user) {
+                self.written = self.written.max(newest.id);
+                self.mark_delivered();
+            }
             from = last;
             self.cursor = self.cursor.max(last);
             if complete {
@@ -335,13 +411,19 @@ async fn run_socket(
         cursor: since,
         stall: ping_every * 2,
         frames: Vec::new(),
+        written: 0,
+        marked: 0,
     };
     // Fires on shutdown too. Waited on by every select below; made once, not once per wake-up
     // (each one registers with the token under its lock).
     let mut kicked = pin!(kick.clone().fired());
+    let opening = async {
+        feed.send_positions(&mut sink).await?;
+        feed.catch_up(&mut sink, since).await
+    };
     let started = tokio::select! {
-        started = feed.catch_up(&mut sink, since) => started,
-        reason = &mut kicked => Err(Some(reason)),
+        started = opening => started,
+        reason = &mut kicked => Err(reason.into()),
     };
 
     let mut pings = interval_at(Instant::now() + ping_every, ping_every);
@@ -353,14 +435,14 @@ async fn run_socket(
         Err(end) => end,
         Ok(()) => loop {
             tokio::select! {
-                reason = &mut kicked => break Some(reason),
+                reason = &mut kicked => break reason.into(),
                 open = outgoing.recv_many(&mut batch, WRITE_BATCH) => {
-                    if !open { break None }
+                    if !open { break End::Drop }
                     // Stay responsive to kicks and shutdown while a slow peer blocks the write
                     // (tungstenite keeps a partly written frame buffered for the close).
                     tokio::select! {
                         done = feed.deliver(&mut sink, &mut batch) => if let Err(end) = done { break end },
-                        reason = &mut kicked => break Some(reason),
+                        reason = &mut kicked => break reason.into(),
                     }
                 }
                 incoming = stream.next() => {
@@ -377,11 +459,21 @@ async fn run_socket(
                                     Err(limited) => feed
                                         .write(&mut sink, &mut vec![error_frame(limited.to_string())])
                                         .await
-                                        .and(Err(Some(CLOSE_RATE_LIMITED))),
+                                        .and(Err(CLOSE_RATE_LIMITED.into())),
                                 },
-                                Ok(ClientRequest::CatchUp(since)) => tokio::select! {
-                                    done = feed.catch_up(&mut sink, since) => done,
-                                    reason = &mut kicked => Err(Some(reason)),
+                                Ok(ClientRequest::CatchUp(since)) => match state.limits.catch_up(user.id) {
+                                    Ok(()) => tokio::select! {
+                                        done = feed.catch_up(&mut sink, since) => done,
+                                        reason = &mut kicked => Err(reason.into()),
+                                    },
+                                    // Refused without a replay; the socket stays open for live messages.
+                                    Err(limited) => feed
+                                        .write(&mut sink, &mut vec![error_frame(limited.to_string())])
+                                        .await,
+                                },
+                                Ok(ClientRequest::MarkRead(upto)) => match mark_read(&state, room, user.id, upto).await {
+                                    Ok(()) => Ok(()),
+                                    Err(answer) => feed.write(&mut sink, &mut vec![answer]).await,
                                 },
                                 Err(answer) => feed.write(&mut sink, &mut vec![answer]).await,
                             }
@@ -390,11 +482,11 @@ async fn run_socket(
                             let answer = error_frame("Binary frames are not supported; send JSON text");
                             feed.write(&mut sink, &mut vec![answer]).await
                         }
-                        Some(Ok(Frame::Close(_))) | None => Err(None),
+                        Some(Ok(Frame::Close(_))) => Err(End::Echo),
+                        None => Err(End::Drop),
                         // Pings are answered by tungstenite; pongs only prove the peer is alive.
                         Some(Ok(_)) => Ok(()),
-                        Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => Err(Some(CLOSE_TOO_BIG)),
-                        Some(Err(_)) => Err(None),
+                        Some(Err(error)) => Err(after_read_error(&error)),
                     };
                     if let Err(end) = answered {
                         break end;
@@ -403,7 +495,7 @@ async fn run_socket(
                 _ = pings.tick() => {
                     if last_heard.elapsed() > ping_every * 2 {
                         tracing::debug!(room, user = user.id, "dropping a silent WebSocket peer");
-                        break None;
+                        break End::Drop;
                     }
                     if let Err(end) = feed.write(&mut sink, &mut vec![Frame::Ping(Default::default())]).await {
                         break end;
@@ -416,62 +508,28 @@ async fn run_socket(
     // count drops first, so whoever sees the socket gone may open another.
     drop(slot);
     drop(registration);
-    if let Some(reason) = close {
-        // A peer that does not read its close frame must not hold shutdown up.
-        let _ = timeout(CLOSE_TIMEOUT, async {
-            let _ = sink.send(close_frame(reason)).await;
-            let _ = sink.close().await;
-        })
-        .await;
-    }
+    finish(sink, stream, close).await;
 }
 
-/// What a client may ask over its socket.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ClientRequest {
-    /// `{"purpose": "send_chat_message", "message": "..."}`
-    Send(String),
-    /// `{"purpose": "catch_up", "since": <message id>}`
-    CatchUp(i64),
-}
-
-#[derive(Deserialize)]
-struct ClientFrame {
-    purpose: Option<Value>,
-    message: Option<Value>,
-    since: Option<Value>,
-}
-
-impl ClientRequest {
-    /// The request, or the error frame to answer it with.
-    pub fn parse(text: &str) -> Result<Self, Frame> {
-        check_json_depth(text.as_bytes())
-            .map_err(|e| error_frame(e.errors["detail"].as_str().unwrap_or_default()))?;
-        let frame: ClientFrame = match serde_json::from_str::<Value>(text) {
-            Ok(value @ Value::Object(_)) => serde_json::from_value(value)
-                .map_err(|e| error_frame(format!("Invalid frame: {e}")))?,
-            Ok(_) => return Err(error_frame("A frame must be a JSON object")),
-            Err(e) => return Err(error_frame(format!("Frame is not valid JSON: {e}"))),
-        };
-        match frame.purpose.as_ref().and_then(Value::as_str) {
-            Some("send_chat_message") => match frame.message {
-                Some(Value::String(content)) => {
-                    validate_content(&content, false).map_err(error_frame)?;
-                    Ok(Self::Send(content))
-                }
-                _ => Err(error_frame("\"message\" must be a string")),
-            },
-            Some("catch_up") => match frame.since.as_ref().and_then(Value::as_i64) {
-                Some(since) if since >= 0 => Ok(Self::CatchUp(since)),
-                _ => Err(error_frame(
-                    "\"since\" must be a message id (a non-negative integer)",
-                )),
-            },
-            Some(other) => Err(error_frame(format!("Unknown purpose: {other}"))),
-            None => Err(error_frame(
-                "Missing \"purpose\": expected \"send_chat_message\" or \"catch_up\"",
-            )),
+/// Checks a read mark and queues it; the receipt reaches the room shortly.
+async fn mark_read(state: &SharedState, room: i64, user: i64, upto: i64) -> Result<(), Frame> {
+    let mark = ReceiptMark {
+        room,
+        user,
+        kind: ReceiptKind::Read,
+        upto,
+    };
+    match super::receipts::check_read(state, mark).await {
+        Ok(()) => {
+            state.receipts.mark(mark);
+            Ok(())
         }
+        Err(e) => Err(error_frame(
+            e.errors["detail"]
+                .as_str()
+                .unwrap_or("Invalid mark")
+                .to_string(),
+        )),
     }
 }
 

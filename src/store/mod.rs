@@ -1,18 +1,21 @@
 //! The storage seam. Handlers only see [`Store`]; SQLite is the embedded implementation,
 //! PostgreSQL (the `postgres` feature) the one several nodes can share.
 
+pub mod conversations;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::events::RoomEvent;
+pub use crate::domain::{
+    Attachment, AttachmentOwner, Member, Message, NewUser, OutboxEntry, Page, Room, User,
+};
+pub use conversations::ConversationStore;
 
 /// Errors a store reports. Domain outcomes (not found, not a member, ...) are variants so
 /// that every backend answers them the same way and the HTTP layer maps them in one place.
@@ -30,6 +33,16 @@ pub enum StoreError {
     RoomFull,
     #[error("unknown user ids: {0:?}")]
     UnknownUsers(Vec<i64>),
+    #[error("no such user")]
+    UserNotFound,
+    #[error("no such message in this chatroom")]
+    MessageNotFound,
+    /// One of the two people blocked the other.
+    #[error("blocked")]
+    Blocked,
+    /// A direct conversation keeps its two members: no one enters or leaves it.
+    #[error("a direct conversation cannot be entered or left")]
+    DirectRoom,
     #[error("unsupported database URL: {0}")]
     UnsupportedUrl(String),
     #[error("migration {name} failed: {reason}")]
@@ -72,90 +85,8 @@ pub fn probe_writable(dir: &Path) -> StoreResult<()> {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A user as the API shows it (the password hash never leaves the store).
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct User {
-    pub id: i64,
-    pub email: String,
-    pub username: String,
-    pub phone_number: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub email: String,
-    pub username: String,
-    pub phone_number: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub password_hash: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct Member {
-    pub id: i64,
-    pub username: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct Room {
-    pub id: i64,
-    pub name: String,
-    pub admin: i64,
-    pub members: Vec<Member>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// A stored attachment: `file_name` is the name under the media directory.
-#[derive(Debug, Clone)]
-pub struct Attachment {
-    pub file_name: String,
-    pub content_type: String,
-    pub size: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub id: i64,
-    pub room_id: i64,
-    pub sender_id: i64,
-    pub sender_username: String,
-    pub content: String,
-    pub attachment: Option<Attachment>,
-    pub created_at: String,
-}
-
-/// A window of a room's history, always returned oldest first.
-#[derive(Debug, Clone, Copy)]
-pub struct Page {
-    pub limit: u32,
-    /// Only messages with a smaller id (the newest `limit` of them).
-    pub before: Option<i64>,
-    /// Only messages with a larger id (the oldest `limit` of them).
-    pub after: Option<i64>,
-}
-
-/// An event waiting in the outbox.
-#[derive(Debug, Clone)]
-pub struct OutboxEntry {
-    pub id: i64,
-    pub event: RoomEvent,
-}
-
-/// Who may see an attachment: the members of `room_id`.
-#[derive(Debug, Clone)]
-pub struct AttachmentOwner {
-    pub room_id: i64,
-    pub content_type: String,
-}
-
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: ConversationStore + Send + Sync {
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;
     /// The user with this email (case-insensitive) and their password hash.
     async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
@@ -163,6 +94,9 @@ pub trait Store: Send + Sync {
 
     async fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
     async fn is_token_revoked(&self, jti: &str) -> StoreResult<bool>;
+    /// The user an access token names, and whether its `jti` was revoked, in one read: every
+    /// authenticated request asks both.
+    async fn token_user(&self, id: i64, jti: &str) -> StoreResult<Option<(User, bool)>>;
 
     /// Creates a room with `admin` and `members` (all must exist) as members; nothing is
     /// written when any id is unknown or the member count exceeds `cap`.
@@ -201,13 +135,28 @@ pub trait Store: Send + Sync {
     async fn outbox_delete(&self, ids: Vec<i64>) -> StoreResult<()>;
     /// Notified after each commit that added outbox entries.
     fn outbox_signal(&self) -> Arc<Notify>;
-    /// Takes or renews the relay lease for `holder`; `false` while another holder has it.
-    async fn acquire_relay_lease(&self, holder: &str, ttl: Duration) -> StoreResult<bool>;
-    /// Gives the lease up (on shutdown), so another relay need not wait for it to expire.
-    async fn release_relay_lease(&self, holder: &str) -> StoreResult<()>;
+    /// Takes relay lease `key` when no live node holds it; `None` while one does. The lease
+    /// ends when released, dropped, or when its holder dies (the database or the kernel
+    /// releases it then), so another node can take over at once.
+    async fn try_relay_lease(&self, key: u32) -> StoreResult<Option<Box<dyn RelayLease>>>;
 
     /// Cheap round trip used by readiness checks.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The JWT secret every node sharing this database uses when none is configured:
+    /// `candidate` is stored if there is none yet, and the stored one is returned.
+    async fn agree_jwt_secret(&self, candidate: &str) -> StoreResult<String>;
+}
+
+/// The exclusive right to publish one part of the outbox, held until released or dropped
+/// (dropping a PostgreSQL lease lets the server release it once it sees the session end).
+#[async_trait]
+pub trait RelayLease: Send {
+    /// Fails once this node cannot be sure it still holds the lease (its lock connection
+    /// broke, its lock file was replaced): the relay must then stop publishing.
+    async fn confirm(&mut self) -> StoreResult<()>;
+    /// Gives the lease up now, so another node can take it on its next try.
+    async fn release(self: Box<Self>) -> StoreResult<()>;
 }
 
 /// Writes the SQLite writer thread lets wait by default (`--max-queued-writes`).

@@ -93,6 +93,8 @@ mod tests {
             user_id: None,
             file: None,
             created_at: "now".into(),
+            upto: None,
+            direct: false,
         }
     }
 

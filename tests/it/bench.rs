@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use chatnode::bench::api::Target;
-use chatnode::bench::load::{self, LoadOptions, SendOver};
-use chatnode::bench::soak::{self, SoakOptions};
+use chatnode_bench::api::Target;
+use chatnode_bench::load::{self, LoadOptions, SendOver};
+use chatnode_bench::soak::{self, SoakOptions};
 
 use crate::broker::brokers;
 use crate::helpers::spawn;
@@ -24,6 +24,8 @@ async fn a_tiny_bench_delivers_every_message_exactly_once_over_rest_and_ws() {
         options.messages = 50;
         options.send_over = send_over;
         options.rate = rate;
+        // The WebSocket run's receivers also mark read, every 5 messages.
+        options.mark_read_every = (send_over == SendOver::Ws).then_some(5);
         options.drain = Duration::from_secs(10);
         options.server_pids = vec![std::process::id() as i32];
         let report = tokio::time::timeout(Duration::from_secs(60), load::run(&options))
@@ -43,6 +45,15 @@ async fn a_tiny_bench_delivers_every_message_exactly_once_over_rest_and_ws() {
         assert_eq!(report.receiver_sockets, 6);
         let sender_sockets = if send_over == SendOver::Ws { 2 } else { 0 };
         assert_eq!(report.sender_sockets, sender_sockets);
+        // Receipt frames are counted, never as deliveries: every socket's first frame gives
+        // the room's positions (the delivered and read frames that follow are coalesced over
+        // ~200 ms, which a run this short may end before).
+        let receipts = &report.receipt_frames_by_event;
+        assert_eq!(receipts.positions, 6 + sender_sockets as u64, "{report:#?}");
+        assert_eq!(report.refused_frames, 0, "{report:#?}");
+        // 25 messages per room, a mark every 5, 6 receivers.
+        let reads = if send_over == SendOver::Ws { 30 } else { 0 };
+        assert_eq!(report.reads_sent, reads, "{report:#?}");
         assert_eq!(report.servers.len(), 1);
         // Every socket of the run is closed again.
         node.wait_for_sockets(0).await;
@@ -59,7 +70,7 @@ async fn a_short_soak_with_churn_loses_nothing_and_samples_memory() {
     options.rooms = 3;
     options.rate = 60.0;
     // Much churn, so that every action happens in a few seconds.
-    options.mix = "rest=30,ws=30,join=15,leave=15,reconnect=10"
+    options.mix = "rest=25,ws=25,join=15,leave=15,reconnect=10,read=10"
         .parse()
         .unwrap();
     options.seed = 6;
@@ -84,9 +95,18 @@ async fn a_short_soak_with_churn_loses_nothing_and_samples_memory() {
     assert!(report.deliveries >= c.delivered);
     let a = &report.actions;
     assert!(
-        a.rest_sends > 0 && a.ws_sends > 0 && a.joins > 0 && a.leaves > 0 && a.reconnects > 0,
+        a.rest_sends > 0
+            && a.ws_sends > 0
+            && a.joins > 0
+            && a.leaves > 0
+            && a.reconnects > 0
+            && a.reads > 0,
         "{a:?}"
     );
+    // Every socket opened got the positions frame first; reads reach members' sockets.
+    let receipts = &report.receipt_frames_by_event;
+    assert!(receipts.positions > 0 && receipts.read > 0, "{receipts:?}");
+    assert_eq!(report.receipt_frames, receipts.total());
     assert_eq!(report.messages, c.messages);
     assert!(report.messages <= a.rest_sends + a.ws_sends);
 
@@ -103,6 +123,7 @@ async fn a_short_soak_with_churn_loses_nothing_and_samples_memory() {
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ: set CHATNODE_TEST_AMQP_URL"]
 async fn a_spawned_two_node_bench_over_the_broker_delivers_everything() {
     for broker in brokers().await {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatnode"))
@@ -132,4 +153,22 @@ async fn a_spawned_two_node_bench_over_the_broker_delivers_everything() {
         assert_eq!(report["completeness"]["delivered"], 120, "{report}");
         assert_eq!(report["errors"], 0, "{report}");
     }
+}
+
+#[tokio::test]
+async fn chatnode_bench_without_the_bench_binary_says_how_to_build_it() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatnode"))
+        .args(["bench", "--help"])
+        .env("CHATNODE_BENCH_BIN", "/nonexistent/chatnode-bench")
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), output)
+        .await
+        .expect("chatnode answers in time")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cargo build --release -p chatnode-bench"),
+        "{stderr}"
+    );
 }

@@ -1,7 +1,7 @@
-//! Real RabbitMQ brokers for the multi-node tests: the one at `CHATNODE_TEST_AMQP_URL`, and a
-//! container started with testcontainers when a Docker engine answers (image from
-//! `CHATNODE_TEST_RABBITMQ_IMAGE`, default the official `rabbitmq:4`). Without either the
-//! tests print a notice and skip, unless `CHATNODE_TEST_REQUIRE_BROKER=1`.
+//! Real RabbitMQ brokers for the multi-node tests: the one at `CHATNODE_TEST_AMQP_URL`, and
+//! a container started with testcontainers when `CHATNODE_TEST_RABBITMQ_IMAGE` names an
+//! image (a Docker engine must answer then). The tests using them are `#[ignore]`d; selected
+//! without a broker (or with an image that does not start), they fail.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -17,10 +17,6 @@ pub struct Broker {
     pub url: String,
     /// The container to run `rabbitmqctl` in; `None` for the broker on this host.
     container: Option<String>,
-}
-
-fn required() -> bool {
-    std::env::var("CHATNODE_TEST_REQUIRE_BROKER").as_deref() == Ok("1")
 }
 
 pub fn docker_answers() -> bool {
@@ -46,9 +42,7 @@ pub fn reap_after_exit(container: &str) {
         .spawn();
 }
 
-async fn start_container() -> Result<Broker, String> {
-    let image =
-        std::env::var("CHATNODE_TEST_RABBITMQ_IMAGE").unwrap_or_else(|_| "rabbitmq:4".into());
+async fn start_container(image: String) -> Result<Broker, String> {
     let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
     let container = GenericImage::new(name, tag)
         .with_exposed_port(5672.tcp())
@@ -75,7 +69,7 @@ async fn start_container() -> Result<Broker, String> {
     })
 }
 
-/// Every broker available to this run; empty (after a notice) when the tests should skip.
+/// Every broker configured for this run, the one on this host first; fails without any.
 pub async fn brokers() -> Vec<Broker> {
     static CONTAINER: OnceCell<Option<Broker>> = OnceCell::const_new();
     let mut found = Vec::new();
@@ -88,28 +82,23 @@ pub async fn brokers() -> Vec<Broker> {
     }
     let container = CONTAINER
         .get_or_init(|| async {
-            if !docker_answers() {
-                eprintln!("notice: no Docker engine answers; no RabbitMQ container");
-                return None;
-            }
-            match start_container().await {
-                Ok(broker) => Some(broker),
-                Err(error) => {
-                    assert!(!required(), "CHATNODE_TEST_REQUIRE_BROKER=1: {error}");
-                    eprintln!("notice: {error}");
-                    None
-                }
-            }
+            let image = std::env::var("CHATNODE_TEST_RABBITMQ_IMAGE").ok()?;
+            assert!(
+                docker_answers(),
+                "CHATNODE_TEST_RABBITMQ_IMAGE is set but Docker does not answer"
+            );
+            Some(
+                start_container(image)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
         })
         .await;
     found.extend(container.clone());
-    if found.is_empty() {
-        assert!(
-            !required(),
-            "CHATNODE_TEST_REQUIRE_BROKER=1 but neither CHATNODE_TEST_AMQP_URL nor Docker is available"
-        );
-        eprintln!("notice: skipping broker tests: set CHATNODE_TEST_AMQP_URL or start Docker");
-    }
+    assert!(
+        !found.is_empty(),
+        "this broker test needs CHATNODE_TEST_AMQP_URL or CHATNODE_TEST_RABBITMQ_IMAGE"
+    );
     found
 }
 

@@ -222,23 +222,119 @@ async fn broker_connection_loss_loses_nothing(transport: TransportKind) {
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ: set CHATNODE_TEST_AMQP_URL"]
 async fn amqp091_every_message_reaches_every_node_once_in_order() {
     every_message_reaches_every_node(TransportKind::Amqp091).await;
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ: set CHATNODE_TEST_AMQP_URL"]
 async fn amqp091_broker_connection_loss_loses_nothing() {
     broker_connection_loss_loses_nothing(TransportKind::Amqp091).await;
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ: set CHATNODE_TEST_AMQP_URL"]
 async fn amqp10_every_message_reaches_every_node_once_in_order() {
     every_message_reaches_every_node(TransportKind::Amqp10).await;
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ: set CHATNODE_TEST_AMQP_URL"]
 async fn amqp10_broker_connection_loss_loses_nothing() {
     broker_connection_loss_loses_nothing(TransportKind::Amqp10).await;
+}
+
+/// Issue 12 across two nodes: a direct conversation opened from both nodes at once is one
+/// room, and receipts made on one node reach the sockets on the other (REST and socket
+/// reads, and a delivery).
+async fn receipts_cross_nodes(transport: TransportKind) {
+    for broker in brokers().await {
+        eprintln!("broker: {}", broker.label);
+        let cluster = Cluster::start(&broker, transport, 2).await;
+        let nodes = &cluster.nodes;
+        let alice = nodes[0].register("alice").await;
+        let bob = nodes[1].register("bob").await;
+        let (from_alice, from_bob) = tokio::join!(
+            nodes[0].post(
+                "/api/v1/chat/direct/",
+                Some(&alice.access),
+                json!({"user_id": bob.id})
+            ),
+            nodes[1].post(
+                "/api/v1/chat/direct/",
+                Some(&bob.access),
+                json!({"user_id": alice.id})
+            ),
+        );
+        let mut statuses = [from_alice.0.as_u16(), from_bob.0.as_u16()];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 201], "{} / {}", from_alice.1, from_bob.1);
+        let room = from_alice.1["data"]["chatroom"]["id"].as_i64().unwrap();
+        assert_eq!(from_bob.1["data"]["chatroom"]["id"], room, "one room");
+
+        // Alice watches on node 2, bob on node 1.
+        let mut alice_ws = nodes[1].ws(room, &alice).await;
+        let mut bob_ws = nodes[0].ws(room, &bob).await;
+        let sent = nodes[0].send_message(&alice, room, "read me").await["id"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(bob_ws.next_data().await["id"], sent);
+        // Written to bob's socket on node 1: delivered, on node 2.
+        let delivered = alice_ws.next_receipt("delivered", bob.id, sent).await;
+        assert_eq!(delivered["upto"], sent, "{}: {delivered}", broker.label);
+
+        // A REST read on node 1, on node 2.
+        let (status, body) = nodes[0]
+            .post(
+                &format!("/api/v1/chat/chatrooms/{room}/read/"),
+                Some(&bob.access),
+                json!({ "upto": sent }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let read = alice_ws.next_receipt("read", bob.id, sent).await;
+        assert_eq!(
+            read,
+            json!({"purpose": "receipt", "event": "read", "chat_id": room, "user_id": bob.id, "upto": sent}),
+            "{}",
+            broker.label
+        );
+
+        // A socket read on node 2, on node 1.
+        let reply = nodes[1].send_message(&bob, room, "and back").await["id"]
+            .as_i64()
+            .unwrap();
+        let got = loop {
+            let data = alice_ws.next_data().await;
+            if data["event"] == "message" {
+                break data;
+            }
+        };
+        assert_eq!(got["id"], reply);
+        alice_ws
+            .send_json(json!({"purpose": "mark_read", "upto": reply}))
+            .await;
+        let read = bob_ws.next_receipt("read", alice.id, reply).await;
+        assert_eq!(read["upto"], reply, "{}: {read}", broker.label);
+        assert_eq!(read["chat_id"], room, "{}: {read}", broker.label);
+
+        cluster.wait_outbox_drained().await;
+        drop((alice_ws, bob_ws));
+        cluster.stop(&broker).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ: set CHATNODE_TEST_AMQP_URL"]
+async fn amqp091_receipts_made_on_one_node_reach_sockets_on_another() {
+    receipts_cross_nodes(TransportKind::Amqp091).await;
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ: set CHATNODE_TEST_AMQP_URL"]
+async fn amqp10_receipts_made_on_one_node_reach_sockets_on_another() {
+    receipts_cross_nodes(TransportKind::Amqp10).await;
 }
 
 /// A node whose broker is unreachable still serves REST (messages are stored and wait in

@@ -15,6 +15,17 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/chat/chatrooms/{id}/leave/"),
     ("get", "/api/v1/chat/chatrooms/{id}/messages/"),
     ("post", "/api/v1/chat/chatrooms/{id}/messages/send/"),
+    ("post", "/api/v1/chat/chatrooms/{id}/read/"),
+    ("get", "/api/v1/chat/chatrooms/{id}/members/"),
+    (
+        "get",
+        "/api/v1/chat/chatrooms/{id}/messages/{mid}/receipts/",
+    ),
+    ("post", "/api/v1/chat/direct/"),
+    ("get", "/api/v1/users/lookup/"),
+    ("get", "/api/v1/users/blocked/"),
+    ("post", "/api/v1/users/{id}/block/"),
+    ("post", "/api/v1/users/{id}/unblock/"),
     ("get", "/ws/chat/{id}/"),
     ("get", "/media/{file}"),
     ("get", "/healthz"),
@@ -45,7 +56,10 @@ async fn every_route_is_documented_and_every_documented_path_is_routed() {
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
             documented += 1;
-            let concrete = path.replace("{id}", "1").replace("{file}", "x.png");
+            let concrete = path
+                .replace("{id}", "1")
+                .replace("{mid}", "1")
+                .replace("{file}", "x.png");
             let request = match method.as_str() {
                 "get" => node.client.get(node.url(&concrete)),
                 "post" => node.client.post(node.url(&concrete)),

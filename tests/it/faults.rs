@@ -4,9 +4,10 @@
 //! 201, or its own message echoed on its socket) must be there afterwards, exactly once, and
 //! reach every socket exactly once.
 //!
-//! The disk tests mount file systems (root only); without that they print a notice and skip,
-//! unless `CHATNODE_TEST_REQUIRE_FAULTS=1`. The broker-restart tests start their own RabbitMQ
-//! container; without Docker they skip, unless `CHATNODE_TEST_REQUIRE_BROKER=1`.
+//! Tests that need a service are `#[ignore]`d with the reason, and `make test` runs them
+//! when it is there (scripts/test.sh): the disk tests mount file systems (root only), the
+//! broker-restart tests start a RabbitMQ container of their own (Docker and
+//! `CHATNODE_TEST_RABBITMQ_IMAGE`). Selected without their service, they fail.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -30,14 +31,14 @@ use crate::helpers::{start, test_config, TestDatabase, TestNode, TestUser, JWT_S
 
 /// Acknowledged messages after which the node is killed, with sends still in flight.
 const ACKED_BEFORE_KILL: usize = 60;
-/// Longest wait for the outbox to drain or sockets to catch up: covers the 10 s relay lease
-/// of a dead node and the supervisor's backoff while a broker restarts.
+/// Longest wait for the outbox to drain or sockets to catch up: covers the supervisor's
+/// backoff while a broker restarts.
 const RECOVERY: Duration = Duration::from_secs(45);
 
 /// A node's HTTP face, for nodes in this process and in child processes alike.
 #[derive(Clone)]
-struct Api {
-    address: String,
+pub(crate) struct Api {
+    pub(crate) address: String,
     client: reqwest::Client,
 }
 
@@ -84,7 +85,7 @@ impl Api {
         Ok((status, response.json().await?))
     }
 
-    async fn register(&self, name: &str) -> TestUser {
+    pub(crate) async fn register(&self, name: &str) -> TestUser {
         let email = format!("{name}@example.com");
         let (status, body) = self
             .post(
@@ -106,7 +107,7 @@ impl Api {
         }
     }
 
-    async fn create_room(&self, owner: &TestUser, members: &[&TestUser]) -> i64 {
+    pub(crate) async fn create_room(&self, owner: &TestUser, members: &[&TestUser]) -> i64 {
         let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
         let (status, body) = self
             .post(
@@ -120,7 +121,7 @@ impl Api {
         body["data"]["chatroom"]["id"].as_i64().unwrap()
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         user: &TestUser,
         room: i64,
@@ -135,7 +136,7 @@ impl Api {
     }
 
     /// The room's whole history, `(id, content)` oldest first, read page by page.
-    async fn history(&self, user: &TestUser, room: i64) -> Vec<(i64, String)> {
+    pub(crate) async fn history(&self, user: &TestUser, room: i64) -> Vec<(i64, String)> {
         let mut all = Vec::new();
         loop {
             let after = all.last().map_or(0, |(id, _)| *id);
@@ -165,13 +166,15 @@ impl Api {
 }
 
 /// `chatnode serve` as a child process on a free port; SIGKILLed when dropped.
-struct NodeProcess {
+pub(crate) struct NodeProcess {
     child: Child,
-    api: Api,
+    pub(crate) api: Api,
+    /// The id the node logged when it started listening.
+    pub(crate) node_id: String,
 }
 
 impl NodeProcess {
-    async fn start(args: &[OsString]) -> Self {
+    pub(crate) async fn start(args: &[OsString]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_chatnode"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
@@ -198,26 +201,29 @@ impl NodeProcess {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 match serde_json::from_str::<Value>(&line) {
                     Ok(event) if event["message"] == "chatnode listening" => {
-                        let _ = found.send(event["address"].as_str().unwrap_or("").to_string());
+                        let field = |name: &str| event[name].as_str().unwrap_or("").to_string();
+                        let _ = found.send((field("address"), field("node")));
                     }
                     _ => eprintln!("node: {line}"),
                 }
             }
         });
-        let address = tokio::task::spawn_blocking(move || address.recv_timeout(WAIT * 3))
-            .await
-            .unwrap()
-            .expect("the node logs the address it bound");
+        let (address, node_id) =
+            tokio::task::spawn_blocking(move || address.recv_timeout(WAIT * 3))
+                .await
+                .unwrap()
+                .expect("the node logs the address it bound");
         let node = Self {
             child,
             api: Api::new(&address),
+            node_id,
         };
         node.api.wait_ready().await;
         node
     }
 
     /// SIGKILL: no shutdown code of the node runs.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.child.kill().expect("SIGKILL the node");
         self.child.wait().unwrap();
     }
@@ -411,7 +417,7 @@ impl Drop for Socket {
 
 /// The stored history holds every acknowledged message once, with its content, ids strictly
 /// increasing, and nothing twice.
-fn check_history(history: &[(i64, String)], acked: &[(i64, String)]) {
+pub(crate) fn check_history(history: &[(i64, String)], acked: &[(i64, String)]) {
     assert!(
         history.windows(2).all(|w| w[0].0 < w[1].0),
         "ids strictly increase"
@@ -464,8 +470,7 @@ async fn killed_mid_stream(broker: Option<&Broker>) {
     let database_url = database.shared_url(&sqlite_file);
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let exchange = format!("chatnode-it-{run_id}");
-    // A restarted node keeps its name (as a deployment's would), so it takes back the relay
-    // lease its previous life held; another node waits for the lease to expire.
+    // A restarted node keeps its name, as a deployment's would.
     let args = |name: &str| {
         let mut args: Vec<OsString> = vec![
             "--data-dir".into(),
@@ -612,12 +617,12 @@ async fn a_node_killed_mid_stream_keeps_every_acknowledged_message() {
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ: set CHATNODE_TEST_AMQP_URL"]
 async fn amqp091_a_node_killed_mid_stream_loses_nothing_for_the_other_node() {
-    // The broker on this host when there is one: a container is only the fallback.
-    if let Some(broker) = brokers().await.first() {
-        eprintln!("broker: {}", broker.label);
-        killed_mid_stream(Some(broker)).await;
-    }
+    // The broker on this host: a container is only the fallback.
+    let broker = &brokers().await[0];
+    eprintln!("broker: {}", broker.label);
+    killed_mid_stream(Some(broker)).await;
 }
 
 /// A RabbitMQ container of this test's own, on a fixed loopback port so that it comes back
@@ -628,18 +633,10 @@ struct RabbitContainer {
 }
 
 impl RabbitContainer {
-    async fn start() -> Option<Self> {
-        let required = std::env::var("CHATNODE_TEST_REQUIRE_BROKER").as_deref() == Ok("1");
-        if !docker_answers() {
-            assert!(
-                !required,
-                "CHATNODE_TEST_REQUIRE_BROKER=1 but Docker does not answer"
-            );
-            eprintln!("notice: skipping a broker restart test: no Docker engine answers");
-            return None;
-        }
-        let image =
-            std::env::var("CHATNODE_TEST_RABBITMQ_IMAGE").unwrap_or_else(|_| "rabbitmq:4".into());
+    async fn start() -> Self {
+        assert!(docker_answers(), "this test needs a Docker engine");
+        let image = std::env::var("CHATNODE_TEST_RABBITMQ_IMAGE")
+            .expect("this test needs CHATNODE_TEST_RABBITMQ_IMAGE");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -663,7 +660,7 @@ impl RabbitContainer {
             url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
         };
         container.wait_started(1).await;
-        Some(container)
+        container
     }
 
     /// Waits until the broker has logged its `times`-th startup.
@@ -712,9 +709,7 @@ impl Drop for RabbitContainer {
 /// and WebSocket: every send is stored, and every socket on both nodes gets every message once,
 /// in order, live or through the resync that follows the reconnection.
 async fn broker_restart_mid_stream(transport: TransportKind) {
-    let Some(broker) = RabbitContainer::start().await else {
-        return;
-    };
+    let broker = RabbitContainer::start().await;
     let database_dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::new().await;
     let database_url = database.shared_url(&database_dir.path().join("shared.db"));
@@ -827,11 +822,13 @@ async fn broker_restart_mid_stream(transport: TransportKind) {
 }
 
 #[tokio::test]
+#[ignore = "needs Docker and a RabbitMQ 4 image: set CHATNODE_TEST_RABBITMQ_IMAGE"]
 async fn amqp091_a_broker_restart_mid_stream_loses_nothing() {
     broker_restart_mid_stream(TransportKind::Amqp091).await;
 }
 
 #[tokio::test]
+#[ignore = "needs Docker and a RabbitMQ 4 image: set CHATNODE_TEST_RABBITMQ_IMAGE"]
 async fn amqp10_a_broker_restart_mid_stream_loses_nothing() {
     broker_restart_mid_stream(TransportKind::Amqp10).await;
 }
@@ -843,10 +840,6 @@ struct Mounted {
     /// The ext4 image behind a loop mount.
     image: Option<PathBuf>,
     _dir: tempfile::TempDir,
-}
-
-fn faults_required() -> bool {
-    std::env::var("CHATNODE_TEST_REQUIRE_FAULTS").as_deref() == Ok("1")
 }
 
 fn run(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
@@ -864,16 +857,9 @@ fn run(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
     }
 }
 
-/// `None` after a notice when this machine cannot do it, unless the faults tests are required.
-fn or_skip<T>(attempt: Result<T, String>) -> Option<T> {
-    match attempt {
-        Ok(value) => Some(value),
-        Err(why) => {
-            assert!(!faults_required(), "CHATNODE_TEST_REQUIRE_FAULTS=1: {why}");
-            eprintln!("notice: skipping a disk fault test (needs root and mount): {why}");
-            None
-        }
-    }
+/// What a disk test needs from this machine (root, mount): it fails without it.
+fn needed<T>(attempt: Result<T, String>) -> T {
+    attempt.unwrap_or_else(|why| panic!("this disk fault test needs root and mount: {why}"))
 }
 
 impl Mounted {
@@ -886,11 +872,11 @@ impl Mounted {
     }
 
     /// A tmpfs of `size` (e.g. `16m`).
-    fn tmpfs(size: &str) -> Option<Self> {
+    fn tmpfs(size: &str) -> Self {
         let disk = Self::new(None, tempfile::tempdir().unwrap());
         std::fs::create_dir(&disk.point).unwrap();
         let options = format!("size={size}");
-        or_skip(run(
+        needed(run(
             "mount",
             &[
                 "-t".as_ref(),
@@ -900,12 +886,12 @@ impl Mounted {
                 "tmpfs".as_ref(),
                 disk.point.as_os_str(),
             ],
-        ))?;
-        Some(disk)
+        ));
+        disk
     }
 
     /// An ext4 file system in an image file, loop-mounted.
-    fn ext4(megabytes: u64) -> Option<Self> {
+    fn ext4(megabytes: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("disk.img");
         std::fs::File::create(&image)
@@ -914,12 +900,12 @@ impl Mounted {
             .unwrap();
         let disk = Self::new(Some(image.clone()), dir);
         std::fs::create_dir(&disk.point).unwrap();
-        or_skip(run(
+        needed(run(
             "mkfs.ext4",
             &["-q".as_ref(), "-F".as_ref(), image.as_os_str()],
-        ))?;
-        or_skip(disk.mount_image())?;
-        Some(disk)
+        ));
+        needed(disk.mount_image());
+        disk
     }
 
     fn mount_image(&self) -> Result<(), String> {
@@ -1063,10 +1049,9 @@ async fn check_refusals(
 }
 
 #[tokio::test]
+#[ignore = "needs root and mount: run as root (CI does)"]
 async fn a_full_disk_refuses_writes_clearly_and_the_node_recovers_when_space_returns() {
-    let Some(disk) = Mounted::tmpfs("16m") else {
-        return;
-    };
+    let disk = Mounted::tmpfs("16m");
     let node = node_on(&disk.point).await;
     let alice = node.register("alice").await;
     let room = node.create_room(&alice, "r", &[]).await;
@@ -1122,10 +1107,9 @@ async fn a_full_disk_refuses_writes_clearly_and_the_node_recovers_when_space_ret
 }
 
 #[tokio::test]
+#[ignore = "needs root and mount: run as root (CI does)"]
 async fn a_disk_turned_read_only_refuses_writes_clearly_and_keeps_what_was_stored() {
-    let Some(disk) = Mounted::ext4(32) else {
-        return;
-    };
+    let disk = Mounted::ext4(32);
     let node = node_on(&disk.point).await;
     let alice = node.register("alice").await;
     let room = node.create_room(&alice, "r", &[]).await;
@@ -1133,16 +1117,14 @@ async fn a_disk_turned_read_only_refuses_writes_clearly_and_keeps_what_was_store
     let mut socket = node.ws(room, &alice).await;
 
     // What the kernel does to ext4 after an I/O error: read-only at once, open files included.
-    let Some(()) = or_skip(run(
+    needed(run(
         "mount",
         &[
             "-o".as_ref(),
             "remount,abort".as_ref(),
             disk.point.as_os_str(),
         ],
-    )) else {
-        return;
-    };
+    ));
     check_refusals(
         &node,
         &disk.point,

@@ -182,13 +182,19 @@ impl TestNode {
     }
 
     pub async fn register(&self, name: &str) -> TestUser {
+        self.register_with_phone(name, "+14155552671").await
+    }
+
+    /// [`Self::register`] with a phone number of its own (`register` gives every user the
+    /// same one).
+    pub async fn register_with_phone(&self, name: &str, phone: &str) -> TestUser {
         let email = format!("{name}@example.com");
         let (status, body) = self
             .post(
                 "/api/v1/auth/register/",
                 None,
                 json!({
-                    "email": email, "phone_number": "+14155552671", "password": PASSWORD,
+                    "email": email, "phone_number": phone, "password": PASSWORD,
                     "first_name": name, "last_name": "Tester",
                 }),
             )
@@ -266,7 +272,13 @@ impl TestNode {
 
     /// Waits until the node has exactly `count` registered sockets.
     pub async fn wait_for_sockets(&self, count: u64) {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        self.wait_for_sockets_within(count, WAIT).await
+    }
+
+    /// [`Self::wait_for_sockets`] with a bound of its own, for a socket count that follows
+    /// a long load (a loaded CI machine sends it more slowly).
+    pub async fn wait_for_sockets_within(&self, count: u64, bound: Duration) {
+        let deadline = tokio::time::Instant::now() + bound;
         while self.socket_count().await != count {
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -299,28 +311,99 @@ pub struct WsClient {
     pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
+/// Whether `frame` is a receipt frame (`receipt` or `receipts`), which the node writes on
+/// every socket besides messages: readers of messages and errors skip them.
+pub fn is_receipt(frame: &Value) -> bool {
+    matches!(
+        frame["data"]["purpose"].as_str(),
+        Some("receipt" | "receipts")
+    )
+}
+
 impl WsClient {
-    /// The next text frame as JSON (pings and pongs are skipped).
-    pub async fn next_json(&mut self) -> Value {
+    /// The next text frame as JSON, receipt frames included (pings and pongs are skipped);
+    /// `None` when `deadline` passes first.
+    async fn next_frame_until(&mut self, deadline: tokio::time::Instant) -> Option<Value> {
         loop {
-            let frame = tokio::time::timeout(WAIT, self.stream.next())
+            let frame = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
-                .expect("a frame arrives in time")
+                .ok()?
                 .expect("the socket is open")
                 .expect("the frame is valid");
             match frame {
-                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Text(text) => return Some(serde_json::from_str(&text).unwrap()),
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("expected a text frame, got {other:?}"),
             }
         }
     }
 
-    /// The `data` of the next broadcast frame.
+    /// The next text frame as JSON, receipt frames included (pings and pongs are skipped).
+    pub async fn next_frame(&mut self) -> Value {
+        self.next_frame_until(tokio::time::Instant::now() + WAIT)
+            .await
+            .expect("a frame arrives in time")
+    }
+
+    /// The next text frame as JSON that is not a receipt frame (see [`is_receipt`]).
+    pub async fn next_json(&mut self) -> Value {
+        loop {
+            let frame = self.next_frame().await;
+            if !is_receipt(&frame) {
+                return frame;
+            }
+        }
+    }
+
+    /// The `data` of the next broadcast frame (receipt frames skipped).
     pub async fn next_data(&mut self) -> Value {
         let frame = self.next_json().await;
         assert!(frame["data"].is_object(), "not a broadcast frame: {frame}");
         frame["data"].clone()
+    }
+
+    /// The `data` of the next frame whose `data.purpose` is `purpose`, skipping others,
+    /// within [`WAIT`].
+    pub async fn next_purpose(&mut self, purpose: &str) -> Value {
+        self.next_purpose_within(purpose, WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no {purpose:?} frame within {WAIT:?}"))
+    }
+
+    /// The `data` of the next frame whose `data.purpose` is `purpose`, or `None` when none
+    /// arrives within `window`.
+    pub async fn next_purpose_within(&mut self, purpose: &str, window: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + window;
+        loop {
+            let frame = self.next_frame_until(deadline).await?;
+            if frame["data"]["purpose"] == purpose {
+                return Some(frame["data"].clone());
+            }
+        }
+    }
+
+    /// The `data` of the next `receipt` frame of `event` ("read" or "delivered") for
+    /// `user_id` whose `upto` is at least `upto` (earlier receipts and other frames skipped),
+    /// within [`WAIT`].
+    pub async fn next_receipt(&mut self, event: &str, user_id: i64, upto: i64) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(data) = self.next_purpose_within("receipt", left).await else {
+                panic!(
+                    "no {event:?} receipt for user {user_id} reaching {upto} within {WAIT:?}; \
+                     receipts seen: {seen:?}"
+                );
+            };
+            if data["event"] == event
+                && data["user_id"] == user_id
+                && data["upto"].as_i64().is_some_and(|got| got >= upto)
+            {
+                return data;
+            }
+            seen.push(data);
+        }
     }
 
     pub async fn send_json(&mut self, value: Value) {
@@ -352,13 +435,18 @@ impl WsClient {
         }
     }
 
-    /// Asserts nothing but control frames arrives for `window`.
+    /// Asserts nothing but control frames and receipt frames arrives for `window`.
     pub async fn expect_silence(&mut self, window: Duration) {
         let deadline = tokio::time::Instant::now() + window;
         loop {
             match tokio::time::timeout_at(deadline, self.stream.next()).await {
                 Err(_) => return,
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(Some(Ok(Message::Text(text))))
+                    if serde_json::from_str::<Value>(&text).is_ok_and(|f| is_receipt(&f)) =>
+                {
+                    continue
+                }
                 Ok(other) => panic!("expected silence, got {other:?}"),
             }
         }

@@ -1,6 +1,7 @@
 //! Black-box tests: each starts a real node on a random port and drives it over HTTP and
 //! WebSocket, the way a client does.
 
+mod answers;
 mod attachments;
 mod auth;
 #[cfg(feature = "postgres")]
@@ -10,16 +11,27 @@ mod bounds;
 mod broker;
 mod catchup;
 mod cluster;
+mod connections;
+mod conversations;
 mod cors;
 mod docs;
 mod errors;
 mod faults;
+mod hashing;
 mod helpers;
+mod holes;
+mod jwt_keys;
 mod lifecycle;
 mod limits;
 mod logs;
 mod messages;
 mod properties;
+mod room_limits;
 mod rooms;
+mod skips;
 mod store;
+mod takeover;
+mod transport_suite;
 mod ws;
+mod ws_close;
+mod ws_floods;

@@ -14,7 +14,7 @@ use chatnode::store::{format_timestamp, Attachment, NewUser, Page, Store, StoreE
 use crate::helpers::WAIT;
 
 /// Upper bound for a whole test.
-const TEST_LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const TEST_LIMIT: Duration = Duration::from_secs(60);
 
 pub struct Backend {
     url: String,
@@ -32,12 +32,12 @@ impl Backend {
     }
 
     #[cfg(feature = "postgres")]
-    async fn postgres() -> Option<Self> {
-        let database = crate::backends::fresh_database_url().await?;
-        Some(Self {
+    async fn postgres() -> Self {
+        let database = crate::backends::fresh_database().await;
+        Self {
             url: database.url.clone(),
             _database: Box::new(database),
-        })
+        }
     }
 
     /// Another store (node) on this backend's database.
@@ -67,10 +67,9 @@ macro_rules! backend_suite {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs PostgreSQL: set CHATNODE_TEST_DATABASE_URL"]
                 async fn $test() {
-                    let Some(backend) = super::Backend::postgres().await else {
-                        return;
-                    };
+                    let backend = super::Backend::postgres().await;
                     tokio::time::timeout(super::TEST_LIMIT, super::$test(backend))
                         .await
                         .expect("the test finishes in time");
@@ -79,6 +78,9 @@ macro_rules! backend_suite {
         }
     };
 }
+
+// After the macro: it uses it.
+mod conversations;
 
 backend_suite!(
     users_have_one_account_per_email_whatever_its_case,
@@ -91,6 +93,8 @@ backend_suite!(
     the_relay_lease_has_one_holder_at_a_time,
     concurrent_messages_from_two_nodes_commit_in_id_order,
     concurrent_joins_from_two_nodes_never_exceed_the_cap,
+    nodes_starting_together_agree_on_one_jwt_secret,
+    a_token_user_is_read_with_its_revocation,
 );
 
 fn new_user(name: &str) -> NewUser {
@@ -516,29 +520,50 @@ async fn revoked_tokens_are_remembered_until_they_expire(backend: Backend) {
 async fn the_relay_lease_has_one_holder_at_a_time(backend: Backend) {
     let one = backend.open().await;
     let two = backend.open().await;
-    let ttl = Duration::from_secs(30);
 
-    assert!(one.acquire_relay_lease("node-1", ttl).await.unwrap());
-    assert!(!two.acquire_relay_lease("node-2", ttl).await.unwrap());
+    let mut held = one.try_relay_lease(0).await.unwrap().expect("a free lease");
+    assert!(two.try_relay_lease(0).await.unwrap().is_none(), "held");
     assert!(
-        one.acquire_relay_lease("node-1", ttl).await.unwrap(),
-        "renewable"
+        one.try_relay_lease(0).await.unwrap().is_none(),
+        "not twice, even by its holder's node"
     );
-    two.release_relay_lease("node-2").await.unwrap();
-    assert!(
-        !two.acquire_relay_lease("node-2", ttl).await.unwrap(),
-        "only the holder releases"
-    );
-    one.release_relay_lease("node-1").await.unwrap();
-    assert!(two.acquire_relay_lease("node-2", ttl).await.unwrap());
+    held.confirm().await.expect("the holder is sure of it");
+    // Leases are per key: another part of the outbox can be held elsewhere at the same time.
+    let other = two.try_relay_lease(1).await.unwrap().expect("another key");
 
-    // An expired lease goes to whoever asks next.
-    let short = Duration::from_millis(200);
-    assert!(two.acquire_relay_lease("node-2", short).await.unwrap());
-    assert!(!one.acquire_relay_lease("node-1", ttl).await.unwrap());
-    tokio::time::sleep(short * 3).await;
-    assert!(one.acquire_relay_lease("node-1", ttl).await.unwrap());
-    assert!(!two.acquire_relay_lease("node-2", ttl).await.unwrap());
+    // Released: the next node takes it at once, no expiry to wait for.
+    held.release().await.unwrap();
+    let mut taken = two.try_relay_lease(0).await.unwrap().expect("taken over");
+    taken.confirm().await.unwrap();
+    assert!(one.try_relay_lease(0).await.unwrap().is_none());
+    assert!(one.try_relay_lease(1).await.unwrap().is_none());
+    other.release().await.unwrap();
+    assert!(one.try_relay_lease(1).await.unwrap().is_some());
+    // Dropped without a release: free again once the store sees the session or file end.
+    drop(taken);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while two.try_relay_lease(0).await.unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a dropped lease is freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn nodes_starting_together_agree_on_one_jwt_secret(backend: Backend) {
+    let one = backend.open().await;
+    let two = backend.open().await;
+    let (a, b) = tokio::join!(
+        one.agree_jwt_secret("candidate-of-node-one"),
+        two.agree_jwt_secret("candidate-of-node-two"),
+    );
+    let agreed = a.unwrap();
+    assert_eq!(agreed, b.unwrap());
+    assert!(["candidate-of-node-one", "candidate-of-node-two"].contains(&agreed.as_str()));
+    // Later candidates never replace it.
+    let three = backend.open().await;
+    assert_eq!(three.agree_jwt_secret("late").await.unwrap(), agreed);
 }
 
 async fn concurrent_messages_from_two_nodes_commit_in_id_order(backend: Backend) {
@@ -669,7 +694,7 @@ mod postgres_only {
     use futures_util::FutureExt;
 
     use super::add_user;
-    use crate::backends::{fresh_database_url, FreshDatabase};
+    use crate::backends::{fresh_database, FreshDatabase};
     use crate::helpers::WAIT;
 
     async fn open(database: &FreshDatabase) -> Arc<dyn Store> {
@@ -709,10 +734,9 @@ mod postgres_only {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: set CHATNODE_TEST_DATABASE_URL"]
     async fn nodes_starting_together_migrate_once() {
-        let Some(database) = fresh_database_url().await else {
-            return;
-        };
+        let database = fresh_database().await;
         let opens: Vec<_> = (0..4)
             .map(|_| {
                 let url = database.url.clone();
@@ -742,10 +766,9 @@ mod postgres_only {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: set CHATNODE_TEST_DATABASE_URL"]
     async fn a_commit_on_one_node_wakes_the_others_even_after_a_reconnect() {
-        let Some(database) = fresh_database_url().await else {
-            return;
-        };
+        let database = fresh_database().await;
         let db = database.connect().await;
         let writer = open(&database).await;
         let watcher = open(&database).await;
@@ -793,11 +816,46 @@ mod postgres_only {
             .expect("notifications arrive after the reconnect");
     }
 
+    /// The lease is a session advisory lock: when its session dies (here killed by the
+    /// server, as when the holder's process dies) another node takes it at once, and the
+    /// old holder learns it is no longer sure before it publishes again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: set CHATNODE_TEST_DATABASE_URL"]
+    async fn a_relay_lease_whose_session_dies_is_lost_and_taken_over_at_once() {
+        let database = fresh_database().await;
+        let db = database.connect().await;
+        let (one, two) = (open(&database).await, open(&database).await);
+        let mut held = one.try_relay_lease(0).await.unwrap().expect("a free lease");
+        assert!(two.try_relay_lease(0).await.unwrap().is_none());
+        let holders: Vec<i32> = db
+            .query(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(holders.len(), 1, "{holders:?}");
+        db.execute("SELECT pg_terminate_backend($1)", &[&holders[0]])
+            .await
+            .unwrap();
+        until("the lease is free again", || async {
+            two.try_relay_lease(0).await.unwrap().is_some()
+        })
+        .await;
+        assert!(
+            held.confirm().await.is_err(),
+            "the old holder is no longer sure of its lease"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: set CHATNODE_TEST_DATABASE_URL"]
     async fn dropping_a_store_closes_its_connections() {
-        let Some(database) = fresh_database_url().await else {
-            return;
-        };
+        let database = fresh_database().await;
         let db = database.connect().await;
         let store = open(&database).await;
         add_user(&store, "alice").await;
@@ -811,4 +869,37 @@ mod postgres_only {
         })
         .await;
     }
+}
+
+async fn a_token_user_is_read_with_its_revocation(backend: Backend) {
+    let store = backend.open().await;
+    let alice = add_user(&store, "alice").await;
+    let now = chrono::Utc::now().timestamp();
+    let (user, revoked) = store
+        .token_user(alice.id, "access-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (user.id, user.email.as_str(), revoked),
+        (alice.id, alice.email.as_str(), false)
+    );
+    store.revoke_token("access-1", now + 3600).await.unwrap();
+    let (_, revoked) = store
+        .token_user(alice.id, "access-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(revoked);
+    let (_, revoked) = store
+        .token_user(alice.id, "access-2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!revoked, "only the revoked id is refused");
+    assert!(store
+        .token_user(alice.id + 1000, "access-2")
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -1,0 +1,201 @@
+//! Room events: what the transport carries from the node that stored them to every node
+//! with sockets in the room, and the WebSocket frame each becomes. The JSON of
+//! [`RoomEvent`] is the documented wire format on the broker.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::conversations::{MessageState, ReceiptKind, RoomKind};
+use super::{Attachment, Message};
+
+pub const BOT_SENDER: &str = "WhatsApp MessengerBot";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Message,
+    MemberJoined,
+    MemberLeft,
+    /// A member's delivered position moved forward to `upto`.
+    Delivered,
+    /// A member's read position moved forward to `upto`.
+    Read,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomEvent {
+    pub kind: EventKind,
+    pub chat_id: i64,
+    /// Message id; `None` for join/leave notices, which are not messages.
+    pub id: Option<i64>,
+    pub message: String,
+    /// Username of the author, or the bot for notices.
+    pub sender: String,
+    pub sender_id: Option<i64>,
+    /// Whom a join/leave notice is about.
+    pub user_id: Option<i64>,
+    /// Attachment URL.
+    pub file: Option<String>,
+    pub created_at: String,
+    /// A receipt's new position (delivered or read up to this message id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upto: Option<i64>,
+    /// A message of a direct conversation (its sender's frame then carries a `status`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct: bool,
+}
+
+pub fn attachment_url(file: &Attachment) -> String {
+    format!("/media/{}", file.file_name)
+}
+
+impl RoomEvent {
+    pub fn message(m: &Message) -> Self {
+        Self {
+            kind: EventKind::Message,
+            chat_id: m.room_id,
+            id: Some(m.id),
+            message: m.content.clone(),
+            sender: m.sender_username.clone(),
+            sender_id: Some(m.sender_id),
+            user_id: None,
+            file: m.attachment.as_ref().map(attachment_url),
+            created_at: m.created_at.clone(),
+            upto: None,
+            direct: false,
+        }
+    }
+
+    /// A message of a room of `kind`.
+    pub fn message_in(m: &Message, kind: RoomKind) -> Self {
+        Self {
+            direct: kind == RoomKind::Direct,
+            ..Self::message(m)
+        }
+    }
+
+    /// `user`'s position of `kind` moved forward to `upto`.
+    pub fn receipt(room: i64, user: i64, kind: ReceiptKind, upto: i64, at: &str) -> Self {
+        Self {
+            kind: match kind {
+                ReceiptKind::Delivered => EventKind::Delivered,
+                ReceiptKind::Read => EventKind::Read,
+            },
+            chat_id: room,
+            id: None,
+            message: String::new(),
+            sender: String::new(),
+            sender_id: None,
+            user_id: Some(user),
+            file: None,
+            created_at: at.to_string(),
+            upto: Some(upto),
+            direct: false,
+        }
+    }
+
+    pub fn is_receipt(&self) -> bool {
+        matches!(self.kind, EventKind::Delivered | EventKind::Read)
+    }
+
+    pub fn joined(room: i64, user_id: i64, username: &str, at: &str) -> Self {
+        Self::notice(
+            EventKind::MemberJoined,
+            room,
+            user_id,
+            format!("{username} just joined the Chatroom"),
+            at,
+        )
+    }
+
+    pub fn left(room: i64, user_id: i64, username: &str, at: &str) -> Self {
+        Self::notice(
+            EventKind::MemberLeft,
+            room,
+            user_id,
+            format!("{username} has left the chatroom"),
+            at,
+        )
+    }
+
+    fn notice(kind: EventKind, room: i64, user_id: i64, text: String, at: &str) -> Self {
+        Self {
+            kind,
+            chat_id: room,
+            id: None,
+            message: text,
+            sender: BOT_SENDER.to_string(),
+            sender_id: None,
+            user_id: Some(user_id),
+            file: None,
+            created_at: at.to_string(),
+            upto: None,
+            direct: false,
+        }
+    }
+
+    /// The broker message body: this event's JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a RoomEvent always serialises")
+    }
+
+    /// An event from a broker message body, which any AMQP client may have published.
+    pub fn decode(body: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+
+    /// The WebSocket frame: the original's `{"data": {...}}` plus ids and the file; a
+    /// receipt's is `{"data": {"purpose": "receipt", ...}}`.
+    pub fn frame_json(&self) -> String {
+        self.frame(None)
+    }
+
+    /// The frame its sender's sockets get: a message as every member gets it, plus how far it
+    /// got (`state`; a live message has reached no one yet).
+    pub fn frame_for_sender(&self, state: MessageState) -> String {
+        self.frame(Some(state))
+    }
+
+    fn frame(&self, state: Option<MessageState>) -> String {
+        if self.is_receipt() {
+            return json!({
+                "data": {
+                    "purpose": "receipt",
+                    "event": self.kind,
+                    "chat_id": self.chat_id,
+                    "user_id": self.user_id,
+                    "upto": self.upto,
+                }
+            })
+            .to_string();
+        }
+        let mut data = json!({
+            "purpose": "new_chat_message",
+            "event": self.kind,
+            "message": self.message,
+            "sender": self.sender,
+            "id": self.id,
+            "chat_id": self.chat_id,
+            "sender_id": self.sender_id,
+            "file": self.file,
+            "created_at": self.created_at,
+        });
+        if let (Some(state), Value::Object(fields)) = (state, &mut data) {
+            fields.insert("delivered_count".into(), state.delivered_count.into());
+            fields.insert("read_count".into(), state.read_count.into());
+            if let Some(status) = state.status {
+                fields.insert("status".into(), status.into());
+            }
+        }
+        json!({ "data": data }).to_string()
+    }
+
+    /// A live message's state for its sender: delivered to and read by no one yet.
+    pub fn fresh_state(&self) -> MessageState {
+        MessageState {
+            delivered_count: 0,
+            read_count: 0,
+            status: self.direct.then_some("sent"),
+        }
+    }
+}

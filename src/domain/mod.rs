@@ -1,0 +1,96 @@
+//! The domain: the entities every seam speaks of and the room events they produce. It
+//! imports no seam, so the store, the transport and the HTTP layer all depend on it and
+//! never on each other for these types.
+
+pub mod conversations;
+pub mod events;
+
+use conversations::RoomKind;
+use events::RoomEvent;
+
+/// A user as the API shows it (the password hash never leaves the store).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub username: String,
+    pub phone_number: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub username: String,
+    pub phone_number: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: i64,
+    pub username: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Room {
+    pub id: i64,
+    pub name: String,
+    pub admin: i64,
+    pub kind: RoomKind,
+    /// Every member in [`Room`]s the store loads whole; at most a few in chat-list entries.
+    pub members: Vec<Member>,
+    pub member_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A stored attachment: `file_name` is the name under the media directory.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub file_name: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: i64,
+    pub room_id: i64,
+    pub sender_id: i64,
+    pub sender_username: String,
+    pub content: String,
+    pub attachment: Option<Attachment>,
+    pub created_at: String,
+}
+
+/// A window of a room's history, always returned oldest first.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: u32,
+    /// Only messages with a smaller id (the newest `limit` of them).
+    pub before: Option<i64>,
+    /// Only messages with a larger id (the oldest `limit` of them).
+    pub after: Option<i64>,
+}
+
+/// An event waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub event: RoomEvent,
+}
+
+/// Who may see an attachment: the members of `room_id`.
+#[derive(Debug, Clone)]
+pub struct AttachmentOwner {
+    pub room_id: i64,
+    pub content_type: String,
+}

@@ -1,0 +1,75 @@
+//! The frames a client sends over its socket, and the error frame that answers a bad one.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+use super::check_json_depth;
+use super::messages::validate_content;
+
+pub(super) fn error_frame(detail: impl Into<String>) -> Frame {
+    let detail: String = detail.into();
+    Frame::Text(
+        json!({ "success": false, "errors": { "detail": detail } })
+            .to_string()
+            .into(),
+    )
+}
+
+/// What a client may ask over its socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    /// `{"purpose": "send_chat_message", "message": "..."}`
+    Send(String),
+    /// `{"purpose": "catch_up", "since": <message id>}`
+    CatchUp(i64),
+    /// `{"purpose": "mark_read", "upto": <message id>}`
+    MarkRead(i64),
+}
+
+#[derive(Deserialize)]
+struct ClientFrame {
+    purpose: Option<Value>,
+    message: Option<Value>,
+    since: Option<Value>,
+    upto: Option<Value>,
+}
+
+impl ClientRequest {
+    /// The request, or the error frame to answer it with.
+    pub fn parse(text: &str) -> Result<Self, Frame> {
+        check_json_depth(text.as_bytes())
+            .map_err(|e| error_frame(e.errors["detail"].as_str().unwrap_or_default()))?;
+        let frame: ClientFrame = match serde_json::from_str::<Value>(text) {
+            Ok(value @ Value::Object(_)) => serde_json::from_value(value)
+                .map_err(|e| error_frame(format!("Invalid frame: {e}")))?,
+            Ok(_) => return Err(error_frame("A frame must be a JSON object")),
+            Err(e) => return Err(error_frame(format!("Frame is not valid JSON: {e}"))),
+        };
+        match frame.purpose.as_ref().and_then(Value::as_str) {
+            Some("send_chat_message") => match frame.message {
+                Some(Value::String(content)) => {
+                    validate_content(&content, false).map_err(error_frame)?;
+                    Ok(Self::Send(content))
+                }
+                _ => Err(error_frame("\"message\" must be a string")),
+            },
+            Some("catch_up") => match frame.since.as_ref().and_then(Value::as_i64) {
+                Some(since) if since >= 0 => Ok(Self::CatchUp(since)),
+                _ => Err(error_frame(
+                    "\"since\" must be a message id (a non-negative integer)",
+                )),
+            },
+            Some("mark_read") => match frame.upto.as_ref().and_then(Value::as_i64) {
+                Some(upto) if upto >= 0 => Ok(Self::MarkRead(upto)),
+                _ => Err(error_frame(
+                    "\"upto\" must be a message id (a non-negative integer)",
+                )),
+            },
+            Some(other) => Err(error_frame(format!("Unknown purpose: {other}"))),
+            None => Err(error_frame(
+                "Missing \"purpose\": expected \"send_chat_message\", \"catch_up\" or \"mark_read\"",
+            )),
+        }
+    }
+}

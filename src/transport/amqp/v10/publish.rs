@@ -1,0 +1,155 @@
+//! Publishing over AMQP 1.0: a session and sender of the node's own, batches pipelined and
+//! settled in one round trip.
+
+use std::sync::Arc;
+
+use fe2o3_amqp::link::SendError;
+use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::types::messaging::Outcome;
+use fe2o3_amqp::{Sender, Session};
+use tokio::time::error::Elapsed;
+use tokio::time::timeout;
+
+use super::address::AddressFormat;
+use super::{Amqp10Transport, Link};
+use crate::transport::amqp::topology::{bounded, declare_exchange, OPERATION_TIMEOUT};
+use crate::transport::{RoomEvent, TransportError};
+
+/// A session of its own for publishing: an attach error ends the whole session, and must not
+/// take the consumer with it.
+pub(super) struct Publisher {
+    session: SessionHandle<()>,
+    sender: Sender,
+    format: AddressFormat,
+}
+
+impl Amqp10Transport {
+    /// A fresh session and sender for publishing on the live connections.
+    async fn open_publisher(&self, link: &mut Link) -> Result<Publisher, TransportError> {
+        if let Some((_, channel)) = &link.topology {
+            // This node may publish before its stream has declared anything, and over v1 a
+            // missing exchange ends the publisher's session.
+            declare_exchange(channel, &self.exchange).await?;
+        }
+        let (connection, format) = link.events.as_mut().ok_or(TransportError::Closed)?;
+        let format = *format;
+        let mut session = bounded("begin a publishing session", Session::begin(connection)).await?;
+        let sender = bounded(
+            "attach the sender",
+            Sender::builder()
+                .name(self.link_name("publish"))
+                .target(format.publish_target(&self.exchange))
+                .attach(&mut session),
+        )
+        .await?;
+        Ok(Publisher {
+            session,
+            sender,
+            format,
+        })
+    }
+
+    /// Sends every event without waiting for the one before (a batchable transfer each) and
+    /// returns once the broker has settled them all: one round trip for the batch.
+    pub(super) async fn publish_settled(
+        &self,
+        events: Vec<RoomEvent>,
+    ) -> Result<(), TransportError> {
+        let mut publisher = self.publisher.lock().await;
+        {
+            // Also when the publisher is fine: publishing is what notices a lost connection
+            // and reconnects it while the event stream is down.
+            let mut link = self.link.lock().await;
+            self.ensure_connected(&mut link).await?;
+            if publisher.as_ref().is_none_or(|p| p.session.is_ended()) {
+                *publisher = None;
+                *publisher = Some(self.open_publisher(&mut link).await?);
+            }
+        }
+        let live = publisher.as_mut().ok_or(TransportError::Closed)?;
+        let sent = Self::send_all(live, &self.exchange, &events).await;
+        if sent.is_err() {
+            // The link's state is unknown now: the next publish starts afresh.
+            *publisher = None;
+        }
+        sent
+    }
+
+    async fn send_all(
+        live: &mut Publisher,
+        exchange: &str,
+        events: &[RoomEvent],
+    ) -> Result<(), TransportError> {
+        let Some((last, earlier)) = events.split_last() else {
+            return Ok(());
+        };
+        let mut pending = Vec::with_capacity(earlier.len());
+        for event in earlier {
+            let message = live.format.message(exchange, event.chat_id, event.encode());
+            let delivery =
+                match timeout(OPERATION_TIMEOUT, live.sender.send_batchable(message)).await {
+                    Ok(Ok(delivery)) => delivery,
+                    Ok(Err(e)) => {
+                        return Err(TransportError::Broker {
+                            what: "publish",
+                            source: Arc::new(e),
+                        })
+                    }
+                    Err(_) => {
+                        return Err(TransportError::Timeout {
+                            what: "publish (waiting for link credit)",
+                            within: OPERATION_TIMEOUT,
+                        })
+                    }
+                };
+            pending.push((event.chat_id, delivery));
+        }
+        // The last transfer is not batchable: the broker settles it at once, and the batch
+        // before it with it, instead of whenever it next has something to say.
+        let message = live.format.message(exchange, last.chat_id, last.encode());
+        taken(
+            last.chat_id,
+            timeout(OPERATION_TIMEOUT, live.sender.send(message)).await,
+        )?;
+        for (room, delivery) in pending {
+            taken(room, timeout(OPERATION_TIMEOUT, delivery).await)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the broker took one published event, from its outcome.
+fn taken(
+    room: i64,
+    answer: Result<Result<Outcome, SendError>, Elapsed>,
+) -> Result<(), TransportError> {
+    let outcome = match answer {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => {
+            return Err(TransportError::Broker {
+                what: "publish",
+                source: Arc::new(e),
+            })
+        }
+        Err(_) => {
+            return Err(TransportError::Timeout {
+                what: "publish (waiting for its outcome)",
+                within: OPERATION_TIMEOUT,
+            })
+        }
+    };
+    match outcome {
+        Outcome::Accepted(_) => Ok(()),
+        // RabbitMQ 4 releases a message no queue is bound for: no node has sockets in the
+        // room, which AMQP 0-9-1 confirms just the same. Failing would stall the outbox.
+        Outcome::Released(_) => {
+            tracing::debug!(room, "no node subscribes to the room");
+            Ok(())
+        }
+        Outcome::Rejected(rejected) => Err(TransportError::NotTaken(format!(
+            "rejected: {:?}",
+            rejected.error
+        ))),
+        Outcome::Modified(_) => Err(TransportError::NotTaken("modified".to_string())),
+    }
+}
