@@ -259,6 +259,29 @@ impl Api {
             .ok_or_else(|| CallError::Transport(format!("read answer without upto: {body:.200}")))
     }
 
+    /// An authenticated GET of `path` (with its query); the status, the body's length in
+    /// bytes and the body as JSON.
+    pub async fn get(
+        &self,
+        target: &Target,
+        path: &str,
+        user: &User,
+    ) -> Result<(StatusCode, usize, Value), CallError> {
+        let transport = |e: reqwest::Error| CallError::Transport(describe(&e));
+        let response = self
+            .http
+            .get(target.http(path))
+            .bearer_auth(&user.access)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(transport)?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok((status, bytes.len(), body))
+    }
+
     /// An authenticated POST that must answer `expected`; any other status is an error.
     async fn expect(
         &self,

@@ -2,11 +2,13 @@
 //! on loopback, and reports throughput, send-to-socket latency and delivery completeness.
 //!
 //! Modes: a load run (default), a latency-versus-load sweep (`--sweep`), connection scale
-//! (`--idle-sockets`), a soak (`--soak`) and password hashing (`--auth-flood`). Each prints a
-//! table (unless `--json`) and exactly one JSON line.
+//! (`--idle-sockets`), a soak (`--soak`), password hashing (`--auth-flood`) and the chat list of
+//! a user in many rooms (`--chat-list`). Each prints a table (unless `--json`) and exactly one
+//! JSON line.
 
 pub mod api;
 pub mod auth_flood;
+pub mod chat_list;
 pub mod histogram;
 pub mod idle;
 pub mod ledger;
@@ -110,6 +112,21 @@ pub struct BenchArgs {
     /// Concurrent clients of --auth-flood.
     #[arg(long, default_value_t = 32)]
     pub clients: usize,
+
+    /// The chat list instead of messages: one user in N rooms (each with a message from
+    /// another member), the whole list walked --passes times, --page-limit rooms per page;
+    /// reports page latency and size and the nodes' memory over the walks. N defaults to 2000.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "2000",
+          conflicts_with_all = ["idle_sockets", "soak", "auth_flood", "sweep"])]
+    pub chat_list: Option<usize>,
+
+    /// Rooms per page of --chat-list (the API allows 1 to 200).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub page_limit: u32,
+
+    /// Walks of the whole list in --chat-list.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub passes: u64,
 
     /// Latency against offered load: one run as fast as possible, then fixed-rate runs at
     /// --sweep-percent of its rate, drawn to --svg.
@@ -248,6 +265,19 @@ async fn drive(
         })
         .await?;
         return emit(args.json, auth_flood::table(&report), &report);
+    }
+
+    if let Some(rooms) = args.chat_list {
+        let report = chat_list::run(&chat_list::ChatListOptions {
+            targets,
+            rooms,
+            page: args.page_limit,
+            passes: args.passes as usize,
+            server_pids,
+            progress,
+        })
+        .await?;
+        return emit(args.json, chat_list::table(&report), &report);
     }
 
     if args.soak {

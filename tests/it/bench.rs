@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chatnode_bench::api::Target;
+use chatnode_bench::chat_list::{self, ChatListOptions};
 use chatnode_bench::load::{self, LoadOptions, SendOver};
 use chatnode_bench::soak::{self, SoakOptions};
 
@@ -119,6 +120,32 @@ async fn a_short_soak_with_churn_loses_nothing_and_samples_memory() {
     assert_eq!(report.servers.len(), 1);
     // Every socket of the soak is closed again.
     node.wait_for_sockets(0).await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_list_bench_walks_every_room_once_per_pass_in_pages() {
+    let node = spawn().await;
+    let target = Target::resolve(&node.base, false).await.unwrap();
+    let options = ChatListOptions {
+        targets: vec![target],
+        rooms: 120,
+        page: 50,
+        passes: 2,
+        server_pids: vec![std::process::id() as i32],
+        progress: false,
+    };
+    let report = tokio::time::timeout(Duration::from_secs(120), chat_list::run(&options))
+        .await
+        .expect("the bench finishes in time")
+        .expect("the bench runs");
+    // 120 rooms at 50 a page: 3 pages a walk, the last one short and without `next`.
+    assert_eq!((report.rooms, report.pages), (120, 6), "{report:#?}");
+    assert_eq!(report.page_latency.samples, 6);
+    assert!(report.page_latency.p50 > 0.0 && report.page_latency.p50 <= report.page_latency.max);
+    // A client sending no limit gets the default page of 50, never the whole list.
+    assert!(report.default_page_bytes > 0 && report.default_page_bytes <= report.page_bytes_max);
+    assert_eq!(report.servers.len(), 1);
     node.stop().await;
 }
 
