@@ -303,6 +303,12 @@ impl Hub {
         }
     }
 
+    /// Sockets open here in `room`.
+    pub fn room_socket_count(&self, room: i64) -> usize {
+        let rooms = self.rooms.read().expect("hub poisoned");
+        rooms.get(&room).map_or(0, HashMap::len)
+    }
+
     pub fn socket_count(&self) -> usize {
         let rooms = self.rooms.read().expect("hub poisoned");
         rooms.values().map(HashMap::len).sum()

@@ -44,12 +44,13 @@ impl AppState {
         hasher: Hasher,
         shutdown: CancellationToken,
     ) -> Self {
+        let hub = Arc::new(Hub::new(transport.clone()));
         Self {
             limits: Limits::new(&config.limits),
-            receipts: Arc::default(),
+            receipts: Arc::new(Receipts::new(hub.clone())),
             config,
             store,
-            hub: Arc::new(Hub::new(transport.clone())),
+            hub,
             transport,
             tokens,
             hasher,
