@@ -38,6 +38,44 @@ async fn a_bad_history_parameter_is_named_with_its_allowed_range() {
 }
 
 #[tokio::test]
+async fn a_bad_page_size_of_the_chat_list_or_members_is_named_with_its_range() {
+    let node = spawn().await;
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "paging", &[]).await;
+    let list = "/api/v1/chat/chatrooms/".to_string();
+    let members = format!("/api/v1/chat/chatrooms/{room}/members/");
+    for (path, max, raw) in [
+        (&list, 200, "abc"),
+        (&list, 200, "0"),
+        (&members, 500, "-1"),
+        (&members, 500, "x"),
+    ] {
+        let (status, body) = node
+            .get(&format!("{path}?limit={raw}"), Some(&alice.access))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}?limit={raw}");
+        let detail = format!(
+            "Invalid query parameter `limit`: expected a whole number from 1 to {max} (larger is read as {max}), got \"{raw}\""
+        );
+        assert_eq!(
+            body,
+            json!({"success": false, "errors": {"detail": detail}})
+        );
+    }
+    // And a cursor that no page gave.
+    let (status, body) = node
+        .get(&format!("{list}?cursor=yesterday"), Some(&alice.access))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let detail = body["errors"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("Invalid query parameter `cursor`"),
+        "{body}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn an_attachment_held_by_another_node_says_the_file_is_not_on_this_node() {
     let database_dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::new().await;
