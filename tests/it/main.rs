@@ -11,6 +11,7 @@ mod bounds;
 mod broker;
 mod catchup;
 mod cluster;
+mod connection_floods;
 mod connections;
 mod conversations;
 mod cors;

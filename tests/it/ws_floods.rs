@@ -18,9 +18,9 @@ use crate::ws_close::{client_frame, upgrade};
 const MIB: u64 = 1024 * 1024;
 
 /// `chatnode serve` on a free port with a fresh data directory; killed on drop.
-struct Binary {
+pub(crate) struct Binary {
     child: Child,
-    address: SocketAddr,
+    pub(crate) address: SocketAddr,
     client: reqwest::Client,
     _data_dir: tempfile::TempDir,
 }
@@ -33,7 +33,7 @@ impl Drop for Binary {
 }
 
 impl Binary {
-    fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatnode"))
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
@@ -64,11 +64,11 @@ impl Binary {
         }
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
-    fn rss_mib(&self) -> (f64, f64) {
+    pub(crate) fn rss_mib(&self) -> (f64, f64) {
         let sample = Sample::read(self.pid()).unwrap();
         (
             sample.rss_kib as f64 / 1024.0,
