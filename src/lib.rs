@@ -9,16 +9,15 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod fanout;
 pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod node_id;
 pub mod receipts;
-pub mod relay;
 pub mod startup;
 pub mod state;
 pub mod store;
-pub mod supervisor;
 pub mod transport;
 
 pub use config::Config;

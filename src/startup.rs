@@ -4,16 +4,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::hasher::Hasher;
 use crate::auth::{AuthError, Tokens};
 use crate::config::Config;
+use crate::fanout::supervisor::supervise;
 use crate::state::{AppState, SharedState};
 use crate::store::{self, StoreError};
-use crate::supervisor::supervise;
 use crate::transport::TransportError;
 
 /// Longest wait for sockets and background tasks once the server has stopped accepting.
@@ -116,14 +115,14 @@ impl Application {
             "subscriber",
             &state.tasks,
             state.shutdown.clone(),
-            move |token| run_subscriber(subscriber_state.clone(), token),
+            move |token| crate::fanout::subscriber::run(subscriber_state.clone(), token),
         );
         let relay_state = state.clone();
         supervise(
             "relay",
             &state.tasks,
             state.shutdown.clone(),
-            move |token| crate::relay::run(relay_state.clone(), token),
+            move |token| crate::fanout::relay::run(relay_state.clone(), token),
         );
         state
             .tasks
@@ -174,25 +173,4 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
-}
-
-/// Moves events from the transport to this node's sockets until cancelled or the stream fails.
-async fn run_subscriber(state: SharedState, token: CancellationToken) -> Result<(), String> {
-    let mut events = state.transport.events().await.map_err(|e| e.to_string())?;
-    state.set_subscriber_up(true);
-    // Events published while the stream was down never reached this node: every socket
-    // re-reads its room from where it is.
-    state.hub.resync_all();
-    let outcome = loop {
-        tokio::select! {
-            _ = token.cancelled() => break Ok(()),
-            event = events.next() => match event {
-                Some(Ok(event)) => state.hub.deliver(&event),
-                Some(Err(e)) => break Err(e.to_string()),
-                None => break Err("the event stream ended".to_string()),
-            },
-        }
-    };
-    state.set_subscriber_up(false);
-    outcome
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::TaskError;
 use crate::state::SharedState;
 use crate::store::{RelayLease, StoreError};
 
@@ -20,7 +21,7 @@ const LEASE_KEY: u32 = 0;
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// Runs until cancelled; an error (store or transport) ends it and the supervisor restarts it.
-pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), String> {
+pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), TaskError> {
     let signal = state.store.outbox_signal();
     let mut lease: Option<Box<dyn RelayLease>> = None;
     // The delete of the last published batch runs while the next one is read and published,
@@ -33,9 +34,7 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Str
         // Checked before every batch: a relay not sure of its lease publishes nothing more.
         let leased = match lease.as_mut() {
             Some(held) => {
-                held.confirm()
-                    .await
-                    .map_err(|e| format!("the relay lease is no longer sure: {e}"))?;
+                held.confirm().await.map_err(TaskError::LeaseLost)?;
                 true
             }
             None => {
@@ -43,7 +42,7 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Str
                     .store
                     .try_relay_lease(LEASE_KEY)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(TaskError::Store)?;
                 lease.is_some()
             }
         };
@@ -53,7 +52,7 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Str
                 .store
                 .outbox_batch(BATCH + in_flight.len() as u32)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(TaskError::Store)?
         } else {
             Vec::new()
         };
@@ -75,9 +74,7 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Str
         let ids: Vec<i64> = batch.iter().map(|entry| entry.id).collect();
         let events = batch.into_iter().map(|entry| entry.event).collect();
         if let Err(e) = state.transport.publish_batch(events).await {
-            break Err(format!(
-                "publishing outbox events failed (they stay queued): {e}"
-            ));
+            break Err(TaskError::Publish(e));
         }
         if let Some(previous) = deleting.take() {
             if let Err(e) = previous.finish().await {
@@ -116,11 +113,11 @@ impl Deleting {
         }
     }
 
-    async fn finish(self) -> Result<(), String> {
+    async fn finish(self) -> Result<(), TaskError> {
         match self.task.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("cannot clear published outbox events: {e}")),
-            Err(e) => Err(format!("clearing published outbox events failed: {e}")),
+            Ok(Err(e)) => Err(TaskError::Clear(e)),
+            Err(e) => Err(TaskError::ClearTask(e)),
         }
     }
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::{cause_chain, TaskError};
+
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A run that lasted this long counts as healthy and resets the backoff.
@@ -20,7 +22,7 @@ pub fn supervise<F, Fut>(
     mut task: F,
 ) where
     F: FnMut(CancellationToken) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
+    Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
 {
     let inner_tracker = tracker.clone();
     tracker.spawn(async move {
@@ -34,7 +36,10 @@ pub fn supervise<F, Fut>(
             }
             match outcome {
                 Ok(Ok(())) => tracing::warn!(task = name, "task ended; restarting"),
-                Ok(Err(error)) => tracing::error!(task = name, %error, "task failed; restarting"),
+                Ok(Err(error)) => {
+                    let error = cause_chain(&error);
+                    tracing::error!(task = name, %error, "task failed; restarting")
+                }
                 Err(panic) => tracing::error!(task = name, %panic, "task panicked; restarting"),
             }
             if started.elapsed() >= HEALTHY_RUN {
@@ -68,7 +73,7 @@ mod tests {
             let run = counter.fetch_add(1, Ordering::SeqCst);
             async move {
                 match run {
-                    0 => Err("boom".to_string()),
+                    0 => Err(TaskError::StreamEnded),
                     1 => panic!("deliberate"),
                     _ => {
                         token.cancelled().await;

@@ -1,0 +1,62 @@
+//! The durable path after the store, as ARCHITECTURE.md draws it: the relay publishes the
+//! outbox through the transport, the subscriber hands what the transport delivers to the
+//! hub, and the supervisor restarts either when it fails.
+
+pub mod relay;
+pub mod subscriber;
+pub mod supervisor;
+
+use std::error::Error;
+use std::fmt::Write as _;
+
+use crate::store::StoreError;
+use crate::transport::TransportError;
+
+/// Why a supervised task ended; the supervisor logs it with its whole cause chain.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("the store failed")]
+    Store(#[source] StoreError),
+    #[error("the relay lease is no longer sure")]
+    LeaseLost(#[source] StoreError),
+    #[error("publishing outbox events failed (they stay queued)")]
+    Publish(#[source] TransportError),
+    #[error("cannot clear published outbox events")]
+    Clear(#[source] StoreError),
+    #[error("the task clearing published outbox events failed")]
+    ClearTask(#[source] tokio::task::JoinError),
+    #[error("the event stream could not be opened")]
+    Subscribe(#[source] TransportError),
+    #[error("the event stream failed")]
+    Stream(#[source] TransportError),
+    #[error("the event stream ended")]
+    StreamEnded,
+}
+
+/// `error` and each of its sources, joined by ": ".
+pub fn cause_chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_error_is_logged_with_every_cause() {
+        let error = TaskError::LeaseLost(StoreError::Backend("connection reset".into()));
+        assert_eq!(
+            cause_chain(&error),
+            format!(
+                "the relay lease is no longer sure: {}",
+                StoreError::Backend("connection reset".into())
+            )
+        );
+    }
+}
