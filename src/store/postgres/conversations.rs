@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::queries::{
+use super::rows::{
     check_member, enqueue, execute, load_room, lock_room, message_from_row, query, query_one,
     query_opt, timestamp, user_from_row, MESSAGE_SELECT, USER_COLUMNS,
 };

@@ -9,6 +9,7 @@
 mod conversations;
 mod engine;
 mod queries;
+mod rows;
 
 pub use engine::PostgresStore;
 
