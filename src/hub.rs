@@ -324,3 +324,99 @@ fn offer(socket: &LocalSocket, outgoing: &Outgoing) {
         socket.kick.fire(CLOSE_SLOW_READER);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::memory::MemoryTransport;
+
+    fn frame(id: i64) -> Outgoing {
+        Outgoing::Frame {
+            id: Some(id),
+            sender: None,
+            frame: Utf8Bytes::from(id.to_string()),
+        }
+    }
+
+    fn ids(batch: &[Outgoing]) -> Vec<i64> {
+        batch
+            .iter()
+            .filter_map(|o| match o {
+                Outgoing::Frame { id, .. } => *id,
+                Outgoing::Resync => None,
+            })
+            .collect()
+    }
+
+    /// The kick's reason, failing rather than hanging if it never fires.
+    async fn fired(kick: Kick) -> CloseReason {
+        let wait = std::time::Duration::from_secs(5);
+        tokio::time::timeout(wait, kick.fired())
+            .await
+            .expect("the socket is kicked")
+    }
+
+    fn hub() -> Arc<Hub> {
+        Arc::new(Hub::new(Arc::new(MemoryTransport::default())))
+    }
+
+    #[tokio::test]
+    async fn a_queue_hands_items_over_in_order_in_batches_of_at_most_max() {
+        let (tx, mut rx) = queue(10);
+        for id in 1..=5 {
+            assert!(tx.offer(&frame(id)));
+        }
+        let mut batch = Vec::new();
+        assert!(rx.recv_many(&mut batch, 3).await);
+        assert_eq!(ids(&batch), [1, 2, 3]);
+        batch.clear();
+        assert!(rx.recv_many(&mut batch, 3).await);
+        assert_eq!(ids(&batch), [4, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_what_it_holds_outlives_the_sender() {
+        let (tx, mut rx) = queue(2);
+        assert!(tx.offer(&frame(1)) && tx.offer(&frame(2)));
+        assert!(!tx.offer(&frame(3)), "a full queue takes nothing more");
+        drop(tx);
+        let mut batch = Vec::new();
+        assert!(rx.recv_many(&mut batch, 10).await);
+        assert_eq!(ids(&batch), [1, 2]);
+        assert!(!rx.recv_many(&mut batch, 10).await, "then it is over");
+    }
+
+    #[tokio::test]
+    async fn a_socket_whose_queue_is_full_is_kicked_and_the_others_still_get_every_event() {
+        let hub = hub();
+        let shutdown = CancellationToken::new();
+        let (slow_tx, _slow_rx) = queue(1);
+        let slow_kick = Kick::child_of(&shutdown);
+        let _slow = hub.register(7, 1, slow_tx, slow_kick.clone()).await;
+        let (fast_tx, mut fast_rx) = queue(10);
+        let fast_kick = Kick::child_of(&shutdown);
+        let _fast = hub.register(7, 2, fast_tx, fast_kick.clone()).await;
+        for _ in 0..3 {
+            hub.deliver(&RoomEvent::joined(7, 3, "carol", "2026-12-03T00:00:00Z"));
+        }
+        assert_eq!(fired(slow_kick).await, CLOSE_SLOW_READER);
+        assert!(!fast_kick.token.is_cancelled());
+        let mut batch = Vec::new();
+        assert!(fast_rx.recv_many(&mut batch, 10).await);
+        assert_eq!(batch.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_registration_leaves_its_room_and_a_leave_evicts_the_leaver() {
+        let hub = hub();
+        let shutdown = CancellationToken::new();
+        let (tx, _rx) = queue(4);
+        let kick = Kick::child_of(&shutdown);
+        let registration = hub.register(9, 5, tx, kick.clone()).await;
+        assert_eq!((hub.room_socket_count(9), hub.socket_count()), (1, 1));
+        hub.deliver(&RoomEvent::left(9, 5, "eve", "2026-12-03T00:00:00Z"));
+        assert_eq!(fired(kick).await, CLOSE_LEFT_ROOM);
+        drop(registration);
+        assert_eq!((hub.room_socket_count(9), hub.socket_count()), (0, 0));
+    }
+}
