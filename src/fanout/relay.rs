@@ -121,3 +121,180 @@ impl Deleting {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::auth::hasher::Hasher;
+    use crate::auth::Tokens;
+    use crate::config::Config;
+    use crate::events::RoomEvent;
+    use crate::state::AppState;
+    use crate::store::{self, NewUser, Store};
+    use crate::transport::memory::MemoryTransport;
+    use crate::transport::{EventStream, Transport, TransportError};
+
+    /// Longest wait for anything the relay should do.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    async fn node_state(dir: &Path, transport: Arc<dyn Transport>) -> SharedState {
+        let config = Config::new(dir);
+        let store = store::open(&config.database_url()).await.unwrap();
+        let hasher = Hasher::start(&config.hashing).unwrap();
+        let tokens = Tokens::new(b"relay-test-secret-0123456789abcdef");
+        let shutdown = CancellationToken::new();
+        Arc::new(AppState::new(
+            config, store, transport, tokens, hasher, shutdown,
+        ))
+    }
+
+    /// A room holding `count` stored messages, each with its outbox row; its id.
+    async fn room_with_messages(store: &dyn Store, count: usize) -> i64 {
+        let user = store
+            .create_user(NewUser {
+                email: "relay@example.com".into(),
+                username: "relay".into(),
+                phone_number: "+1 415-555-2671".into(),
+                first_name: "R".into(),
+                last_name: "T".into(),
+                password_hash: "unused".into(),
+            })
+            .await
+            .unwrap();
+        let room = store
+            .create_room("relayed", user.id, &[], 10)
+            .await
+            .unwrap();
+        for n in 0..count {
+            store
+                .post_message(room.id, user.id, &format!("m{n}"), None)
+                .await
+                .unwrap();
+        }
+        room.id
+    }
+
+    /// The ids of the next `count` messages the stream gives (notices skipped).
+    async fn next_message_ids(events: &mut EventStream, count: usize) -> Vec<i64> {
+        let mut ids = Vec::with_capacity(count);
+        while ids.len() < count {
+            let event = tokio::time::timeout(WAIT, events.next())
+                .await
+                .expect("the relay publishes")
+                .expect("the stream goes on")
+                .expect("an event");
+            ids.extend(event.id);
+        }
+        ids
+    }
+
+    async fn outbox_len(store: &dyn Store) -> usize {
+        store.outbox_batch(10_000).await.unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn the_outbox_goes_out_in_id_order_across_batches_and_is_then_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = Arc::new(MemoryTransport::default());
+        let state = node_state(dir.path(), transport.clone()).await;
+        let messages = 2 * BATCH as usize + 10;
+        let room = room_with_messages(state.store.as_ref(), messages).await;
+        transport.subscribe(room).await.unwrap();
+        let mut events = transport.events().await.unwrap();
+
+        let token = CancellationToken::new();
+        let relay = tokio::spawn(run(state.clone(), token.clone()));
+        let ids = next_message_ids(&mut events, messages).await;
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {ids:?}");
+        let cleared = async {
+            while outbox_len(state.store.as_ref()).await > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(WAIT, cleared)
+            .await
+            .expect("published rows are deleted");
+        token.cancel();
+        relay
+            .await
+            .unwrap()
+            .expect("a cancelled relay ends cleanly");
+    }
+
+    #[tokio::test]
+    async fn a_relay_without_the_lease_publishes_nothing_until_it_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = Arc::new(MemoryTransport::default());
+        let state = node_state(dir.path(), transport.clone()).await;
+        let room = room_with_messages(state.store.as_ref(), 5).await;
+        transport.subscribe(room).await.unwrap();
+        let mut events = transport.events().await.unwrap();
+        // Another node's relay, on the same database, holds the lease.
+        let other = store::open(&state.config.database_url()).await.unwrap();
+        let held = other
+            .try_relay_lease(LEASE_KEY)
+            .await
+            .unwrap()
+            .expect("free");
+
+        let token = CancellationToken::new();
+        let relay = tokio::spawn(run(state.clone(), token.clone()));
+        let quiet = tokio::time::timeout(2 * IDLE_POLL, events.next()).await;
+        assert!(quiet.is_err(), "published without the lease");
+        let pending = outbox_len(state.store.as_ref()).await;
+        assert!(pending >= 5, "{pending} rows left");
+        held.release().await.unwrap();
+        assert_eq!(next_message_ids(&mut events, 5).await.len(), 5);
+        token.cancel();
+        relay.await.unwrap().unwrap();
+    }
+
+    /// Takes nothing: every publish fails as a broker outage would.
+    struct Down;
+
+    #[async_trait]
+    impl Transport for Down {
+        async fn publish(&self, _: RoomEvent) -> Result<(), TransportError> {
+            Err(TransportError::Closed)
+        }
+        async fn subscribe(&self, _: i64) -> Result<(), TransportError> {
+            Ok(())
+        }
+        fn unsubscribe(&self, _: i64) {}
+        async fn events(&self) -> Result<EventStream, TransportError> {
+            Err(TransportError::Closed)
+        }
+        fn health(&self) -> Result<&'static str, String> {
+            Err("down".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_publish_ends_the_run_with_its_cause_and_keeps_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = node_state(dir.path(), Arc::new(Down)).await;
+        room_with_messages(state.store.as_ref(), 3).await;
+        let before = outbox_len(state.store.as_ref()).await;
+        let outcome = tokio::time::timeout(WAIT, run(state.clone(), CancellationToken::new()))
+            .await
+            .expect("the run ends");
+        assert!(
+            matches!(outcome, Err(TaskError::Publish(TransportError::Closed))),
+            "{outcome:?}"
+        );
+        assert_eq!(outbox_len(state.store.as_ref()).await, before);
+        // The lease went with the run: the restarted relay (or another node's) can take it.
+        assert!(state
+            .store
+            .try_relay_lease(LEASE_KEY)
+            .await
+            .unwrap()
+            .is_some());
+    }
+}
