@@ -34,7 +34,7 @@ use super::{
         conversations::direct, conversations::members,
         receipts::mark_read, receipts::message_receipts,
         users::lookup, users::blocked, users::block, users::unblock,
-        ws::handshake, media::download,
+        ws::handshake::handshake, media::download,
         super::healthz, super::readyz,
     ),
     components(schemas(

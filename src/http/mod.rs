@@ -12,8 +12,6 @@ pub mod server;
 pub mod shed;
 pub mod users;
 pub mod ws;
-mod ws_close;
-mod ws_protocol;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -4,8 +4,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
-use super::check_json_depth;
-use super::messages::validate_content;
+use crate::http::check_json_depth;
+use crate::http::messages::validate_content;
 
 pub(super) fn error_frame(detail: impl Into<String>) -> Frame {
     let detail: String = detail.into();

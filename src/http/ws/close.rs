@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame};
 
-use super::ws::Socket;
+use super::Socket;
 use crate::hub::CloseReason;
 
 /// How long a closing socket waits for its peer to take the close frame.

@@ -1,7 +1,4 @@
-//! `GET /ws/chat/<id>/`: the live feed of a room, and a way to send to it.
-//!
-//! The upgrade is done by hand rather than with `warp::ws()` so that each socket gets a 1 KiB
-//! read buffer instead of tungstenite's 128 KiB one: idle sockets cost a few KiB each.
+//! One socket's session: the room's feed written to it, catch-ups, and the frames it sends.
 
 use std::future::Future;
 use std::pin::pin;
@@ -10,51 +7,26 @@ use std::time::Duration;
 
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message as Frame;
-use tokio_tungstenite::WebSocketStream;
-use warp::filters::BoxedFilter;
-use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
-use warp::reply::Response;
-use warp::Filter;
 
-use super::shed::Slots;
-use super::ws_close::{after_read_error, finish, End};
-use super::ws_protocol::error_frame;
-pub use super::ws_protocol::ClientRequest;
-use super::{bearer, respond, room_id, user_for_token, with_state, ApiError};
+use super::close::{after_read_error, finish, End};
+use super::protocol::{error_frame, ClientRequest};
+use super::Socket;
 use crate::domain::conversations::{ReceiptKind, ReceiptMark};
 use crate::events::RoomEvent;
+use crate::http::ApiError;
 use crate::hub::{self, CloseReason, Kick, Outgoing, CLOSE_LEFT_ROOM};
 use crate::limits::SocketSlot;
 use crate::state::SharedState;
 use crate::store::{Page, StoreError, User};
 
-/// Bytes read per syscall. Small because every socket holds one for good, and tungstenite
-/// zero-fills it before each read attempt, which a socket makes at every wake-up (a delivery
-/// included); a bigger client frame grows it as needed.
-const READ_BUFFER: usize = 1024;
-/// Largest frame or message a client may send.
-pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 /// Outgoing frames written before one flush, so a burst costs one syscall.
 const WRITE_BATCH: usize = 64;
-/// Bytes tungstenite gathers before writing to the socket (its default).
-const WRITE_BUFFER: usize = 128 * 1024;
-/// The most tungstenite may hold unwritten: `WRITE_BUFFER` plus room for the largest frame
-/// (a 10,000-character message, escaped, is under 64 KiB). Past it, a write fails and the
-/// socket is dropped, and the pong owed to a ping waits in tungstenite's single slot, where
-/// a newer one replaces it: a peer that floods pings and never reads cannot grow this.
-const MAX_WRITE_BUFFER: usize = 2 * WRITE_BUFFER;
 /// Messages read from the store per page of a catch-up: each page is written (and the peer
 /// must take it) before the next is read, so a replay holds at most one page.
 const CATCH_UP_PAGE: u32 = 200;
-
 /// After the error frame that answers a send over the user's message rate.
 const CLOSE_RATE_LIMITED: CloseReason = CloseReason {
     code: 1008,
@@ -64,149 +36,6 @@ const CLOSE_STORE_DOWN: CloseReason = CloseReason {
     code: 1011,
     reason: "storage unavailable; reconnect with ?since=<last id>",
 };
-
-#[derive(Deserialize)]
-pub struct WsQuery {
-    token: Option<String>,
-    /// Replay every message after this id before live ones.
-    since: Option<i64>,
-}
-
-pub(super) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
-
-pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
-    let connections = Slots::new(
-        state.config.max_connections,
-        "Too many open connections; try again shortly",
-    );
-    warp::path!("ws" / "chat" / String)
-        .and(warp::get())
-        .and(with_state(state))
-        .and(warp::any().map(move || connections.clone()))
-        .and(warp::header::headers_cloned())
-        .and(warp::query::<WsQuery>())
-        .and(warp::ext::optional::<OnUpgrade>())
-        .then(handshake)
-        .and_then(respond)
-        .boxed()
-}
-
-/// Open a room's live feed (WebSocket).
-///
-/// The first frame is `{"data": {"purpose": "receipts", "chat_id", "positions": [{user_id,
-/// delivered_upto, read_upto}]}}`: every member's positions. Then messages, and
-/// `{"data": {"purpose": "receipt", "event": "delivered"|"read", "chat_id", "user_id", "upto"}}`
-/// when a member's position moves (coalesced: one per member and kind per 200 ms). The
-/// caller's own messages carry `delivered_count`, `read_count` and, in direct rooms, `status`.
-///
-/// Client frames: `{"purpose": "send_chat_message", "message": "..."}`,
-/// `{"purpose": "mark_read", "upto": <message id>}` and
-/// `{"purpose": "catch_up", "since": <message id>}`, which replays every message after `since`
-/// (paged through the socket: no gap, no duplicate). `catch_up` frames are limited per user
-/// (`--rate-limit-catch-up`); one over the limit, like any bad frame, is answered
-/// `{"success": false, "errors": {"detail": "..."}}` and the socket stays open. A client's
-/// close frame is echoed with its code; the server closes with 1001 (shutdown), 1002
-/// (protocol error), 1007 (invalid UTF-8), 1008 (policy: left the room, send rate, slow
-/// reader), 1009 (frame or message over 64 KiB) or 1011 (storage unavailable).
-#[utoipa::path(get, path = "/ws/chat/{id}/", tag = "websocket",
-    params(("id" = i64, Path, description = "Chatroom id"),
-           ("token" = Option<String>, Query, description = "Access token (or an Authorization header)"),
-           ("since" = Option<i64>, Query, description = "Replay every message after this id first, then live ones, without gaps or duplicates")),
-    responses((status = 101, description = "Upgraded: frames `{\"data\": {\"purpose\": \"new_chat_message\", ...}}`"),
-              (status = 401, description = "Missing, invalid, expired or refresh token"),
-              (status = 403, description = "Not a member"),
-              (status = 404, description = "No such chatroom"),
-              (status = 429, description = "Too many connection attempts, or too many open sockets, for this user",
-               headers(("retry-after" = u64, description = "Seconds to wait"))),
-              (status = 426, description = "Not a WebSocket upgrade request"),
-              (status = 503, description = "The node has `--max-connections` sockets open; retry after `Retry-After` seconds")))]
-pub async fn handshake(
-    id: String,
-    state: SharedState,
-    connections: Slots,
-    headers: HeaderMap,
-    query: WsQuery,
-    on_upgrade: Option<OnUpgrade>,
-) -> Result<Response, ApiError> {
-    // Taken first, so a full node spends nothing on the refused handshake; held by the socket.
-    let connection = connections.take()?;
-    let token = match query.token.as_deref() {
-        Some(token) => Some(token),
-        None => bearer(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )?,
-    };
-    let user = user_for_token(&state, token).await?;
-    // Counted before anything else is looked up, so refused attempts cost little.
-    let slot = state.limits.open_socket(user.id)?;
-    let room = room_id(&id)?;
-    state.store.check_member(room, user.id).await?;
-    // Without `since`, the feed starts at the handshake: everything stored after this point
-    // reaches the client, even what commits before the room's subscription is in place.
-    let since = match query.since {
-        Some(since) => since,
-        None => newest_message_id(&state, room, user.id).await?,
-    };
-    let upgrade_requested = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let (Some(key), true, Some(on_upgrade)) = (
-        headers.get(header::SEC_WEBSOCKET_KEY),
-        upgrade_requested,
-        on_upgrade,
-    ) else {
-        return Err(ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "Expected a WebSocket upgrade request",
-        ));
-    };
-    let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
-        .map_err(|_| ApiError::bad_request("Invalid Sec-WebSocket-Key"))?;
-
-    let task_state = state.clone();
-    state.tasks.spawn(async move {
-        let _connection = connection;
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let config = WebSocketConfig::default()
-                    .read_buffer_size(READ_BUFFER)
-                    .write_buffer_size(WRITE_BUFFER)
-                    .max_write_buffer_size(MAX_WRITE_BUFFER)
-                    .max_message_size(Some(MAX_CLIENT_MESSAGE))
-                    .max_frame_size(Some(MAX_CLIENT_MESSAGE));
-                let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                run_socket(socket, task_state, room, user, since, slot).await;
-            }
-            Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
-        }
-    });
-
-    let mut response = Response::default();
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let out = response.headers_mut();
-    out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    Ok(response)
-}
-
-async fn newest_message_id(state: &SharedState, room: i64, user: i64) -> Result<i64, ApiError> {
-    let page = Page {
-        limit: 1,
-        before: None,
-        after: None,
-    };
-    let newest = state.store.messages(room, user, page).await?;
-    Ok(newest.last().map_or(0, |m| m.id))
-}
 
 type Sink = SplitSink<Socket, Frame>;
 
@@ -389,7 +218,7 @@ impl Feed {
 
 /// Serves one socket until the peer leaves, goes quiet, falls behind, is evicted or the node
 /// shuts down.
-async fn run_socket(
+pub(super) async fn run_socket(
     socket: Socket,
     state: SharedState,
     room: i64,
@@ -519,7 +348,7 @@ async fn mark_read(state: &SharedState, room: i64, user: i64, upto: i64) -> Resu
         kind: ReceiptKind::Read,
         upto,
     };
-    match super::receipts::check_read(state, mark).await {
+    match crate::http::receipts::check_read(state, mark).await {
         Ok(()) => {
             state.receipts.mark(mark);
             Ok(())
