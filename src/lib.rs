@@ -1,7 +1,7 @@
 //! chatnode: a WhatsApp-style chat server in one binary.
 //!
 //! Seams: [`store::Store`] (SQLite embedded) and [`transport::Transport`] (in-process bus
-//! embedded). A message is stored together with its event in the outbox; the [`relay`]
+//! embedded). A message is stored together with its event in the outbox; the [`fanout::relay`]
 //! publishes it, and the subscriber hands it to the room's local sockets through the
 //! [`hub::Hub`].
 
@@ -22,3 +22,15 @@ pub mod transport;
 
 pub use config::Config;
 pub use startup::Application;
+
+/// `error` and each of its sources, joined by ": ".
+pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -6,9 +6,6 @@ pub mod relay;
 pub mod subscriber;
 pub mod supervisor;
 
-use std::error::Error;
-use std::fmt::Write as _;
-
 use crate::store::StoreError;
 use crate::transport::TransportError;
 
@@ -33,20 +30,10 @@ pub enum TaskError {
     StreamEnded,
 }
 
-/// `error` and each of its sources, joined by ": ".
-pub fn cause_chain(error: &(dyn Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cause_chain;
 
     #[test]
     fn a_task_error_is_logged_with_every_cause() {

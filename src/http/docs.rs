@@ -16,8 +16,8 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::{
-    auth, conversations, error_response, media, messages, receipts, rooms, users, ws, ApiError,
-    Detail,
+    auth, conversations, error_response, health, media, messages, receipts, rooms, users, ws,
+    ApiError, Detail,
 };
 
 #[derive(OpenApi)]
@@ -35,7 +35,7 @@ use super::{
         receipts::mark_read, receipts::message_receipts,
         users::lookup, users::blocked, users::block, users::unblock,
         ws::handshake::handshake, media::download,
-        super::healthz, super::readyz,
+        health::healthz, health::readyz,
     ),
     components(schemas(
         auth::RegisterRequest, auth::LoginRequest, auth::RefreshRequest, crate::store::User,

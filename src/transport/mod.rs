@@ -70,14 +70,7 @@ pub enum TransportError {
 impl TransportError {
     /// The error and every cause under it, for `/readyz` and logs.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = self.source();
-        while let Some(error) = cause {
-            text.push_str(": ");
-            text.push_str(&error.to_string());
-            cause = error.source();
-        }
-        text
+        crate::cause_chain(self)
     }
 }
 
