@@ -2,8 +2,8 @@
 //! attachment held by another node says so, and the original's texts for entering a room
 //! twice and creating a room without a name.
 
-use reqwest::multipart::{Form, Part};
-use reqwest::StatusCode;
+use chatnode_client::multipart::{Form, Part};
+use chatnode_client::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{spawn, start, test_config, TestDatabase};
@@ -92,8 +92,8 @@ async fn an_attachment_held_by_another_node_says_the_file_is_not_on_this_node() 
     let png = std::fs::read(format!("{}/fixtures/pixel.png", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let form = Form::new().part("attachment", Part::bytes(png).file_name("p.png"));
     let request = nodes[0]
-        .client
-        .post(nodes[0].url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/")))
+        .api
+        .post(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"))
         .multipart(form);
     let (status, body) = nodes[0].send(request, Some(&alice.access)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

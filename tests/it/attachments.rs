@@ -1,5 +1,5 @@
-use reqwest::multipart::{Form, Part};
-use reqwest::StatusCode;
+use chatnode_client::multipart::{Form, Part};
+use chatnode_client::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{spawn, spawn_with, TestNode, TestUser};
@@ -24,8 +24,8 @@ async fn upload(
         form = form.text("content", content.to_string());
     }
     let request = node
-        .client
-        .post(node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/")))
+        .api
+        .post(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"))
         .multipart(form);
     node.send(request, Some(&user.access)).await
 }
@@ -83,23 +83,17 @@ async fn images_and_videos_are_stored_served_to_members_and_broadcast() {
         url.as_str()
     );
 
-    let download = node
-        .client
-        .get(node.url(&url))
-        .bearer_auth(&bob.access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(download.status(), StatusCode::OK);
-    assert_eq!(download.headers()["content-type"], "image/png");
-    assert_eq!(download.bytes().await.unwrap().to_vec(), png);
+    let download = node.api.get(&url).token(&bob.access).send().await.unwrap();
+    assert_eq!(download.status, StatusCode::OK);
+    assert_eq!(download.headers["content-type"], "image/png");
+    assert_eq!(download.bytes.to_vec(), png);
     let by_query = node
-        .client
-        .get(node.url(&format!("{url}?token={}", bob.access)))
+        .api
+        .get(&format!("{url}?token={}", bob.access))
         .send()
         .await
         .unwrap();
-    assert_eq!(by_query.status(), StatusCode::OK);
+    assert_eq!(by_query.status, StatusCode::OK);
 
     let (status, _) = node.get(&url, Some(&outsider.access)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -114,13 +108,13 @@ async fn images_and_videos_are_stored_served_to_members_and_broadcast() {
             .unwrap()
             .to_string();
         let response = node
-            .client
-            .get(node.url(&url))
-            .bearer_auth(&alice.access)
+            .api
+            .get(&url)
+            .token(&alice.access)
             .send()
             .await
             .unwrap();
-        assert_eq!(response.headers()["content-type"], content_type);
+        assert_eq!(response.headers["content-type"], content_type);
         assert_eq!(bob_ws.next_data().await["file"], url.as_str());
     }
     assert_eq!(stored_files(&node).len(), 3);
@@ -191,10 +185,10 @@ async fn rejected_uploads_store_nothing() {
     );
 
     // A form without an attachment still needs text.
-    let form = reqwest::multipart::Form::new().text("content", "");
+    let form = chatnode_client::multipart::Form::new().text("content", "");
     let request = node
-        .client
-        .post(node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/")))
+        .api
+        .post(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"))
         .multipart(form);
     let (status, _) = node.send(request, Some(&alice.access)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -212,14 +206,14 @@ async fn media_paths_cannot_escape_the_media_directory() {
         "/media/does-not-exist.png",
     ] {
         let response = node
-            .client
-            .get(node.url(path))
-            .bearer_auth(&alice.access)
+            .api
+            .get(path)
+            .token(&alice.access)
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
-        let body: Value = response.json().await.unwrap();
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{path}");
+        let body: Value = response.json();
         assert_eq!(body["success"], false);
     }
 }

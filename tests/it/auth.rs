@@ -1,6 +1,6 @@
 use chatnode::auth::Claims;
+use chatnode_client::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{spawn, TestNode, JWT_SECRET, PASSWORD, WAIT};
@@ -189,8 +189,8 @@ async fn access_tokens_guard_the_api_with_bearer_or_jwt_prefix() {
     );
 
     let jwt_prefixed = node
-        .client
-        .get(node.url("/api/v1/chat/chatrooms/"))
+        .api
+        .get("/api/v1/chat/chatrooms/")
         .header("Authorization", format!("JWT {}", user.access));
     let (status, _) = node.send(jwt_prefixed, None).await;
     assert_eq!(status, StatusCode::OK);
@@ -201,8 +201,8 @@ async fn access_tokens_guard_the_api_with_bearer_or_jwt_prefix() {
     assert_eq!(status, StatusCode::OK);
 
     let basic = node
-        .client
-        .get(node.url("/api/v1/chat/chatrooms/"))
+        .api
+        .get("/api/v1/chat/chatrooms/")
         .header("Authorization", "Basic dXNlcjpwYXNz");
     let (status, _) = node.send(basic, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -16,7 +16,7 @@ use crate::helpers::spawn;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tiny_bench_delivers_every_message_exactly_once_over_rest_and_ws() {
     let node = spawn().await;
-    let target = Target::resolve(&node.base, false).await.unwrap();
+    let target = Target::resolve(node.api.base_url(), false).await.unwrap();
     for (send_over, rate) in [(SendOver::Rest, None), (SendOver::Ws, Some(500.0))] {
         let mut options = LoadOptions::new(vec![target.clone()]);
         options.rooms = 2;
@@ -65,7 +65,7 @@ async fn a_tiny_bench_delivers_every_message_exactly_once_over_rest_and_ws() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_soak_with_churn_loses_nothing_and_samples_memory() {
     let node = spawn().await;
-    let target = Target::resolve(&node.base, false).await.unwrap();
+    let target = Target::resolve(node.api.base_url(), false).await.unwrap();
     let mut options = SoakOptions::new(vec![target], Duration::from_secs(4));
     options.users = 6;
     options.rooms = 3;
@@ -126,7 +126,7 @@ async fn a_short_soak_with_churn_loses_nothing_and_samples_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_list_bench_walks_every_room_once_per_pass_in_pages() {
     let node = spawn().await;
-    let target = Target::resolve(&node.base, false).await.unwrap();
+    let target = Target::resolve(node.api.base_url(), false).await.unwrap();
     let options = ChatListOptions {
         targets: vec![target],
         rooms: 120,

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use chatnode_client::header::HeaderMap;
+use chatnode_client::{Client, Request, Socket, StatusCode};
 use futures_util::SinkExt;
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -24,13 +25,13 @@ fn nested(depth: usize) -> String {
 async fn json_nested_deeper_than_32_levels_is_a_clear_400() {
     let node = spawn().await;
     let alice = node.register("alice").await;
-    let create = node.url("/api/v1/chat/chatrooms/create/");
+    let create = "/api/v1/chat/chatrooms/create/";
     // 200 levels is past serde_json's own recursion limit too: the answer is the same.
     for depth in [32, 200] {
         let body = format!(r#"{{"name": "r", "members": {}}}"#, nested(depth));
         let request = node
-            .client
-            .post(&create)
+            .api
+            .post(create)
             .header("content-type", "application/json")
             .body(body);
         let (status, answer) = node.send(request, Some(&alice.access)).await;
@@ -51,8 +52,8 @@ async fn json_nested_deeper_than_32_levels_is_a_clear_400() {
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     let body = format!(r#"{{"refresh": "x", "extra": {}}}"#, nested(31));
     let request = node
-        .client
-        .post(node.url("/api/v1/auth/refresh/"))
+        .api
+        .post("/api/v1/auth/refresh/")
         .header("content-type", "application/json")
         .body(body);
     let (status, answer) = node.send(request, None).await;
@@ -60,8 +61,8 @@ async fn json_nested_deeper_than_32_levels_is_a_clear_400() {
 
     // Login and register read their body by hand; the same bound applies.
     let request = node
-        .client
-        .post(node.url("/api/v1/auth/login/"))
+        .api
+        .post("/api/v1/auth/login/")
         .header("content-type", "application/json")
         .body(nested(1000));
     let (status, answer) = node.send(request, None).await;
@@ -93,12 +94,12 @@ async fn a_chunked_body_over_the_limit_is_refused_with_413() {
     // No Content-Length: the limit is enforced while the body streams in.
     let chunks = (0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024]));
     let request = node
-        .client
-        .post(node.url("/api/v1/chat/chatrooms/create/"))
+        .api
+        .post("/api/v1/chat/chatrooms/create/")
         .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )));
+        .body(chatnode_client::Body::wrap_stream(
+            futures_util::stream::iter(chunks),
+        ));
     let (status, body) = node.send(request, Some(&alice.access)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(
@@ -190,7 +191,12 @@ async fn websocket_frames_and_messages_over_64_kib_close_with_1009() {
         };
         let frame = Frame::from_payload(header, part.clone().into());
         // The node may close before the last part arrives.
-        if fragmented.stream.send(Message::Frame(frame)).await.is_err() {
+        if fragmented
+            .stream()
+            .send(Message::Frame(frame))
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -229,7 +235,7 @@ pub async fn wait_until_busy(node: &TestNode, busy: bool) {
     }
 }
 
-fn assert_shed(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &Value) {
+fn assert_shed(status: StatusCode, headers: &HeaderMap, body: &Value) {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(headers["x-content-type-options"], "nosniff");
@@ -238,14 +244,11 @@ fn assert_shed(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &
 }
 
 /// The status, headers and JSON body of a request.
-async fn call(request: reqwest::RequestBuilder) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let response = request.send().await.expect("request is answered");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|_| panic!("answer is not JSON ({status}): {text}"));
-    (status, headers, body)
+async fn call(request: Request) -> (StatusCode, HeaderMap, Value) {
+    let answer = request.send().await.expect("request is answered");
+    let body = serde_json::from_slice(&answer.bytes)
+        .unwrap_or_else(|_| panic!("answer is not JSON ({}): {}", answer.status, answer.text()));
+    (answer.status, answer.headers, body)
 }
 
 #[tokio::test]
@@ -258,18 +261,17 @@ async fn an_overloaded_node_sheds_with_503_and_recovers_by_itself() {
     .await;
     let alice = node.register("alice").await;
     let room = node.create_room(&alice, "busy", &[]).await;
-    let send = node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"));
+    let send = format!("/api/v1/chat/chatrooms/{room}/messages/send/");
 
     // Sockets: one is open, the next upgrade is refused with 503 until it closes.
     let socket = node.ws(room, &alice).await;
-    let refused = tokio_tungstenite::connect_async(node.ws_url(room, &alice.access)).await;
+    let refused = Socket::connect(&node.ws_url(room, &alice.access), None).await;
     match refused {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-            assert_eq!(response.headers()["retry-after"], "1");
-            let body: Value = serde_json::from_slice(response.body().as_ref().unwrap()).unwrap();
+        Err(chatnode_client::Error::Refused(refusal)) => {
+            assert_eq!(refusal.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(refusal.retry_after, Some(1));
             assert_eq!(
-                body["errors"]["detail"],
+                refusal.errors["detail"],
                 "Too many open connections; try again shortly"
             );
         }
@@ -286,20 +288,20 @@ async fn an_overloaded_node_sheds_with_503_and_recovers_by_itself() {
     for i in 0..30 {
         let request = match i % 5 {
             0 => node
-                .client
+                .api
                 .post(&send)
-                .bearer_auth(&alice.access)
+                .token(&alice.access)
                 .json(&json!({"content": "shed"})),
             1 => node
-                .client
-                .get(node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/")))
-                .bearer_auth(&alice.access),
+                .api
+                .get(&format!("/api/v1/chat/chatrooms/{room}/messages/"))
+                .token(&alice.access),
             2 => node
-                .client
-                .post(node.url("/api/v1/auth/login/"))
+                .api
+                .post("/api/v1/auth/login/")
                 .json(&json!({"email": alice.email, "password": "whatever-it-is"})),
-            3 => node.client.get(node.url("/api/v1/nothing-here")),
-            _ => node.client.get(node.url("/api/v1/schema")),
+            3 => node.api.get("/api/v1/nothing-here"),
+            _ => node.api.get("/api/v1/schema"),
         };
         flood.push(tokio::spawn(call(request)));
     }
@@ -319,9 +321,9 @@ async fn an_overloaded_node_sheds_with_503_and_recovers_by_itself() {
     let mut flood = Vec::new();
     for _ in 0..40 {
         let request = node
-            .client
+            .api
             .post(&send)
-            .bearer_auth(&alice.access)
+            .token(&alice.access)
             .json(&json!({"content": "flood"}));
         flood.push(tokio::spawn(call(request)));
     }
@@ -351,17 +353,18 @@ async fn http_connections_over_the_cap_get_503_and_places_free_when_they_close()
     let first = TcpStream::connect(node.address).await.unwrap();
     let _second = TcpStream::connect(node.address).await.unwrap();
     let fresh = || {
-        reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .build()
-            .unwrap()
+            .unwrap();
+        Client::with_http(node.api.base_url(), http)
     };
-    let healthz = format!("{}/healthz", node.base);
-    let refused = fresh().get(&healthz).send().await.unwrap();
-    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(refused.headers()["retry-after"], "1");
-    assert_eq!(refused.headers()["x-content-type-options"], "nosniff");
-    let body: Value = refused.json().await.unwrap();
+    let healthz = "/healthz";
+    let refused = fresh().get(healthz).send().await.unwrap();
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers["retry-after"], "1");
+    assert_eq!(refused.headers["x-content-type-options"], "nosniff");
+    let body: Value = refused.json();
     assert_eq!(body["success"], false);
     assert!(
         body["errors"]["detail"]
@@ -374,7 +377,7 @@ async fn http_connections_over_the_cap_get_503_and_places_free_when_they_close()
     drop(first);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let status = fresh().get(&healthz).send().await.unwrap().status();
+        let status = fresh().get(healthz).send().await.unwrap().status;
         if status == StatusCode::OK {
             break;
         }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use chatnode_client::Socket;
 use serde_json::json;
 
 use crate::helpers::{spawn, WsClient};
@@ -32,8 +33,8 @@ async fn since_replays_the_missed_messages_then_goes_live_without_duplicates() {
     }
     // More than one catch-up page, starting after the 5th message.
     let url = format!("{}&since={}", node.ws_url(room, &bob.access), ids[4]);
-    let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let mut bob_ws = WsClient { stream };
+    let socket = Socket::connect(&url, None).await.unwrap();
+    let mut bob_ws = WsClient { socket };
     let replayed = message_ids(&mut bob_ws, 245).await;
     assert_eq!(replayed, ids[5..]);
     let live = node.send_message(&alice, room, "live").await["id"]

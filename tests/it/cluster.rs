@@ -5,11 +5,13 @@
 use std::time::Duration;
 
 use chatnode::config::TransportKind;
-use reqwest::StatusCode;
+use chatnode_client::{Client, NewAccount, SocketOptions, StatusCode};
 use serde_json::json;
 
 use crate::broker::{brokers, Broker};
-use crate::helpers::{start, test_config, TestDatabase, TestNode, TestUser, WsClient, WAIT};
+use crate::helpers::{
+    eventually, start, test_config, TestDatabase, TestNode, TestUser, WsClient, WAIT,
+};
 
 struct Cluster {
     nodes: Vec<TestNode>,
@@ -165,15 +167,13 @@ async fn broker_connection_loss_loses_nothing(transport: TransportKind) {
                 received_before_drop = receive_ids(&mut reconnecting, 10).await;
                 drop(reconnecting);
                 nodes[1].wait_for_sockets(0).await;
+                let since = SocketOptions {
+                    since: received_before_drop.last().copied(),
+                    ..SocketOptions::default()
+                };
+                let socket = nodes[1].api.socket_with(room, &bob.access, &since).await;
                 reconnecting = WsClient {
-                    stream: tokio_tungstenite::connect_async(format!(
-                        "{}&since={}",
-                        nodes[1].ws_url(room, &bob.access),
-                        received_before_drop.last().unwrap()
-                    ))
-                    .await
-                    .expect("reconnects with since")
-                    .0,
+                    socket: socket.expect("reconnects with since"),
                 };
             }
             let (status, body) = nodes[i % 3]
@@ -353,59 +353,34 @@ async fn a_node_without_its_broker_still_serves_rest_and_reports_it() {
         let base = format!("http://{}", app.address());
         let shutdown = app.shutdown_token();
         let server = tokio::spawn(app.run());
-        let client = reqwest::Client::new();
+        let client = Client::new(base);
 
         // Not ready, and once the first attempt has failed, the reason names the broker.
-        let deadline = tokio::time::Instant::now() + WAIT;
-        let reason = loop {
-            let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
-            assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-            let body: serde_json::Value = ready.json().await.unwrap();
-            let reason = body["errors"]["transport"].as_str().unwrap().to_string();
-            if reason.contains("127.0.0.1:1") {
-                break reason;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "last reason: {reason}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let reason = eventually(WAIT, "the reason names the broker", || async {
+            let ready = client.readyz().await.unwrap();
+            assert!(!ready.ready);
+            let reason = ready.report["transport"].as_str().unwrap().to_string();
+            reason.contains("127.0.0.1:1").then_some(reason)
+        })
+        .await;
         assert!(!reason.contains("guest:guest"), "no password in {reason}");
 
-        let registered: serde_json::Value = client
-            .post(format!("{base}/api/v1/auth/register/"))
-            .json(&json!({"email": "solo@example.com", "phone_number": "+14155552671",
-                          "password": crate::helpers::PASSWORD, "first_name": "S", "last_name": "O"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = registered["data"]["credentials"]["access"]
-            .as_str()
-            .unwrap();
-        let created = client
-            .post(format!("{base}/api/v1/chat/chatrooms/create/"))
-            .bearer_auth(token)
-            .json(&json!({"name": "offline"}))
-            .send()
+        let account = NewAccount {
+            email: "solo@example.com".into(),
+            phone_number: "+14155552671".into(),
+            password: crate::helpers::PASSWORD.into(),
+            first_name: "S".into(),
+            last_name: "O".into(),
+        };
+        let me = client.register(&account).await.unwrap();
+        let room = client
+            .create_room(me.access(), "offline", &[])
             .await
             .unwrap();
-        assert_eq!(created.status(), StatusCode::CREATED);
-        let room: serde_json::Value = created.json().await.unwrap();
-        let room = room["data"]["chatroom"]["id"].as_i64().unwrap();
-        let sent = client
-            .post(format!(
-                "{base}/api/v1/chat/chatrooms/{room}/messages/send/"
-            ))
-            .bearer_auth(token)
-            .json(&json!({"content": "stored while the broker is away"}))
-            .send()
+        client
+            .send(me.access(), room.id, "stored while the broker is away")
             .await
             .unwrap();
-        assert_eq!(sent.status(), StatusCode::CREATED);
 
         shutdown.cancel();
         tokio::time::timeout(WAIT, server)

@@ -25,7 +25,7 @@ async fn silent_and_unfinished_connections_hold_bounded_memory_that_comes_back()
         "{limit} open files are too few for this test"
     );
     // Started after the raise, so the node inherits it; the per-address cap is lifted.
-    let node = Binary::start(&["--rate-limits", "off"]);
+    let node = Binary::start(&["--rate-limits", "off"]).await;
     let (start, _) = node.rss_mib();
     assert!(reset_peak(node.pid()), "VmHWM can be reset");
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use chatnode_client::{Socket, StatusCode};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -54,10 +54,7 @@ fn has_no_peer(room: &Value) -> bool {
 }
 
 async fn lookup(node: &TestNode, user: &TestUser, query: &[(&str, &str)]) -> (StatusCode, Value) {
-    let request = node
-        .client
-        .get(node.url("/api/v1/users/lookup/"))
-        .query(query);
+    let request = node.api.get("/api/v1/users/lookup/").query(&query);
     node.send(request, Some(&user.access)).await
 }
 
@@ -108,10 +105,7 @@ async fn list_page(
     if let Some(cursor) = cursor {
         query.push(("cursor", cursor));
     }
-    let request = node
-        .client
-        .get(node.url("/api/v1/chat/chatrooms/"))
-        .query(&query);
+    let request = node.api.get("/api/v1/chat/chatrooms/").query(&query);
     node.send(request, Some(&user.access)).await
 }
 
@@ -156,9 +150,9 @@ async fn members_page(
     query: &[(&str, &str)],
 ) -> (StatusCode, Value) {
     let request = node
-        .client
-        .get(node.url(&format!("/api/v1/chat/chatrooms/{room}/members/")))
-        .query(query);
+        .api
+        .get(&format!("/api/v1/chat/chatrooms/{room}/members/"))
+        .query(&query);
     node.send(request, Some(&user.access)).await
 }
 
@@ -327,16 +321,16 @@ async fn lookups_over_the_per_user_limit_get_429_with_retry_after() {
         );
     }
     let response = node
-        .client
-        .get(node.url("/api/v1/users/lookup/"))
+        .api
+        .get("/api/v1/users/lookup/")
         .query(&query)
-        .bearer_auth(&carol.access)
+        .token(&carol.access)
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = response
-        .headers()
+        .headers
         .get("retry-after")
         .expect("a Retry-After header")
         .to_str()
@@ -344,7 +338,7 @@ async fn lookups_over_the_per_user_limit_get_429_with_retry_after() {
         .parse()
         .expect("whole seconds");
     assert!(retry_after >= 1, "Retry-After {retry_after}");
-    let body: Value = response.json().await.unwrap();
+    let body: Value = response.json();
     assert_eq!(body["success"], false, "{body}");
     assert!(body["errors"]["detail"].is_string(), "{body}");
     // Per user: another one still looks up.
@@ -1304,10 +1298,8 @@ async fn a_socket_first_gets_every_members_positions() {
         if let Some(since) = since {
             url.push_str(&format!("&since={since}"));
         }
-        let (stream, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connects");
-        let mut socket = WsClient { stream };
+        let socket = Socket::connect(&url, None).await.expect("connects");
+        let mut socket = WsClient { socket };
         let frame = socket.next_frame().await;
         let data = &frame["data"];
         assert_eq!(

@@ -1,8 +1,8 @@
 //! CORS: only configured origins may read answers from a browser; preflights are answered;
 //! clients that send no `Origin` see no difference.
 
-use reqwest::header::HeaderMap;
-use reqwest::{Method, StatusCode};
+use chatnode_client::header::HeaderMap;
+use chatnode_client::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn, spawn_with, TestNode};
@@ -10,16 +10,15 @@ use crate::helpers::{spawn, spawn_with, TestNode};
 const ALLOWED: &str = "https://app.example.com";
 const OTHER: &str = "https://evil.example.net";
 
-async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, String) {
-    let response = request.send().await.expect("request is answered");
-    let status = response.status();
-    let headers = response.headers().clone();
-    (status, headers, response.text().await.unwrap())
+async fn answer(request: Request) -> (StatusCode, HeaderMap, String) {
+    let answer = request.send().await.expect("request is answered");
+    let text = answer.text();
+    (answer.status, answer.headers, text)
 }
 
-fn preflight(node: &TestNode, origin: &str) -> reqwest::RequestBuilder {
-    node.client
-        .request(Method::OPTIONS, node.url("/api/v1/chat/chatrooms/create/"))
+fn preflight(node: &TestNode, origin: &str) -> Request {
+    node.api
+        .request(Method::OPTIONS, "/api/v1/chat/chatrooms/create/")
         .header("origin", origin)
         .header("access-control-request-method", "POST")
         .header(
@@ -62,17 +61,17 @@ async fn configured_origins_may_call_the_api_and_others_may_not_read_it() {
 
     // The actual calls: the allowed origin may read answers, errors included.
     let create = node
-        .client
-        .post(node.url("/api/v1/chat/chatrooms/create/"))
+        .api
+        .post("/api/v1/chat/chatrooms/create/")
         .header("origin", ALLOWED)
-        .bearer_auth(&user.access)
+        .token(&user.access)
         .json(&json!({"name": "from the browser"}));
     let (status, headers, _) = answer(create).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(headers["access-control-allow-origin"], ALLOWED);
     let (status, headers, _) = answer(
-        node.client
-            .get(node.url("/api/v1/chat/chatrooms/"))
+        node.api
+            .get("/api/v1/chat/chatrooms/")
             .header("origin", "https://b.example"),
     )
     .await;
@@ -81,10 +80,10 @@ async fn configured_origins_may_call_the_api_and_others_may_not_read_it() {
 
     // Another origin is served (CORS is the browser's check) but gets no grant.
     let (status, headers, _) = answer(
-        node.client
-            .get(node.url("/api/v1/chat/chatrooms/"))
+        node.api
+            .get("/api/v1/chat/chatrooms/")
             .header("origin", OTHER)
-            .bearer_auth(&user.access),
+            .token(&user.access),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -92,19 +91,15 @@ async fn configured_origins_may_call_the_api_and_others_may_not_read_it() {
     assert_eq!(headers["vary"], "origin");
 
     // No Origin: a plain client, as before.
-    let (status, headers, _) = answer(
-        node.client
-            .get(node.url("/api/v1/chat/chatrooms/"))
-            .bearer_auth(&user.access),
-    )
-    .await;
+    let (status, headers, _) =
+        answer(node.api.get("/api/v1/chat/chatrooms/").token(&user.access)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers.get("access-control-allow-origin").is_none());
 
     // OPTIONS that is not a preflight is just a method the route does not have.
     let (status, _, _) = answer(
-        node.client
-            .request(Method::OPTIONS, node.url("/api/v1/chat/chatrooms/"))
+        node.api
+            .request(Method::OPTIONS, "/api/v1/chat/chatrooms/")
             .header("origin", ALLOWED),
     )
     .await;
@@ -116,12 +111,7 @@ async fn without_configured_origins_no_origin_is_granted() {
     let node = spawn().await;
     let (status, headers, body) = answer(preflight(&node, ALLOWED)).await;
     assert_refused_preflight(status, &headers, &body);
-    let (status, headers, _) = answer(
-        node.client
-            .get(node.url("/healthz"))
-            .header("origin", ALLOWED),
-    )
-    .await;
+    let (status, headers, _) = answer(node.api.get("/healthz").header("origin", ALLOWED)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers.get("access-control-allow-origin").is_none());
     assert!(headers.get("vary").is_none());

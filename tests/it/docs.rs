@@ -1,4 +1,4 @@
-use reqwest::StatusCode;
+use chatnode_client::{Client, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn, PASSWORD};
@@ -35,14 +35,9 @@ const ROUTES: &[(&str, &str)] = &[
 #[tokio::test]
 async fn every_route_is_documented_and_every_documented_path_is_routed() {
     let node = spawn().await;
-    let response = node
-        .client
-        .get(node.url("/api/v1/schema"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let schema: Value = response.json().await.unwrap();
+    let response = node.api.get("/api/v1/schema").send().await.unwrap();
+    assert_eq!(response.status, StatusCode::OK);
+    let schema: Value = response.json();
     assert!(schema["openapi"].as_str().unwrap().starts_with("3."));
     let paths = schema["paths"].as_object().unwrap();
 
@@ -61,13 +56,13 @@ async fn every_route_is_documented_and_every_documented_path_is_routed() {
                 .replace("{mid}", "1")
                 .replace("{file}", "x.png");
             let request = match method.as_str() {
-                "get" => node.client.get(node.url(&concrete)),
-                "post" => node.client.post(node.url(&concrete)),
+                "get" => node.api.get(&concrete),
+                "post" => node.api.post(&concrete),
                 other => panic!("unexpected method {other}"),
             };
             let response = request.send().await.unwrap();
-            let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let status = response.status;
+            let body: Value = response.json();
             let unrouted = status == StatusCode::METHOD_NOT_ALLOWED
                 || body["errors"]["detail"] == "Not found: no such route";
             assert!(
@@ -86,38 +81,37 @@ async fn every_route_is_documented_and_every_documented_path_is_routed() {
 #[tokio::test]
 async fn swagger_ui_is_served_from_the_binary() {
     let node = spawn().await;
-    let client = reqwest::Client::builder()
+    let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let redirect = client.get(node.url("/api/v1/docs")).send().await.unwrap();
-    assert_eq!(redirect.status(), StatusCode::FOUND);
-    assert_eq!(redirect.headers()["location"], "/api/v1/docs/");
+    let client = Client::with_http(node.api.base_url(), http);
+    let redirect = client.get("/api/v1/docs").send().await.unwrap();
+    assert_eq!(redirect.status, StatusCode::FOUND);
+    assert_eq!(redirect.headers["location"], "/api/v1/docs/");
 
-    let index = client.get(node.url("/api/v1/docs/")).send().await.unwrap();
-    assert_eq!(index.status(), StatusCode::OK);
-    assert!(index.headers()["content-type"]
+    let index = client.get("/api/v1/docs/").send().await.unwrap();
+    assert_eq!(index.status, StatusCode::OK);
+    assert!(index.headers["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/html"));
-    assert!(index.text().await.unwrap().contains("swagger-ui"));
+    assert!(index.text().contains("swagger-ui"));
 
     let initializer = client
-        .get(node.url("/api/v1/docs/swagger-initializer.js"))
+        .get("/api/v1/docs/swagger-initializer.js")
         .send()
         .await
         .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text();
     assert!(initializer.contains("/api/v1/schema"));
     let bundle = client
-        .get(node.url("/api/v1/docs/swagger-ui-bundle.js"))
+        .get("/api/v1/docs/swagger-ui-bundle.js")
         .send()
         .await
         .unwrap();
-    assert_eq!(bundle.status(), StatusCode::OK);
-    assert!(bundle.bytes().await.unwrap().len() > 100_000);
+    assert_eq!(bundle.status, StatusCode::OK);
+    assert!(bundle.bytes.len() > 100_000);
 }
 
 /// Whether `value` has the shape `schema` documents: types, required properties and items,
@@ -180,15 +174,7 @@ fn conforms(document: &Value, schema: &Value, value: &Value) -> Result<(), Strin
 #[tokio::test]
 async fn answers_match_the_documented_statuses_and_bodies() {
     let node = spawn().await;
-    let schema: Value = node
-        .client
-        .get(node.url("/api/v1/schema"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let schema: Value = node.api.get("/api/v1/schema").send().await.unwrap().json();
     let check = |method: &str, path: &str, status: StatusCode, body: &Value| {
         let responses = &schema["paths"][path][method]["responses"];
         let documented = &responses[status.as_str()];
@@ -324,8 +310,8 @@ async fn answers_match_the_documented_statuses_and_bodies() {
         let path = format!("{}{query}", documented.replace("{id}", &room.to_string()));
         let token = caller.map(|user| user.access.as_str());
         let request = match method {
-            "get" => node.client.get(node.url(&path)),
-            _ => node.client.post(node.url(&path)),
+            "get" => node.api.get(&path),
+            _ => node.api.post(&path),
         };
         let request = match body {
             Some(body) => request.json(&body),

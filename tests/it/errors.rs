@@ -1,4 +1,4 @@
-use reqwest::StatusCode;
+use chatnode_client::{Method, Socket, StatusCode};
 use serde_json::{json, Value};
 
 use crate::bounds::{occupy_slot, wait_until_busy};
@@ -11,8 +11,8 @@ async fn raw_post(
     body: Vec<u8>,
 ) -> (StatusCode, Value) {
     let request = node
-        .client
-        .post(node.url(path))
+        .api
+        .post(path)
         .header("content-type", "application/json")
         .body(body);
     node.send(request, token).await
@@ -85,7 +85,10 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_envelope() {
     );
 
     let (status, body) = node
-        .send(node.client.delete(node.url("/api/v1/auth/login/")), None)
+        .send(
+            node.api.request(Method::DELETE, "/api/v1/auth/login/"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["success"], false);
@@ -109,67 +112,56 @@ async fn every_kind_of_response_carries_security_headers() {
     .await;
     let alice = node.register("alice").await;
     let room = node.create_room(&alice, "r", &[]).await;
-    let preflight = node
-        .client
-        .request(reqwest::Method::OPTIONS, node.url("/api/v1/auth/login/"))
-        .header("access-control-request-method", "POST");
+    let preflight = || {
+        node.api
+            .request(Method::OPTIONS, "/api/v1/auth/login/")
+            .header("access-control-request-method", "POST")
+    };
     let cases = [
-        ("200", node.client.get(node.url("/healthz")), 200),
+        ("200", node.api.get("/healthz"), 200),
         (
             "4xx from recover",
-            node.client.get(node.url("/api/v1/chat/chatrooms/")),
+            node.api.get("/api/v1/chat/chatrooms/"),
             401,
         ),
-        (
-            "unknown path",
-            node.client.get(node.url("/nothing/here")),
-            404,
-        ),
+        ("unknown path", node.api.get("/nothing/here"), 404),
         (
             "allowed preflight",
-            preflight
-                .try_clone()
-                .unwrap()
-                .header("origin", "https://app.example.com"),
+            preflight().header("origin", "https://app.example.com"),
             204,
         ),
         (
             "refused preflight",
-            preflight.header("origin", "https://x.example"),
+            preflight().header("origin", "https://x.example"),
             403,
         ),
     ];
     for (what, request, status) in cases {
         let response = request.send().await.unwrap();
-        assert_eq!(response.status().as_u16(), status, "{what}");
-        assert_secure(what, response.headers());
+        assert_eq!(response.status.as_u16(), status, "{what}");
+        assert_secure(what, &response.headers);
     }
 
     // WebSocket refusals: 401, and 503 once the only connection slot is taken.
     let refusal = |url: String| async move {
-        match tokio_tungstenite::connect_async(url).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response,
+        match Socket::connect(&url, None).await {
+            Err(chatnode_client::Error::Refused(refusal)) => refusal,
             other => panic!("expected a refused upgrade, got {other:?}"),
         }
     };
     let refused = refusal(node.ws_url(room, "not-a-token")).await;
-    assert_eq!(refused.status(), 401);
-    assert_secure("refused upgrade", refused.headers());
+    assert_eq!(refused.status, 401);
+    assert_secure("refused upgrade", &refused.headers);
     let _socket = node.ws(room, &alice).await;
     let refused = refusal(node.ws_url(room, &alice.access)).await;
-    assert_eq!(refused.status(), 503);
-    assert_secure("503 upgrade", refused.headers());
+    assert_eq!(refused.status, 503);
+    assert_secure("503 upgrade", &refused.headers);
 
     // A 503 of a shed request, while the only in-flight slot is held.
     let held = occupy_slot(&node).await;
     wait_until_busy(&node, true).await;
-    let response = node
-        .client
-        .get(node.url("/api/v1/schema"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 503);
-    assert_secure("503", response.headers());
+    let response = node.api.get("/api/v1/schema").send().await.unwrap();
+    assert_eq!(response.status, 503);
+    assert_secure("503", &response.headers);
     drop(held);
 }

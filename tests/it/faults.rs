@@ -10,16 +10,16 @@
 //! `CHATNODE_TEST_RABBITMQ_IMAGE`). Selected without their service, they fail.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chatnode::config::TransportKind;
+use chatnode_client::multipart::{Form, Part};
+use chatnode_client::{Client, HistoryQuery, Launch, NewAccount, SocketOptions, StatusCode};
 use futures_util::{SinkExt, StreamExt};
-use reqwest::multipart::{Form, Part};
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -27,7 +27,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{brokers, docker_answers, reap_after_exit, Broker};
-use crate::helpers::{start, test_config, TestDatabase, TestNode, TestUser, JWT_SECRET, WAIT};
+use crate::helpers::{
+    eventually, start, test_config, TestDatabase, TestNode, TestUser, JWT_SECRET, WAIT,
+};
 
 /// Acknowledged messages after which the node is killed, with sends still in flight.
 const ACKED_BEFORE_KILL: usize = 60;
@@ -38,136 +40,85 @@ const RECOVERY: Duration = Duration::from_secs(45);
 /// A node's HTTP face, for nodes in this process and in child processes alike.
 #[derive(Clone)]
 pub(crate) struct Api {
-    pub(crate) address: String,
-    client: reqwest::Client,
+    pub(crate) client: Client,
 }
 
 impl Api {
     fn new(address: &str) -> Self {
+        let http = reqwest::Client::builder().timeout(WAIT).build().unwrap();
         Self {
-            address: address.to_string(),
-            client: reqwest::Client::builder().timeout(WAIT).build().unwrap(),
+            client: Client::with_http(format!("http://{address}"), http),
         }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
     }
 
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + WAIT * 3;
-        loop {
-            let ready = self.client.get(self.url("/readyz")).send().await;
-            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node at {} never became ready",
-                self.address
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn post(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: Value,
-    ) -> reqwest::Result<(StatusCode, Value)> {
-        let mut request = self.client.post(self.url(path)).json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        Ok((status, response.json().await?))
+        eventually(WAIT * 3, "the node is ready", || async {
+            self.client
+                .readyz()
+                .await
+                .is_ok_and(|r| r.ready)
+                .then_some(())
+        })
+        .await
     }
 
     pub(crate) async fn register(&self, name: &str) -> TestUser {
-        let email = format!("{name}@example.com");
-        let (status, body) = self
-            .post(
-                "/api/v1/auth/register/",
-                None,
-                json!({"email": email, "phone_number": "+14155552671",
-                       "password": crate::helpers::PASSWORD, "first_name": name, "last_name": "T"}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, StatusCode::CREATED, "register {name}: {body}");
-        let data = &body["data"];
-        TestUser {
-            id: data["user"]["id"].as_i64().unwrap(),
-            email,
-            username: data["user"]["username"].as_str().unwrap().to_string(),
-            access: data["credentials"]["access"].as_str().unwrap().to_string(),
-            refresh: data["credentials"]["refresh"].as_str().unwrap().to_string(),
-        }
+        let account = NewAccount {
+            email: format!("{name}@example.com"),
+            phone_number: "+14155552671".into(),
+            password: crate::helpers::PASSWORD.into(),
+            first_name: name.into(),
+            last_name: "T".into(),
+        };
+        let session = self.client.register(&account).await;
+        TestUser::from(session.unwrap_or_else(|e| panic!("register {name}: {e}")))
     }
 
     pub(crate) async fn create_room(&self, owner: &TestUser, members: &[&TestUser]) -> i64 {
         let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
-        let (status, body) = self
-            .post(
-                "/api/v1/chat/chatrooms/create/",
-                Some(&owner.access),
-                json!({"name": "faults", "members": ids}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, StatusCode::CREATED, "create room: {body}");
-        body["data"]["chatroom"]["id"].as_i64().unwrap()
+        let room = self.client.create_room(&owner.access, "faults", &ids).await;
+        room.unwrap_or_else(|e| panic!("create room: {e}")).id
     }
 
+    /// A REST send: the status and JSON body when the node answered.
     pub(crate) async fn send(
         &self,
         user: &TestUser,
         room: i64,
         content: &str,
-    ) -> reqwest::Result<(StatusCode, Value)> {
-        self.post(
-            &format!("/api/v1/chat/chatrooms/{room}/messages/send/"),
-            Some(&user.access),
-            json!({ "content": content }),
-        )
-        .await
+    ) -> Result<(StatusCode, Value), chatnode_client::Error> {
+        let answer = self
+            .client
+            .post(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"))
+            .token(&user.access)
+            .json(&json!({ "content": content }))
+            .send()
+            .await?;
+        Ok((answer.status, answer.json()))
     }
 
     /// The room's whole history, `(id, content)` oldest first, read page by page.
     pub(crate) async fn history(&self, user: &TestUser, room: i64) -> Vec<(i64, String)> {
-        let mut all = Vec::new();
+        let mut all: Vec<(i64, String)> = Vec::new();
         loop {
-            let after = all.last().map_or(0, |(id, _)| *id);
-            let response = self
-                .client
-                .get(self.url(&format!(
-                    "/api/v1/chat/chatrooms/{room}/messages/?after={after}&limit=200"
-                )))
-                .bearer_auth(&user.access)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            let body: Value = response.json().await.unwrap();
-            let page = body["data"]["detail"].as_array().unwrap().clone();
+            let query = HistoryQuery {
+                after: Some(all.last().map_or(0, |(id, _)| *id)),
+                limit: Some(200),
+                before: None,
+            };
+            let page = self.client.history(&user.access, room, query).await;
+            let page = page.expect("history is served");
             if page.is_empty() {
                 return all;
             }
-            all.extend(page.iter().map(|m| {
-                (
-                    m["id"].as_i64().unwrap(),
-                    m["content"].as_str().unwrap().to_string(),
-                )
-            }));
+            all.extend(page.into_iter().map(|m| (m.id, m.content)));
         }
     }
 }
 
 /// `chatnode serve` as a child process on a free port; SIGKILLed when dropped.
 pub(crate) struct NodeProcess {
-    child: Child,
+    process: chatnode_client::NodeProcess,
     pub(crate) api: Api,
     /// The id the node logged when it started listening.
     pub(crate) node_id: String,
@@ -175,64 +126,25 @@ pub(crate) struct NodeProcess {
 
 impl NodeProcess {
     pub(crate) async fn start(args: &[OsString]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chatnode"));
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        let process = Launch::new(env!("CARGO_BIN_EXE_chatnode"))
             .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
-        // Only what this test sets reaches the node.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("CHATNODE_") {
-                command.env_remove(name);
-            }
-        }
-        command
             .env("CHATNODE_JWT_SECRET", JWT_SECRET)
             // Rate limits would throttle the stream of sends these tests make.
             .env("CHATNODE_RATE_LIMITS", "off")
-            .env("RUST_LOG", "warn,chatnode::startup=info");
-        let mut child = command.spawn().expect("chatnode serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let (found, address) = std::sync::mpsc::channel();
-        // Keeps draining the log so that the node never blocks on a full pipe; what is not
-        // the address (warnings, errors) shows with a failing test's output.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(event) if event["message"] == "chatnode listening" => {
-                        let field = |name: &str| event[name].as_str().unwrap_or("").to_string();
-                        let _ = found.send((field("address"), field("node")));
-                    }
-                    _ => eprintln!("node: {line}"),
-                }
-            }
-        });
-        let (address, node_id) =
-            tokio::task::spawn_blocking(move || address.recv_timeout(WAIT * 3))
-                .await
-                .unwrap()
-                .expect("the node logs the address it bound");
-        let node = Self {
-            child,
-            api: Api::new(&address),
-            node_id,
-        };
-        node.api.wait_ready().await;
-        node
+            .echo_log()
+            .start()
+            .await
+            .expect("chatnode serve starts");
+        Self {
+            api: Api::new(&process.address().to_string()),
+            node_id: process.node_id().to_string(),
+            process,
+        }
     }
 
     /// SIGKILL: no shutdown code of the node runs.
-    pub(crate) fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the node");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub(crate) async fn kill(&mut self) {
+        self.process.kill().await.expect("SIGKILL the node");
     }
 }
 
@@ -303,15 +215,12 @@ impl Socket {
         since: Option<i64>,
         sending: Option<Sending>,
     ) -> Self {
-        let mut url = format!("ws://{}/ws/chat/{room}/?token={}", api.address, user.access);
-        if let Some(since) = since {
-            url.push_str(&format!("&since={since}"));
-        }
-        let (stream, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("the socket connects in time")
-            .expect("the socket connects");
-        let (mut sink, mut stream) = stream.split();
+        let options = SocketOptions {
+            since,
+            ..SocketOptions::default()
+        };
+        let socket = api.client.socket_with(room, &user.access, &options).await;
+        let (mut sink, mut stream) = socket.expect("the socket connects").into_inner().split();
         let received = Arc::new(Mutex::new(Vec::new()));
         let ledger = sending.as_ref().map(|s| s.ledger.clone());
         let (me, record) = (user.id, received.clone());
@@ -534,7 +443,7 @@ async fn killed_mid_stream(broker: Option<&Broker>) {
         assert!(Instant::now() < deadline, "the senders got too few acks");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    doomed.kill();
+    doomed.kill().await;
     stop.cancel();
     for sender in senders {
         tokio::time::timeout(WAIT, sender)
@@ -970,8 +879,8 @@ async fn upload(node: &TestNode, user: &TestUser, room: i64) -> (StatusCode, Val
         .text("content", "a picture")
         .part("attachment", Part::bytes(png).file_name("big.png"));
     let request = node
-        .client
-        .post(node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/")))
+        .api
+        .post(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"))
         .multipart(form);
     node.send(request, Some(&user.access)).await
 }

@@ -4,15 +4,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chatnode::{Application, Config};
-use futures_util::{SinkExt, StreamExt};
-use reqwest::StatusCode;
+use chatnode_client::{
+    Client, Incoming, NewAccount, Request, Session, Socket, StatusCode, WsMessage,
+};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 pub const JWT_SECRET: &str = "integration-test-secret-0123456789";
@@ -25,8 +24,8 @@ pub struct TestNode {
     pub node_id: String,
     /// Keeps a PostgreSQL test database alive as long as the node.
     pub database: TestDatabase,
-    pub base: String,
-    pub client: reqwest::Client,
+    /// The node's API, as every client speaks it.
+    pub api: Client,
     pub data_dir: tempfile::TempDir,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
@@ -39,6 +38,18 @@ pub struct TestUser {
     pub username: String,
     pub access: String,
     pub refresh: String,
+}
+
+impl From<Session> for TestUser {
+    fn from(session: Session) -> Self {
+        Self {
+            id: session.user.id,
+            email: session.user.email,
+            username: session.user.username,
+            access: session.credentials.access,
+            refresh: session.credentials.refresh,
+        }
+    }
 }
 
 pub fn test_config(data_dir: &std::path::Path) -> Config {
@@ -118,8 +129,7 @@ pub async fn start(config: Config, data_dir: tempfile::TempDir) -> TestNode {
         address,
         node_id,
         database: TestDatabase::default(),
-        base: format!("http://{address}"),
-        client: reqwest::Client::new(),
+        api: Client::new(format!("http://{address}")),
         data_dir,
         shutdown,
         server,
@@ -130,19 +140,10 @@ pub async fn start(config: Config, data_dir: tempfile::TempDir) -> TestNode {
 
 impl TestNode {
     async fn wait_ready(&self) {
-        for _ in 0..100 {
-            if let Ok(response) = self.client.get(self.url("/readyz")).send().await {
-                if response.status() == StatusCode::OK {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("node at {} never became ready", self.address);
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+        let ready = eventually(WAIT, "the node is ready", || async {
+            self.api.readyz().await.is_ok_and(|r| r.ready).then_some(())
+        });
+        ready.await
     }
 
     /// Stops the node and waits for `run` to return; returns the data directory.
@@ -155,30 +156,25 @@ impl TestNode {
         self.data_dir
     }
 
-    pub async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-        token: Option<&str>,
-    ) -> (StatusCode, Value) {
-        let request = match token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let response = request.send().await.expect("request is answered");
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|_| panic!("answer is not JSON ({status}): {text}"));
-        (status, body)
+    /// Sends `request` (with `token`, if any); the status and the JSON body.
+    pub async fn send(&self, request: Request, token: Option<&str>) -> (StatusCode, Value) {
+        let answer = request
+            .maybe_token(token)
+            .send()
+            .await
+            .expect("request is answered");
+        let body = serde_json::from_slice(&answer.bytes).unwrap_or_else(|_| {
+            panic!("answer is not JSON ({}): {}", answer.status, answer.text())
+        });
+        (answer.status, body)
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        self.send(self.client.get(self.url(path)), token).await
+        self.send(self.api.get(path), token).await
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        self.send(self.client.post(self.url(path)).json(&body), token)
-            .await
+        self.send(self.api.post(path).json(&body), token).await
     }
 
     pub async fn register(&self, name: &str) -> TestUser {
@@ -188,39 +184,25 @@ impl TestNode {
     /// [`Self::register`] with a phone number of its own (`register` gives every user the
     /// same one).
     pub async fn register_with_phone(&self, name: &str, phone: &str) -> TestUser {
-        let email = format!("{name}@example.com");
-        let (status, body) = self
-            .post(
-                "/api/v1/auth/register/",
-                None,
-                json!({
-                    "email": email, "phone_number": phone, "password": PASSWORD,
-                    "first_name": name, "last_name": "Tester",
-                }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "register {name}: {body}");
-        let data = &body["data"];
-        TestUser {
-            id: data["user"]["id"].as_i64().unwrap(),
-            email,
-            username: data["user"]["username"].as_str().unwrap().to_string(),
-            access: data["credentials"]["access"].as_str().unwrap().to_string(),
-            refresh: data["credentials"]["refresh"].as_str().unwrap().to_string(),
-        }
+        let account = NewAccount {
+            email: format!("{name}@example.com"),
+            phone_number: phone.to_string(),
+            password: PASSWORD.to_string(),
+            first_name: name.to_string(),
+            last_name: "Tester".to_string(),
+        };
+        let session = self
+            .api
+            .register(&account)
+            .await
+            .unwrap_or_else(|e| panic!("register {name}: {e}"));
+        TestUser::from(session)
     }
 
     pub async fn create_room(&self, owner: &TestUser, name: &str, members: &[&TestUser]) -> i64 {
         let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
-        let (status, body) = self
-            .post(
-                "/api/v1/chat/chatrooms/create/",
-                Some(&owner.access),
-                json!({ "name": name, "members": ids }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "create room: {body}");
-        body["data"]["chatroom"]["id"].as_i64().unwrap()
+        let room = self.api.create_room(&owner.access, name, &ids).await;
+        room.unwrap_or_else(|e| panic!("create room: {e}")).id
     }
 
     pub async fn send_message(&self, user: &TestUser, room: i64, content: &str) -> Value {
@@ -246,28 +228,28 @@ impl TestNode {
         body["data"]["detail"].as_array().unwrap().clone()
     }
 
+    /// Counted also while the node is not ready (then the body is an error envelope).
     pub async fn socket_count(&self) -> u64 {
-        // Counted also while the node is not ready (then the body is an error envelope).
-        let (_, body) = self.get("/readyz", None).await;
-        body["data"]["sockets"]
-            .as_u64()
-            .or(body["errors"]["sockets"].as_u64())
+        self.api
+            .socket_count()
+            .await
             .expect("readyz counts sockets")
     }
 
     pub fn ws_url(&self, room: i64, token: &str) -> String {
-        format!("ws://{}/ws/chat/{room}/?token={token}", self.address)
+        self.api.ws_url(&format!("/ws/chat/{room}/?token={token}"))
     }
 
     /// A WebSocket to `room`, upgraded and registered with the node's hub.
     pub async fn ws(&self, room: i64, user: &TestUser) -> WsClient {
         let before = self.socket_count().await;
-        let (stream, response) = tokio_tungstenite::connect_async(self.ws_url(room, &user.access))
+        let socket = self
+            .api
+            .socket(room, &user.access)
             .await
             .expect("WebSocket connects");
-        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
         self.wait_for_sockets(before + 1).await;
-        WsClient { stream }
+        WsClient { socket }
     }
 
     /// Waits until the node has exactly `count` registered sockets.
@@ -278,37 +260,47 @@ impl TestNode {
     /// [`Self::wait_for_sockets`] with a bound of its own, for a socket count that follows
     /// a long load (a loaded CI machine sends it more slowly).
     pub async fn wait_for_sockets_within(&self, count: u64, bound: Duration) {
-        let deadline = tokio::time::Instant::now() + bound;
-        while self.socket_count().await != count {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "node never reached {count} sockets"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let what = format!("the node has {count} sockets");
+        eventually(bound, &what, || async {
+            (self.socket_count().await == count).then_some(())
+        })
+        .await
     }
 
     /// The HTTP status and JSON body of a refused WebSocket handshake.
     pub async fn refused_ws(&self, url: &str) -> (u16, Value) {
-        let request = url.into_client_request().unwrap();
-        match tokio_tungstenite::connect_async(request).await {
+        match Socket::connect(url, None).await {
             Ok(_) => panic!("handshake to {url} was accepted"),
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                let status = response.status().as_u16();
-                let body = response
-                    .body()
-                    .as_ref()
-                    .map(|b| serde_json::from_slice(b).expect("refusal body is JSON"))
-                    .unwrap_or(Value::Null);
-                (status, body)
+            Err(chatnode_client::Error::Refused(refusal)) => {
+                let body = json!({ "success": false, "errors": refusal.errors });
+                (refusal.status.as_u16(), body)
             }
             Err(other) => panic!("unexpected handshake error: {other}"),
         }
     }
 }
 
+/// Polls `check` until it gives a value, for at most `bound`; panics naming `what` after.
+pub async fn eventually<T, F, Fut>(bound: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {bound:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 pub struct WsClient {
-    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub socket: Socket,
 }
 
 /// Whether `frame` is a receipt frame (`receipt` or `receipts`), which the node writes on
@@ -321,20 +313,24 @@ pub fn is_receipt(frame: &Value) -> bool {
 }
 
 impl WsClient {
+    /// The tungstenite stream, for tests that write frames no client library would.
+    pub fn stream(&mut self) -> &mut WebSocketStream<TcpStream> {
+        self.socket.stream_mut()
+    }
+
     /// The next text frame as JSON, receipt frames included (pings and pongs are skipped);
     /// `None` when `deadline` passes first.
     async fn next_frame_until(&mut self, deadline: tokio::time::Instant) -> Option<Value> {
-        loop {
-            let frame = tokio::time::timeout_at(deadline, self.stream.next())
-                .await
-                .ok()?
-                .expect("the socket is open")
-                .expect("the frame is valid");
-            match frame {
-                Message::Text(text) => return Some(serde_json::from_str(&text).unwrap()),
-                Message::Ping(_) | Message::Pong(_) => continue,
-                other => panic!("expected a text frame, got {other:?}"),
-            }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match self
+            .socket
+            .recv_within(left)
+            .await
+            .expect("the frame is valid")
+        {
+            None => None,
+            Some(Incoming::Frame(frame)) => Some(frame),
+            Some(other) => panic!("expected a text frame, got {other:?}"),
         }
     }
 
@@ -407,30 +403,25 @@ impl WsClient {
     }
 
     pub async fn send_json(&mut self, value: Value) {
-        self.stream
-            .send(Message::Text(value.to_string().into()))
-            .await
-            .unwrap();
+        self.socket.send_json(&value).await.unwrap();
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.stream.send(Message::Text(text.into())).await.unwrap();
+        self.socket
+            .send_raw(WsMessage::Text(text.into()))
+            .await
+            .unwrap();
     }
 
     /// Reads until the server's close frame; returns its code and reason.
     pub async fn expect_close(&mut self) -> (u16, String) {
         loop {
-            let frame = tokio::time::timeout(WAIT, self.stream.next())
-                .await
-                .expect("the close arrives in time");
-            match frame {
-                Some(Ok(Message::Close(Some(close)))) => {
-                    return (close.code.into(), close.reason.to_string())
-                }
-                Some(Ok(Message::Close(None))) => return (1005, String::new()),
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => panic!("socket failed before a close frame: {e}"),
-                None => panic!("socket ended without a close frame"),
+            match self.socket.recv_within(WAIT).await {
+                Ok(Some(Incoming::Close { code, reason })) => return (code, reason),
+                Ok(Some(Incoming::Frame(_))) => continue,
+                Ok(Some(Incoming::Ended)) => panic!("socket ended without a close frame"),
+                Ok(None) => panic!("no close frame within {WAIT:?}"),
+                Err(e) => panic!("socket failed before a close frame: {e}"),
             }
         }
     }
@@ -439,15 +430,11 @@ impl WsClient {
     pub async fn expect_silence(&mut self, window: Duration) {
         let deadline = tokio::time::Instant::now() + window;
         loop {
-            match tokio::time::timeout_at(deadline, self.stream.next()).await {
-                Err(_) => return,
-                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-                Ok(Some(Ok(Message::Text(text))))
-                    if serde_json::from_str::<Value>(&text).is_ok_and(|f| is_receipt(&f)) =>
-                {
-                    continue
-                }
-                Ok(other) => panic!("expected silence, got {other:?}"),
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.socket.recv_within(left).await {
+                Ok(None) => return,
+                Ok(Some(Incoming::Frame(frame))) if is_receipt(&frame) => continue,
+                other => panic!("expected silence, got {other:?}"),
             }
         }
     }

@@ -2,8 +2,8 @@
 //! blank, a media file replaced by a symbolic link is not followed, logout revokes the
 //! access token on every node sharing the database, and a chunked upload's 411 is stated.
 
-use reqwest::multipart::{Form, Part};
-use reqwest::StatusCode;
+use chatnode_client::multipart::{Form, Part};
+use chatnode_client::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn, start, test_config, TestDatabase, TestNode, PASSWORD};
@@ -19,7 +19,7 @@ async fn post_typed(
     content_type: Option<&str>,
     body: &Value,
 ) -> (StatusCode, Value) {
-    let mut request = node.client.post(node.url(path)).body(body.to_string());
+    let mut request = node.api.post(path).body(body.to_string());
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
     }
@@ -128,8 +128,8 @@ async fn a_media_file_replaced_by_a_symlink_is_not_followed() {
         Part::bytes(fixture("pixel.png")).file_name("p.png"),
     );
     let request = node
-        .client
-        .post(node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/")))
+        .api
+        .post(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"))
         .multipart(form);
     let (status, body) = node.send(request, Some(&alice.access)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -149,14 +149,14 @@ async fn a_media_file_replaced_by_a_symlink_is_not_followed() {
     std::os::unix::fs::symlink(&secret_file, &stored).unwrap();
 
     let response = node
-        .client
-        .get(node.url(&url))
-        .bearer_auth(&alice.access)
+        .api
+        .get(&url)
+        .token(&alice.access)
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let answer = response.bytes().await.unwrap();
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+    let answer = response.bytes;
     assert!(!answer.windows(secret.len()).any(|w| w == secret.as_slice()));
     let answer: Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(answer["errors"]["detail"], "Attachment not found");
@@ -171,8 +171,8 @@ async fn a_download_serves_one_byte_range_with_206() {
     let png = fixture("pixel.png");
     let form = Form::new().part("attachment", Part::bytes(png.clone()).file_name("p.png"));
     let request = node
-        .client
-        .post(node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/")))
+        .api
+        .post(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"))
         .multipart(form);
     let (_, body) = node.send(request, Some(&alice.access)).await;
     let url = body["data"]["detail"]["attachment"]
@@ -180,18 +180,18 @@ async fn a_download_serves_one_byte_range_with_206() {
         .unwrap()
         .to_string();
     let ranged = node
-        .client
-        .get(node.url(&url))
-        .bearer_auth(&alice.access)
+        .api
+        .get(&url)
+        .token(&alice.access)
         .header("range", "bytes=1-3")
         .send()
         .await
         .unwrap();
-    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(ranged.status, StatusCode::PARTIAL_CONTENT);
     let span = format!("bytes 1-3/{}", png.len());
-    assert_eq!(ranged.headers()["content-range"], span.as_str());
-    assert_eq!(ranged.headers()["content-type"], "image/png");
-    assert_eq!(ranged.bytes().await.unwrap().to_vec(), png[1..4]);
+    assert_eq!(ranged.headers["content-range"], span.as_str());
+    assert_eq!(ranged.headers["content-type"], "image/png");
+    assert_eq!(ranged.bytes.to_vec(), png[1..4]);
     node.stop().await;
 }
 
@@ -260,8 +260,8 @@ async fn a_chunked_multipart_upload_is_answered_411_as_documented() {
     );
     let chunks = vec![Ok::<_, std::io::Error>(form.into_bytes())];
     let request = node
-        .client
-        .post(node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/")))
+        .api
+        .post(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"))
         .header(
             "content-type",
             format!("multipart/form-data; boundary={boundary}"),

@@ -1,7 +1,7 @@
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use chatnode_client::{Incoming, Launch, NewAccount};
 use serde_json::json;
 
 use crate::helpers::{spawn, start, test_config, TestDatabase, WAIT};
@@ -44,103 +44,43 @@ async fn data_and_tokens_survive_a_restart_on_the_same_directory() {
             json!({"email": alice.email, "password": crate::helpers::PASSWORD}),
         )
         .await;
-    assert_eq!(status, reqwest::StatusCode::OK);
-}
-
-/// Reads the node's log until it names the address it bound (bounded in time).
-fn bound_address(child: &mut std::process::Child) -> String {
-    let stdout = child.stdout.take().unwrap();
-    let (found, address) = std::sync::mpsc::channel();
-    // Keeps draining after the address so the node never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("\"address\":\"").nth(1) {
-                let _ = found.send(rest.split('"').next().unwrap().to_string());
-            }
-        }
-    });
-    address
-        .recv_timeout(WAIT)
-        .expect("the node logs the address it bound")
+    assert_eq!(status, chatnode_client::StatusCode::OK);
 }
 
 #[tokio::test]
 async fn the_binary_logs_its_port_and_exits_cleanly_on_sigterm_with_sockets_open() {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatnode"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--data-dir",
-        ])
+    // The launcher finds the port in the log: that the binary logs it is part of the test.
+    let mut node = Launch::new(env!("CARGO_BIN_EXE_chatnode"))
+        .arg("--data-dir")
         .arg(data_dir.path())
         .env("CHATNODE_JWT_SECRET", crate::helpers::JWT_SECRET)
         .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let address = bound_address(&mut child);
-    let base = format!("http://{address}");
-    let client = reqwest::Client::new();
-    let registered: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/register/"))
-        .json(
-            &json!({"email": "z@example.com", "phone_number": "+14155552671",
-                      "password": crate::helpers::PASSWORD, "first_name": "Z", "last_name": "Z"}),
-        )
-        .send()
+        .start()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = registered["data"]["credentials"]["access"]
-        .as_str()
-        .unwrap();
-    let room: serde_json::Value = client
-        .post(format!("{base}/api/v1/chat/chatrooms/create/"))
-        .bearer_auth(token)
-        .json(&json!({"name": "r"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let room = room["data"]["chatroom"]["id"].as_i64().unwrap();
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://{address}/ws/chat/{room}/?token={token}"))
-            .await
-            .unwrap();
+        .expect("the node starts");
+    let client = node.client().clone();
+    let account = NewAccount {
+        email: "z@example.com".into(),
+        phone_number: "+14155552671".into(),
+        password: crate::helpers::PASSWORD.into(),
+        first_name: "Z".into(),
+        last_name: "Z".into(),
+    };
+    let me = client.register(&account).await.unwrap();
+    let room = client.create_room(me.access(), "r", &[]).await.unwrap();
+    let mut socket = client.socket(room.id, me.access()).await.unwrap();
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    use futures_util::StreamExt;
+    let exit = tokio::spawn(async move { node.terminate(WAIT).await });
     let close = loop {
-        match tokio::time::timeout(WAIT, socket.next()).await.unwrap() {
-            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => break frame,
-            Some(Ok(_)) => continue,
+        match socket.recv_within(WAIT).await.unwrap() {
+            Some(Incoming::Close { code, .. }) => break code,
+            Some(Incoming::Frame(_)) => continue,
             other => panic!("no close frame: {other:?}"),
         }
     };
-    assert_eq!(u16::from(close.unwrap().code), 1001);
-    let deadline = Instant::now() + WAIT;
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    assert_eq!(close, 1001);
+    let exit = exit.await.unwrap().expect("the node exits after SIGTERM");
     assert!(exit.success(), "exit status {exit:?}");
 }
 

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use chatnode::Config;
+use chatnode_client::{Client, Socket, StatusCode};
 use futures_util::SinkExt;
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -66,25 +66,19 @@ async fn post_from(
     token: Option<&str>,
     body: Value,
 ) -> Answer {
-    let client = reqwest::Client::builder()
+    let http = reqwest::Client::builder()
         .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)))
         .build()
         .unwrap();
-    let mut request = client.post(node.url(path)).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.expect("request is answered");
-    let status = response.status();
-    let retry_after = response.headers().get("retry-after").map(|v| {
-        v.to_str()
-            .unwrap()
-            .parse()
-            .expect("Retry-After is whole seconds")
-    });
-    let body = response.json().await.expect("a JSON answer");
+    let client = Client::with_http(node.api.base_url(), http);
+    let request = client.post(path).json(&body).maybe_token(token);
+    let answer = request.send().await.expect("request is answered");
+    let retry_after = answer
+        .header("retry-after")
+        .map(|v| v.parse().expect("Retry-After is whole seconds"));
+    let body = serde_json::from_slice(&answer.bytes).expect("a JSON answer");
     Answer {
-        status,
+        status: answer.status,
         retry_after,
         body,
     }
@@ -115,16 +109,12 @@ fn ws_send(content: &str) -> Value {
 
 /// A refused handshake as an `Answer`.
 async fn refused_ws(node: &TestNode, room: i64, user: &TestUser) -> Answer {
-    match tokio_tungstenite::connect_async(node.ws_url(room, &user.access)).await {
+    match Socket::connect(&node.ws_url(room, &user.access), None).await {
         Ok(_) => panic!("the handshake was accepted"),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Answer {
-            status: StatusCode::from_u16(response.status().as_u16()).unwrap(),
-            retry_after: response
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().parse().unwrap()),
-            body: serde_json::from_slice(response.body().as_deref().unwrap_or_default())
-                .expect("the refusal is JSON"),
+        Err(chatnode_client::Error::Refused(refusal)) => Answer {
+            status: refusal.status,
+            retry_after: refusal.retry_after,
+            body: json!({ "success": false, "errors": refusal.errors }),
         },
         Err(other) => panic!("unexpected handshake error: {other}"),
     }
@@ -264,7 +254,7 @@ async fn websocket_connection_attempts_over_the_limit_are_refused_before_the_upg
     let room = node.create_room(&alice, "limits", &[&bob]).await;
     for _ in 0..2 {
         let mut socket = node.ws(room, &alice).await;
-        socket.stream.close(None).await.unwrap();
+        socket.stream().close(None).await.unwrap();
         // `ws` counts sockets from the node's current number: let this one go first.
         node.wait_for_sockets(0).await;
     }
@@ -287,7 +277,7 @@ async fn open_sockets_per_user_are_capped_and_a_closed_one_frees_its_place() {
         .await
         .assert_limited("WebSockets open");
 
-    first.stream.close(None).await.unwrap();
+    first.stream().close(None).await.unwrap();
     node.wait_for_sockets(1).await;
     let mut third = node.ws(room, &alice).await;
     third.send_json(ws_send("still here")).await;
@@ -380,7 +370,7 @@ async fn a_websocket_text_frame_is_not_a_send_unless_it_asks_to_send() {
         socket.send_text("not json").await;
         assert_eq!(socket.next_json().await["success"], false);
         socket
-            .stream
+            .stream()
             .send(Message::Text(
                 json!({"purpose": "catch_up", "since": 0})
                     .to_string()

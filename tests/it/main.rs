@@ -16,6 +16,7 @@ mod connections;
 mod conversations;
 mod cors;
 mod docs;
+mod echo_bot;
 mod errors;
 mod faults;
 mod hashing;

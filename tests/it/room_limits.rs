@@ -2,7 +2,7 @@
 //! (429 with `Retry-After`, off with `--rate-limits off`) and at most 100 member ids per
 //! request (a 400 naming `members`). Rates are hours long wherever a refusal is asserted.
 
-use reqwest::StatusCode;
+use chatnode_client::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_with, TestNode, TestUser};
@@ -11,19 +11,19 @@ const CREATE: &str = "/api/v1/chat/chatrooms/create/";
 
 async fn create(node: &TestNode, user: &TestUser, body: Value) -> (StatusCode, Option<u64>, Value) {
     let response = node
-        .client
-        .post(node.url(CREATE))
-        .bearer_auth(&user.access)
+        .api
+        .post(CREATE)
+        .token(&user.access)
         .json(&body)
         .send()
         .await
         .unwrap();
-    let status = response.status();
+    let status = response.status;
     let retry_after = response
-        .headers()
+        .headers
         .get("retry-after")
         .map(|v| v.to_str().unwrap().parse().unwrap());
-    (status, retry_after, response.json().await.unwrap())
+    (status, retry_after, response.json())
 }
 
 async fn room_count(node: &TestNode, user: &TestUser) -> usize {

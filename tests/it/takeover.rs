@@ -28,9 +28,7 @@ const PACE: Duration = Duration::from_millis(10);
 struct Feed {
     arrivals: Arc<Mutex<Vec<(i64, Instant)>>>,
     sink: futures_util::stream::SplitSink<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
+        tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
         Message,
     >,
     reader: JoinHandle<()>,
@@ -38,12 +36,8 @@ struct Feed {
 
 impl Feed {
     async fn open(api: &Api, room: i64, user: &TestUser) -> Self {
-        let url = format!("ws://{}/ws/chat/{room}/?token={}", api.address, user.access);
-        let (stream, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("the socket connects in time")
-            .expect("the socket connects");
-        let (sink, mut stream) = stream.split();
+        let socket = api.client.socket(room, &user.access).await;
+        let (sink, mut stream) = socket.expect("the socket connects").into_inner().split();
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let record = arrivals.clone();
         let reader = tokio::spawn(async move {
@@ -127,7 +121,7 @@ async fn lease_holder_killed(database_url: &str, broker: &[String]) -> Duration 
     let mut after_kill = Vec::new();
     for i in 0..200 {
         if i == 50 {
-            holder.kill();
+            holder.kill().await;
         }
         let content = format!("m{i}");
         let (id, sent) = send(&survivor.api, &alice, room, &content).await;
@@ -200,7 +194,7 @@ async fn a_node_restarted_after_kill_keeps_its_id_and_echoes_at_once() {
     let (id, _) = send(&node.api, &alice, room, "before").await;
     before.wait_for(id, WAIT).await;
     let first_id = node.node_id.clone();
-    node.kill();
+    node.kill().await;
 
     let restarted = NodeProcess::start(&args).await;
     assert!(first_id.starts_with("node-"), "{first_id}");

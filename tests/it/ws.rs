@@ -1,9 +1,9 @@
 use std::time::Duration;
 
 use chatnode::auth::Claims;
+use chatnode_client::{SocketOptions, StatusCode};
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -77,19 +77,16 @@ async fn bad_handshakes_are_refused_before_upgrading() {
 
 #[tokio::test]
 async fn authorization_header_works_for_the_handshake() {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let node = spawn().await;
     let alice = node.register("alice").await;
     let room = node.create_room(&alice, "r", &[]).await;
-    let mut request = format!("ws://{}/ws/chat/{room}/", node.address)
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", alice.access).parse().unwrap(),
-    );
-    let (_socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let options = SocketOptions {
+        token_in_header: true,
+        ..SocketOptions::default()
+    };
+    let socket = node.api.socket_with(room, &alice.access, &options).await;
+    let _socket = socket.expect("the handshake with an Authorization header is accepted");
+    node.wait_for_sockets(1).await;
 }
 
 #[tokio::test]
@@ -160,7 +157,7 @@ async fn malformed_frames_get_an_error_frame_and_the_socket_stays_open() {
         assert!(detail.starts_with(detail_starts), "{frame}: {detail}");
     }
     socket
-        .stream
+        .stream()
         .send(Message::Binary(vec![1, 2, 3].into()))
         .await
         .unwrap();
@@ -235,20 +232,20 @@ async fn a_slow_reader_is_disconnected_without_stalling_the_room() {
     node.wait_for_sockets(2).await;
     let big = "x".repeat(8000);
     let total = 1000;
-    let client = node.client.clone();
-    let send_url = node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"));
+    let client = node.api.clone();
+    let send_url = format!("/api/v1/chat/chatrooms/{room}/messages/send/");
     let token = alice.access.clone();
     let content = big.clone();
     let sender = tokio::spawn(async move {
         for _ in 0..total {
             let response = client
                 .post(&send_url)
-                .bearer_auth(&token)
+                .token(&token)
                 .json(&json!({ "content": content }))
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(response.status(), StatusCode::CREATED);
+            assert_eq!(response.status, StatusCode::CREATED);
         }
     });
     let fast_reader = async {
@@ -328,8 +325,8 @@ async fn a_peer_that_talks_but_never_reads_is_dropped_once_a_write_stalls() {
     for _ in 0..1000 {
         let (status, _) = node
             .send(
-                node.client
-                    .post(node.url(&format!("/api/v1/chat/chatrooms/{room}/messages/send/")))
+                node.api
+                    .post(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"))
                     .json(&json!({ "content": content })),
                 Some(&alice.access),
             )
@@ -370,7 +367,7 @@ async fn silent_peers_are_dropped_and_live_ones_kept() {
             "silent peer never dropped"
         );
         if let Ok(Some(Ok(Message::Ping(_)))) =
-            tokio::time::timeout(Duration::from_millis(100), live.stream.next()).await
+            tokio::time::timeout(Duration::from_millis(100), live.stream().next()).await
         {
             pings += 1;
         }

@@ -22,7 +22,7 @@ async fn a_client_close_is_echoed_with_its_code_then_tcp_closes() {
     for (code, reason) in [(1000, "bye"), (3001, "app-defined")] {
         let mut socket = node.ws(room, &alice).await;
         socket
-            .stream
+            .stream()
             .send(Message::Close(Some(CloseFrame {
                 code: CloseCode::from(code),
                 reason: reason.into(),
@@ -31,7 +31,7 @@ async fn a_client_close_is_echoed_with_its_code_then_tcp_closes() {
             .unwrap();
         // tokio-tungstenite yields the server's close frame, then the end of the stream.
         assert_eq!(socket.expect_close().await, (code, reason.to_string()));
-        let end = tokio::time::timeout(WAIT, socket.stream.next())
+        let end = tokio::time::timeout(WAIT, socket.stream().next())
             .await
             .expect("the node closes TCP");
         assert!(end.is_none(), "{end:?}");

@@ -2,70 +2,47 @@
 //! peer that never reads, and repeated `catch_up` frames on a large room. Each test prints its
 //! figures (`cargo test --test it ws_floods -- --nocapture`); BENCHMARKS.md quotes them.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chatnode_bench::procstat::{reset_peak, Sample};
+use chatnode_client::{Launch, NewAccount, NodeProcess};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpSocket;
 
-use crate::helpers::{is_receipt, spawn_with, WsClient, PASSWORD, WAIT};
+use crate::helpers::{eventually, is_receipt, spawn_with, WsClient, PASSWORD, WAIT};
 use crate::ws_close::{client_frame, upgrade};
 
 const MIB: u64 = 1024 * 1024;
 
 /// `chatnode serve` on a free port with a fresh data directory; killed on drop.
 pub(crate) struct Binary {
-    child: Child,
+    process: NodeProcess,
     pub(crate) address: SocketAddr,
-    client: reqwest::Client,
     _data_dir: tempfile::TempDir,
 }
 
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Binary {
-    pub(crate) fn start(args: &[&str]) -> Self {
+    pub(crate) async fn start(args: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chatnode"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        let process = Launch::new(env!("CARGO_BIN_EXE_chatnode"))
             .args(["--jwt-secret", "flood-test-secret-0123456789abcdef"])
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(args)
-            .env("RUST_LOG", "warn,chatnode::startup=info")
-            .env_remove("CHATNODE_JWT_SECRET")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let address = lines
-            .map_while(Result::ok)
-            .find_map(|line| {
-                let rest = line.split("\"address\":\"").nth(1)?;
-                line.contains("chatnode listening")
-                    .then(|| rest.split('"').next().unwrap().parse().unwrap())
-            })
-            .expect("the node logs its address");
+            .start()
+            .await
+            .expect("the node starts");
         Self {
-            child,
-            address,
-            client: reqwest::Client::new(),
+            address: process.address(),
+            process,
             _data_dir: data_dir,
         }
     }
 
     pub(crate) fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.process.pid() as i32
     }
 
     pub(crate) fn rss_mib(&self) -> (f64, f64) {
@@ -77,64 +54,37 @@ impl Binary {
     }
 
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
-        let mut request = self
-            .client
-            .post(format!("http://{}{path}", self.address))
-            .json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-        response.json().await.unwrap()
+        let request = self.process.client().post(path).json(&body);
+        let answer = request.maybe_token(token).send().await.unwrap();
+        assert!(answer.status.is_success(), "{path}: {}", answer.status);
+        answer.json()
     }
 
     /// Registers `name`; returns their id and access token.
     async fn register(&self, name: &str) -> (i64, String) {
-        let body = json!({"email": format!("{name}@example.com"), "phone_number": "+14155552671",
-                          "password": PASSWORD, "first_name": name, "last_name": "F"});
-        let data = self.post("/api/v1/auth/register/", None, body).await["data"].clone();
-        (
-            data["user"]["id"].as_i64().unwrap(),
-            data["credentials"]["access"].as_str().unwrap().to_string(),
-        )
+        let account = NewAccount {
+            email: format!("{name}@example.com"),
+            phone_number: "+14155552671".into(),
+            password: PASSWORD.into(),
+            first_name: name.into(),
+            last_name: "F".into(),
+        };
+        let session = self.process.client().register(&account).await.unwrap();
+        (session.user.id, session.credentials.access)
     }
 
     async fn create_room(&self, token: &str) -> i64 {
-        let body = json!({"name": "flood", "members": []});
-        let created = self
-            .post("/api/v1/chat/chatrooms/create/", Some(token), body)
-            .await;
-        created["data"]["chatroom"]["id"].as_i64().unwrap()
-    }
-
-    async fn sockets(&self) -> u64 {
-        let url = format!("http://{}/readyz", self.address);
-        let body: Value = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["data"]["sockets"].as_u64().unwrap()
+        let room = self.process.client().create_room(token, "flood", &[]).await;
+        room.unwrap().id
     }
 
     async fn wait_for_sockets(&self, count: u64) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self.sockets().await != count {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never {count} sockets"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{count} sockets");
+        eventually(WAIT, &what, || async {
+            let sockets = self.process.client().socket_count().await.unwrap();
+            (sockets == count).then_some(())
+        })
+        .await
     }
 }
 
@@ -166,7 +116,7 @@ async fn next_opcode(tcp: &mut (impl AsyncReadExt + Unpin)) -> Option<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_from_a_peer_that_never_reads_keeps_the_node_bounded() {
     // The node never pings during the flood: only the bound on what it buffers is at work.
-    let node = Binary::start(&["--rate-limits", "off", "--ws-ping-secs", "3600"]);
+    let node = Binary::start(&["--rate-limits", "off", "--ws-ping-secs", "3600"]).await;
     let (_, token) = node.register("alice").await;
     let room = node.create_room(&token).await;
     // A small receive window, and nothing read until the flood is over.
@@ -227,13 +177,14 @@ async fn a_ping_flood_from_a_peer_that_never_reads_keeps_the_node_bounded() {
 }
 
 /// A node whose `catch_up` limit is `catch_up`, every other limit out of the way.
-fn catch_up_limited(catch_up: &str) -> Binary {
+async fn catch_up_limited(catch_up: &str) -> Binary {
     Binary::start(&[
         "--rate-limit-catch-up",
         catch_up,
         "--rate-limit-send",
         "1000000/1s",
     ])
+    .await
 }
 
 async fn replay_ids(socket: &mut WsClient, count: usize) -> Vec<i64> {
@@ -246,7 +197,7 @@ async fn replay_ids(socket: &mut WsClient, count: usize) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_catch_up_frames_are_limited_per_user_and_a_replay_stays_bounded() {
-    let node = catch_up_limited("3/h");
+    let node = catch_up_limited("3/h").await;
     let (_, token) = node.register("alice").await;
     let room = node.create_room(&token).await;
     let messages = 2000;
@@ -261,9 +212,8 @@ async fn repeated_catch_up_frames_are_limited_per_user_and_a_replay_stays_bounde
     }
     ids.sort_unstable();
 
-    let url = format!("ws://{}/ws/chat/{room}/?token={token}", node.address);
-    let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let mut socket = WsClient { stream };
+    let socket = node.process.client().socket(room, &token).await.unwrap();
+    let mut socket = WsClient { socket };
     node.wait_for_sockets(1).await;
     let (start, _) = node.rss_mib();
     assert!(reset_peak(node.pid()));
