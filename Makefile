@@ -36,28 +36,11 @@ fmt:
 clean:
 	$(CARGO) clean
 
-# A node of its own on 127.0.0.1 (a free port, a temporary data directory, the open-files
-# limit raised to the hard limit), ready before the bench starts and stopped after it.
+# A node of its own on 127.0.0.1 (`--spawn`: a free port, a temporary data directory, rate
+# limits off), ready before the bench starts and stopped after it; the open-files limit is
+# raised to the hard limit first, and the node inherits it.
 bench: build
-	@set -eu; \
-	ulimit -n "$$(ulimit -Hn)"; \
-	dir=$$(mktemp -d); \
-	bin="$${CARGO_TARGET_DIR:-target}/release/chatnode"; \
-	env -u CHATNODE_LISTEN -u CHATNODE_DATA_DIR -u CHATNODE_DATABASE_URL -u CHATNODE_TRANSPORT \
-	    RUST_LOG=warn,chatnode::startup=info \
-	    "$$bin" serve --listen 127.0.0.1:0 --data-dir "$$dir" --log-format json --rate-limits off >"$$dir/node.log" 2>&1 & \
-	pid=$$!; \
-	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf "$$dir"' EXIT; \
-	addr=; \
-	for _ in $$(seq 1 300); do \
-	    addr=$$(sed -n 's/.*"address":"\([0-9.:]*\)".*"message":"chatnode listening".*/\1/p; s/.*"message":"chatnode listening".*"address":"\([0-9.:]*\)".*/\1/p' "$$dir/node.log" | head -n1); \
-	    if [ -n "$$addr" ] && curl -fsS "http://$$addr/readyz" >/dev/null 2>&1; then break; fi; \
-	    kill -0 $$pid 2>/dev/null || { cat "$$dir/node.log"; exit 1; }; \
-	    sleep 0.1; \
-	done; \
-	[ -n "$$addr" ] || { echo "the node never became ready"; cat "$$dir/node.log"; exit 1; }; \
-	echo "node $$pid on http://$$addr (log: $$dir/node.log)"; \
-	"$$bin" bench --target "http://$$addr" --server-pid $$pid $(BENCH_ARGS)
+	ulimit -n "$$(ulimit -Hn)" && "$${CARGO_TARGET_DIR:-target}/release/chatnode" bench --spawn $(BENCH_ARGS)
 
 # `--spawn` starts the node the way `bench` does (rate limits off) and stops it afterwards.
 soak: build

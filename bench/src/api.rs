@@ -1,19 +1,16 @@
-//! The node's API as the bench uses it: targets, registration, rooms, sends and sockets.
+//! The node's API as the bench uses it, through `chatnode-client`: targets, registration,
+//! rooms, sends and sockets, with errors counted by kind.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use chatnode_client::{Client, Error as ClientError, NewAccount, SocketOptions};
+pub use chatnode_client::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use reqwest::{StatusCode, Url};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
-
-/// Bound on any one request, connect or handshake.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// tungstenite's default is 128 KiB per socket; thousands of receivers need far less.
 const READ_BUFFER: usize = 4096;
 const PASSWORD: &str = "bench-passphrase-42";
@@ -67,13 +64,9 @@ impl Target {
         bail!("no node answers at {url} (tried {addrs:?})")
     }
 
-    fn http(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn ws(&self, room: i64, token: &str, since: Option<i64>) -> String {
-        let since = since.map_or(String::new(), |id| format!("&since={id}"));
-        format!("ws://{}/ws/chat/{room}/?token={token}{since}", self.addr)
+    /// `http://<the address that answered>`.
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
     }
 }
 
@@ -116,7 +109,24 @@ pub struct User {
     pub access: String,
 }
 
-/// An HTTP client: one keep-alive connection per target while used by one task at a time.
+impl From<ClientError> for CallError {
+    fn from(error: ClientError) -> Self {
+        match &error {
+            ClientError::Api(refusal) | ClientError::Refused(refusal) => {
+                let mut body = refusal.errors.to_string();
+                body.truncate(200);
+                Self::Status(refusal.status, body)
+            }
+            ClientError::Unexpected { status, body } => {
+                Self::Status(*status, body.chars().take(200).collect())
+            }
+            _ => Self::Transport(describe(&error)),
+        }
+    }
+}
+
+/// The node's API through `chatnode-client`, on one HTTP client: one keep-alive connection
+/// per target while used by one task at a time.
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
@@ -133,46 +143,26 @@ impl Api {
         Ok(Self { http })
     }
 
-    async fn post(
-        &self,
-        target: &Target,
-        path: &str,
-        token: Option<&str>,
-        body: &Value,
-    ) -> Result<(StatusCode, Value), CallError> {
-        let mut request = self.http.post(target.http(path)).json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let transport = |e: reqwest::Error| CallError::Transport(describe(&e));
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        let text = response.text().await.map_err(transport)?;
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, body))
+    fn at(&self, target: &Target) -> Client {
+        Client::with_http(target.base(), self.http.clone())
     }
 
     pub async fn register(&self, target: &Target, email: &str) -> anyhow::Result<User> {
-        let body = json!({
-            "email": email, "phone_number": "+14155552671", "password": PASSWORD,
-            "first_name": "Bench", "last_name": "User",
-        });
-        let (status, body) = self
-            .post(target, "/api/v1/auth/register/", None, &body)
+        let account = NewAccount {
+            email: email.to_string(),
+            phone_number: "+14155552671".to_string(),
+            password: PASSWORD.to_string(),
+            first_name: "Bench".to_string(),
+            last_name: "User".to_string(),
+        };
+        let session = self
+            .at(target)
+            .register(&account)
             .await
-            .map_err(|e| anyhow!("register {email} at {}: {e}", target.url))?;
-        if status != StatusCode::CREATED {
-            bail!("register {email} at {}: {status} {body}", target.url);
-        }
-        let data = &body["data"];
+            .map_err(|e| anyhow!("register {email} at {}: {}", target.url, describe(&e)))?;
         Ok(User {
-            id: data["user"]["id"]
-                .as_i64()
-                .ok_or_else(|| anyhow!("register answer without a user id: {body}"))?,
-            access: data["credentials"]["access"]
-                .as_str()
-                .ok_or_else(|| anyhow!("register answer without an access token: {body}"))?
-                .to_string(),
+            id: session.user.id,
+            access: session.credentials.access,
         })
     }
 
@@ -183,22 +173,12 @@ impl Api {
         name: &str,
         members: &[i64],
     ) -> anyhow::Result<i64> {
-        let body = json!({ "name": name, "members": members });
-        let (status, body) = self
-            .post(
-                target,
-                "/api/v1/chat/chatrooms/create/",
-                Some(&owner.access),
-                &body,
-            )
+        let room = self
+            .at(target)
+            .create_room(&owner.access, name, members)
             .await
-            .map_err(|e| anyhow!("create room at {}: {e}", target.url))?;
-        if status != StatusCode::CREATED {
-            bail!("create room at {}: {status} {body}", target.url);
-        }
-        body["data"]["chatroom"]["id"]
-            .as_i64()
-            .ok_or_else(|| anyhow!("create room answer without an id: {body}"))
+            .map_err(|e| anyhow!("create room at {}: {}", target.url, describe(&e)))?;
+        Ok(room.id)
     }
 
     /// Sends a message over REST; returns the stored message's id.
@@ -209,30 +189,20 @@ impl Api {
         room: i64,
         content: &str,
     ) -> Result<i64, CallError> {
-        let path = format!("/api/v1/chat/chatrooms/{room}/messages/send/");
-        let body = json!({ "content": content });
-        let body = self
-            .expect(target, &path, user, &body, StatusCode::CREATED)
-            .await?;
-        body["data"]["detail"]["id"]
-            .as_i64()
-            .ok_or_else(|| CallError::Transport("send answer without a message id".to_string()))
+        let sent = self.at(target).send(&user.access, room, content).await?;
+        Ok(sent.id)
     }
 
     /// Joins a room (`.../enter/`).
     pub async fn enter(&self, target: &Target, user: &User, room: i64) -> Result<(), CallError> {
-        let path = format!("/api/v1/chat/chatrooms/{room}/enter/");
-        self.expect(target, &path, user, &json!({}), StatusCode::OK)
-            .await
-            .map(drop)
+        self.at(target).enter(&user.access, room).await?;
+        Ok(())
     }
 
     /// Leaves a room.
     pub async fn leave(&self, target: &Target, user: &User, room: i64) -> Result<(), CallError> {
-        let path = format!("/api/v1/chat/chatrooms/{room}/leave/");
-        self.expect(target, &path, user, &json!({}), StatusCode::OK)
-            .await
-            .map(drop)
+        self.at(target).leave(&user.access, room).await?;
+        Ok(())
     }
 
     /// Marks a room read up to message `upto` (`.../read/`); returns the caller's read
@@ -244,19 +214,8 @@ impl Api {
         room: i64,
         upto: i64,
     ) -> Result<i64, CallError> {
-        let path = format!("/api/v1/chat/chatrooms/{room}/read/");
-        let body = self
-            .expect(
-                target,
-                &path,
-                user,
-                &json!({ "upto": upto }),
-                StatusCode::OK,
-            )
-            .await?;
-        body["data"]["read"]["upto"]
-            .as_i64()
-            .ok_or_else(|| CallError::Transport(format!("read answer without upto: {body:.200}")))
+        let read = self.at(target).mark_read(&user.access, room, upto).await?;
+        Ok(read.upto)
     }
 
     /// An authenticated GET of `path` (with its query); the status, the body's length in
@@ -267,67 +226,23 @@ impl Api {
         path: &str,
         user: &User,
     ) -> Result<(StatusCode, usize, Value), CallError> {
-        let transport = |e: reqwest::Error| CallError::Transport(describe(&e));
-        let response = self
-            .http
-            .get(target.http(path))
-            .bearer_auth(&user.access)
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(transport)?;
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok((status, bytes.len(), body))
-    }
-
-    /// An authenticated POST that must answer `expected`; any other status is an error.
-    async fn expect(
-        &self,
-        target: &Target,
-        path: &str,
-        user: &User,
-        body: &Value,
-        expected: StatusCode,
-    ) -> Result<Value, CallError> {
-        let (status, body) = self.post(target, path, Some(&user.access), body).await?;
-        if status == expected {
-            Ok(body)
-        } else {
-            let mut body = body.to_string();
-            body.truncate(200);
-            Err(CallError::Status(status, body))
-        }
+        let answer = self.at(target).get(path).token(&user.access).send().await?;
+        Ok((answer.status, answer.bytes.len(), answer.json()))
     }
 
     /// The sockets the node has open, from `/readyz`.
     pub async fn sockets(&self, target: &Target) -> anyhow::Result<u64> {
-        let response = self
-            .http
-            .get(target.http("/readyz"))
-            .send()
+        self.at(target)
+            .socket_count()
             .await
-            .map_err(|e| anyhow!("readyz at {}: {}", target.url, describe(&e)))?;
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| anyhow!("readyz at {}: {}", target.url, describe(&e)))?;
-        let data = if body["success"] == json!(true) {
-            &body["data"]
-        } else {
-            &body["errors"]
-        };
-        data["sockets"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("readyz at {} does not count sockets: {body}", target.url))
+            .map_err(|e| anyhow!("readyz at {}: {}", target.url, describe(&e)))
     }
 }
 
-/// reqwest's Display hides the cause ("error sending request"); the chain says why.
-fn describe(error: &reqwest::Error) -> String {
+/// The error and its causes: reqwest's Display alone hides why ("error sending request").
+fn describe(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
@@ -350,29 +265,14 @@ pub async fn open_socket_since(
     token: &str,
     since: Option<i64>,
 ) -> Result<Socket, CallError> {
-    let transport = |what: String| CallError::Transport(what);
-    let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr))
-        .await
-        .map_err(|_| transport("connect timed out".to_string()))?
-        .map_err(|e| transport(format!("cannot connect: {e}")))?;
-    // Frames are small; Nagle would hold a send back for the previous one's ACK.
-    tcp.set_nodelay(true)
-        .map_err(|e| transport(format!("TCP_NODELAY: {e}")))?;
-    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let request = target.ws(room, token, since);
-    let (socket, _) = timeout(
-        CONNECT_TIMEOUT,
-        tokio_tungstenite::client_async_with_config(request, tcp, Some(config)),
-    )
-    .await
-    .map_err(|_| transport("handshake timed out".to_string()))?
-    .map_err(|e| match e {
-        tokio_tungstenite::tungstenite::Error::Http(response) => {
-            CallError::Status(response.status(), "handshake refused".to_string())
-        }
-        other => transport(other.to_string()),
-    })?;
-    Ok(socket)
+    let options = SocketOptions {
+        since,
+        read_buffer: Some(READ_BUFFER),
+        ..SocketOptions::default()
+    };
+    let client = Client::new(target.base());
+    let socket = client.socket_with(room, token, &options).await?;
+    Ok(socket.into_inner())
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use chatnode_client::{Client, StatusCode};
 use futures_util::future::try_join_all;
-use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -112,11 +112,9 @@ async fn phase(
             if n >= options.users {
                 return anyhow::Ok(());
             }
-            let url = format!(
-                "http://{}{path}",
-                options.targets[n % options.targets.len()].addr
-            );
-            send(client, &url, &body(n), expected, &refused).await?;
+            let base = format!("http://{}", options.targets[n % options.targets.len()].addr);
+            let client = Client::with_http(base, client.clone());
+            send(&client, path, &body(n), expected, &refused).await?;
         }
     });
     try_join_all(clients).await?;
@@ -130,20 +128,21 @@ async fn phase(
 }
 
 async fn send(
-    client: &reqwest::Client,
-    url: &str,
+    client: &Client,
+    path: &str,
     body: &Value,
     expected: StatusCode,
     refused: &AtomicU64,
 ) -> anyhow::Result<()> {
+    let url = client.url(path);
     for _ in 0..MAX_TRIES {
-        let response = client.post(url).json(body).send().await?;
-        let status = response.status();
+        let answer = client.post(path).json(body).send().await?;
+        let status = answer.status;
         if status == expected {
             return Ok(());
         }
         if status != StatusCode::SERVICE_UNAVAILABLE {
-            let text = response.text().await.unwrap_or_default();
+            let text = answer.text();
             bail!("{url}: {status} {text} (are the node's rate limits on?)");
         }
         refused.fetch_add(1, Ordering::Relaxed);

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail};
+use chatnode_client::StatusCode;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 

@@ -2,15 +2,11 @@
 //! stopped (and the directory removed) when the bench is done.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::time::timeout;
+use anyhow::Context;
+use chatnode_client::{Launch, NodeProcess};
 
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The spawned nodes and the data directory they share (the SQLite file, unless their
@@ -62,106 +58,37 @@ impl SpawnedNodes {
 }
 
 pub struct SpawnedNode {
-    child: Child,
+    process: NodeProcess,
     pub url: String,
     pub pid: i32,
 }
 
 impl SpawnedNode {
     async fn start(dir: &Path, index: usize, extra_args: &[String]) -> anyhow::Result<Self> {
-        let mut command = Command::new(node_bin()?);
-        command
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        let process = Launch::new(node_bin()?)
             // The bench is one client address sending as fast as it is asked to.
             .args(["--rate-limits", "off"])
             .arg("--data-dir")
             .arg(dir)
             .args(extra_args)
-            // Only the startup line (with the bound address) and problems.
-            .env("RUST_LOG", "warn,chatnode::startup=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        // The bench's own environment (or .env) must not point the node elsewhere.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("CHATNODE_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command.spawn().context("cannot start chatnode serve")?;
-        let pid = child
-            .id()
-            .ok_or_else(|| anyhow!("the node exited at once"))? as i32;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let address = timeout(START_TIMEOUT, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if event["message"] == "chatnode listening" {
-                        if let Some(address) = event["address"].as_str() {
-                            return Ok(address.to_string());
-                        }
-                    }
-                }
-            }
-            bail!("the node exited before listening")
+            .log_file(dir.join(format!("node-{index}.log")))
+            .start()
+            .await
+            .context("cannot start chatnode serve")?;
+        Ok(Self {
+            url: process.url().to_string(),
+            pid: process.pid() as i32,
+            process,
         })
-        .await
-        .context("the node did not start listening in time")??;
-        // Keep draining its log so that it never blocks on a full pipe.
-        let log_path = dir.join(format!("node-{index}.log"));
-        tokio::spawn(async move {
-            let Ok(mut log) = tokio::fs::File::create(log_path).await else {
-                return;
-            };
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = log.write_all(line.as_bytes()).await;
-                let _ = log.write_all(b"\n").await;
-            }
-        });
-        let node = Self {
-            child,
-            url: format!("http://{address}"),
-            pid,
-        };
-        node.wait_ready().await?;
-        Ok(node)
-    }
-
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + START_TIMEOUT;
-        while Instant::now() < deadline {
-            let ready = client
-                .get(format!("{}/readyz", self.url))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("the node at {} never became ready", self.url)
     }
 
     /// SIGTERM, a bounded wait for the graceful exit, then SIGKILL.
     async fn stop(mut self) -> anyhow::Result<()> {
-        // SAFETY: kill has no memory preconditions; `pid` is our own child, not yet reaped.
-        unsafe {
-            libc::kill(self.pid, libc::SIGTERM);
-        }
-        match timeout(STOP_TIMEOUT, self.child.wait()).await {
-            Ok(status) => status.map(|_| ()).context("waiting for the node"),
-            Err(_) => {
-                self.child.kill().await?;
-                Err(anyhow!(
-                    "the node did not stop within {STOP_TIMEOUT:?}; killed"
-                ))
-            }
-        }
+        self.process
+            .terminate(STOP_TIMEOUT)
+            .await
+            .context("stopping the node")?;
+        Ok(())
     }
 }
 
