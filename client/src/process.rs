@@ -23,6 +23,8 @@ use crate::{Client, Error};
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Log lines a [`NodeProcess`] keeps (the newest); older ones are dropped.
 pub const LOG_LINES_KEPT: usize = 20_000;
+/// Log lines an [`Error::NotStarted`] quotes (the newest).
+const NOT_STARTED_LINES: usize = 200;
 
 /// How to start a node: `serve --listen 127.0.0.1:0 --log-format json` plus your arguments.
 /// Only the environment given here reaches the node: inherited `CHATNODE_*` variables are
@@ -137,8 +139,18 @@ impl Launch {
             Ok(Ok(found)) => found,
             Ok(Err(_)) => {
                 let status = timeout(Duration::from_secs(5), child.wait()).await;
-                let reason = format!("it exited ({status:?}) before listening");
-                return Err(not_started(reason, &log));
+                // Its last words (why it stopped) may still be in the other pipe.
+                for reader in readers {
+                    let _ = timeout(Duration::from_secs(5), reader).await;
+                }
+                let status = match status {
+                    Ok(Ok(status)) => status.to_string(),
+                    _ => "no exit status".to_string(),
+                };
+                return Err(not_started(
+                    format!("it exited ({status}) before listening"),
+                    &log,
+                ));
             }
             Err(_) => return Err(not_started("it never logged its address".into(), &log)),
         };
@@ -273,7 +285,7 @@ fn not_started(reason: String, log: &Mutex<VecDeque<String>>) -> Error {
     let tail: Vec<&str> = log
         .iter()
         .rev()
-        .take(20)
+        .take(NOT_STARTED_LINES)
         .rev()
         .map(String::as_str)
         .collect();

@@ -96,7 +96,7 @@ async fn unknown_routes_and_wrong_methods_answer_in_the_envelope() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
-fn assert_secure(what: &str, headers: &reqwest::header::HeaderMap) {
+fn assert_secure(what: &str, headers: &chatnode_client::header::HeaderMap) {
     assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
     assert_eq!(headers["x-frame-options"], "DENY", "{what}");
     assert_eq!(headers["referrer-policy"], "no-referrer", "{what}");

@@ -1,67 +1,45 @@
 //! Password hashing is bounded: the real binary keeps its peak memory small through a flood of
 //! registrations and logins, and answers 503 + `Retry-After` when its hashing queue is full.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use chatnode_bench::procstat::Sample;
+use chatnode_client::{Client, Launch, NodeProcess, StatusCode};
 use futures_util::future::join_all;
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::helpers::{JWT_SECRET, PASSWORD, WAIT};
+use crate::helpers::{JWT_SECRET, PASSWORD};
 
 /// The node's process, killed when the test ends (or fails).
 struct Node {
-    child: Child,
-    base: String,
+    process: NodeProcess,
     _data_dir: tempfile::TempDir,
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Node {
-    fn serve(extra: &[&str]) -> Self {
+    async fn serve(extra: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chatnode"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        let process = Launch::new(env!("CARGO_BIN_EXE_chatnode"))
             .args(["--rate-limits", "off", "--data-dir"])
             .arg(data_dir.path())
             .args(extra)
             .env("CHATNODE_JWT_SECRET", JWT_SECRET)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (found, address) = std::sync::mpsc::channel();
-        // Keeps draining after the address so the node never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("\"address\":\"").nth(1) {
-                    let _ = found.send(rest.split('"').next().unwrap().to_string());
-                }
-            }
-        });
-        let address = address
-            .recv_timeout(WAIT)
-            .expect("the node logs its address");
+            .start()
+            .await
+            .expect("the node starts");
         Self {
-            child,
-            base: format!("http://{address}"),
+            process,
             _data_dir: data_dir,
         }
     }
 
+    fn client(&self) -> &Client {
+        self.process.client()
+    }
+
     fn memory(&self) -> Sample {
-        Sample::read(self.child.id() as i32).unwrap()
+        Sample::read(self.process.pid() as i32).unwrap()
     }
 }
 
@@ -72,26 +50,19 @@ fn registration(n: usize) -> Value {
 
 /// Posts every body with at most `concurrency` requests in flight; the statuses in order.
 async fn flood(
-    client: &reqwest::Client,
-    url: String,
+    client: &Client,
+    path: &str,
     bodies: Vec<Value>,
     concurrency: usize,
 ) -> Vec<(StatusCode, Option<String>, Value)> {
     let gate = Arc::new(Semaphore::new(concurrency));
     join_all(bodies.into_iter().map(|body| {
-        let (gate, client, url) = (gate.clone(), client.clone(), url.clone());
+        let gate = gate.clone();
         async move {
             let _slot = gate.acquire().await.unwrap();
-            let response = client.post(url).json(&body).send().await.unwrap();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().to_string());
-            (
-                response.status(),
-                retry_after,
-                response.json().await.unwrap(),
-            )
+            let answer = client.post(path).json(&body).send().await.unwrap();
+            let retry_after = answer.header("retry-after").map(str::to_string);
+            (answer.status, retry_after, answer.json())
         }
     }))
     .await
@@ -100,13 +71,13 @@ async fn flood(
 #[tokio::test]
 async fn a_registration_and_login_flood_keeps_peak_memory_bounded() {
     // The default cost (19 MiB per hash) on two workers, a queue deep enough for 32 clients.
-    let node = Node::serve(&["--hash-workers", "2", "--hash-queue", "64"]);
-    let client = reqwest::Client::new();
+    let node = Node::serve(&["--hash-workers", "2", "--hash-queue", "64"]).await;
+    let client = node.client().clone();
     let idle = node.memory();
     const USERS: usize = 100;
     let registered = flood(
         &client,
-        format!("{}/api/v1/auth/register/", node.base),
+        "/api/v1/auth/register/",
         (0..USERS).map(registration).collect(),
         32,
     )
@@ -120,13 +91,7 @@ async fn a_registration_and_login_flood_keeps_peak_memory_bounded() {
                 .map(|n| json!({"email": format!("nobody{n}@example.com"), "password": PASSWORD})),
         )
         .collect();
-    let logged_in = flood(
-        &client,
-        format!("{}/api/v1/auth/login/", node.base),
-        logins,
-        32,
-    )
-    .await;
+    let logged_in = flood(&client, "/api/v1/auth/login/", logins, 32).await;
     assert!(logged_in[..USERS].iter().all(|r| r.0 == StatusCode::OK));
     assert!(logged_in[USERS..]
         .iter()
@@ -155,14 +120,14 @@ async fn a_registration_and_login_flood_keeps_peak_memory_bounded() {
 
 #[tokio::test]
 async fn idle_hashing_workers_give_their_memory_back() {
-    let node = Node::serve(&["--hash-workers", "2", "--hash-idle-secs", "1"]);
-    let client = reqwest::Client::new();
+    let node = Node::serve(&["--hash-workers", "2", "--hash-idle-secs", "1"]).await;
+    let client = node.client().clone();
     let idle = node.memory();
     // No buffer before the first hash: the two workers' 38 MiB are not in an idle node.
     assert!(idle.rss_kib < 48 * 1024, "idle RSS {} KiB", idle.rss_kib);
     let registered = flood(
         &client,
-        format!("{}/api/v1/auth/register/", node.base),
+        "/api/v1/auth/register/",
         (0..8).map(registration).collect(),
         4,
     )
@@ -209,10 +174,11 @@ async fn a_full_hashing_queue_answers_503_with_retry_after_and_recovers() {
         "1",
         "--argon2-iterations",
         "20",
-    ]);
-    let client = reqwest::Client::new();
-    let url = format!("{}/api/v1/auth/register/", node.base);
-    let answers = flood(&client, url.clone(), (0..8).map(registration).collect(), 8).await;
+    ])
+    .await;
+    let client = node.client().clone();
+    let url = "/api/v1/auth/register/";
+    let answers = flood(&client, url, (0..8).map(registration).collect(), 8).await;
     let refused: Vec<_> = answers
         .iter()
         .filter(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE)
@@ -241,26 +207,24 @@ async fn a_full_hashing_queue_answers_503_with_retry_after_and_recovers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(retried.status(), StatusCode::CREATED);
+    assert_eq!(retried.status, StatusCode::CREATED);
 }
 
-#[test]
-fn argon2_parameters_below_the_owasp_floor_stop_the_node_at_start() {
+#[tokio::test]
+async fn argon2_parameters_below_the_owasp_floor_stop_the_node_at_start() {
     let data_dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_chatnode"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--argon2-memory-kib",
-            "8192",
-        ])
-        .arg("--data-dir")
+    let refused = Launch::new(env!("CARGO_BIN_EXE_chatnode"))
+        .args(["--argon2-memory-kib", "8192", "--data-dir"])
         .arg(data_dir.path())
         .env("CHATNODE_JWT_SECRET", JWT_SECRET)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("OWASP"), "{stderr}");
+        .start()
+        .await;
+    match refused {
+        Err(chatnode_client::Error::NotStarted { reason, log }) => {
+            assert!(reason.contains("exited"), "{reason}");
+            assert!(log.contains("OWASP"), "{log}");
+        }
+        Err(other) => panic!("unexpected: {other}"),
+        Ok(_) => panic!("the node started with argon2 parameters below the floor"),
+    }
 }

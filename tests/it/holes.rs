@@ -266,9 +266,9 @@ async fn a_chunked_multipart_upload_is_answered_411_as_documented() {
             "content-type",
             format!("multipart/form-data; boundary={boundary}"),
         )
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )));
+        .body(chatnode_client::Body::wrap_stream(
+            futures_util::stream::iter(chunks),
+        ));
     let (status, body) = node.send(request, Some(&alice.access)).await;
     assert_eq!(status, StatusCode::LENGTH_REQUIRED);
     assert_eq!(

@@ -2,7 +2,7 @@
 //! `--jwt-secret new,old` rotates keys without logging anyone out until the old one is dropped.
 
 use chatnode::auth::Tokens;
-use reqwest::StatusCode;
+use chatnode_client::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{start, test_config, TestDatabase, TestNode, PASSWORD};

@@ -3,9 +3,9 @@
 //! with cargo-fuzz, see `fuzz/`): history paging against a model of the room, and arbitrary
 //! client frames over a real socket.
 
+use chatnode_client::StatusCode;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn, WsClient};

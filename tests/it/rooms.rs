@@ -1,4 +1,4 @@
-use reqwest::StatusCode;
+use chatnode_client::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{spawn, spawn_with};

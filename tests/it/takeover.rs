@@ -9,8 +9,8 @@ use std::ffi::OsString;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chatnode_client::StatusCode;
 use futures_util::{SinkExt, StreamExt};
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
