@@ -86,11 +86,8 @@ impl Receipts {
     pub async fn mark_and_wait(&self, mark: ReceiptMark) -> StoreResult<i64> {
         let (tx, rx) = oneshot::channel();
         self.queue(mark, Instant::now() + FLUSH_EVERY, Some(tx));
-        rx.await.unwrap_or_else(|_| {
-            Err(StoreError::Backend(
-                "the node stopped before storing it".into(),
-            ))
-        })
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::internal("the node stopped before storing it")))
     }
 
     fn queue(&self, mark: ReceiptMark, due: Instant, waiter: Option<Waiter>) {
@@ -190,7 +187,7 @@ impl Receipts {
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, marks = marks.len(), "storing receipts failed; retrying");
+                tracing::warn!(error = %error.chain(), marks = marks.len(), "storing receipts failed; retrying");
                 for (_, pending) in batch {
                     for waiter in pending.waiters {
                         let _ = waiter.send(Err(error.clone()));

@@ -37,13 +37,14 @@ mod tests {
 
     #[test]
     fn a_task_error_is_logged_with_every_cause() {
-        let error = TaskError::LeaseLost(StoreError::Backend("connection reset".into()));
+        let error = TaskError::LeaseLost(StoreError::backend(
+            "the relay lock connection failed",
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        ));
         assert_eq!(
             cause_chain(&error),
-            format!(
-                "the relay lease is no longer sure: {}",
-                StoreError::Backend("connection reset".into())
-            )
+            "the relay lease is no longer sure: database error: the relay lock connection \
+             failed: connection reset"
         );
     }
 }

@@ -91,7 +91,7 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Tas
     // Released at once, so another relay need not wait for this session or file to close.
     if let Some(lease) = lease {
         if let Err(error) = lease.release().await {
-            tracing::warn!(%error, "could not release the relay lease");
+            tracing::warn!(error = %error.chain(), "could not release the relay lease");
         }
     }
     outcome

@@ -298,8 +298,7 @@ pub async fn login(
     };
     let matches = state.hasher.verify(plain, hash).await?;
     let user = user.filter(|_| matches);
-    let user =
-        user.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Invalid email or password"))?;
+    let user = user.ok_or_else(|| ApiError::unauthorized("Invalid email or password"))?;
     Ok(ok(StatusCode::OK, session(&state, user)?))
 }
 
@@ -322,7 +321,7 @@ async fn live_refresh_claims(
 pub async fn refresh(state: SharedState, body: RefreshRequest) -> Result<Response, ApiError> {
     let claims = live_refresh_claims(&state, &body.refresh).await?;
     if state.store.user(claims.user_id).await?.is_none() {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "User not found"));
+        return Err(ApiError::unauthorized("User not found"));
     }
     let access = state.tokens.issue(claims.user_id, TokenKind::Access)?;
     Ok(ok(StatusCode::OK, AccessToken { access }))

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder, Schema};
 use utoipa::{Modify, OpenApi};
 use warp::filters::BoxedFilter;
-use warp::http::{header, HeaderValue, StatusCode, Uri};
+use warp::http::{header, HeaderValue, Uri};
 use warp::path::{FullPath, Tail};
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -217,13 +217,7 @@ fn swagger_file(
             }
             response
         }
-        Ok(None) => error_response(&ApiError::new(
-            StatusCode::NOT_FOUND,
-            "Not found: no such file",
-        )),
-        Err(e) => error_response(&ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Swagger UI error: {e}"),
-        )),
+        Ok(None) => error_response(&ApiError::not_found("Not found: no such file")),
+        Err(e) => error_response(&ApiError::Internal(format!("Swagger UI error: {e}"))),
     }
 }

@@ -22,58 +22,144 @@ pub struct Detail {
     pub detail: String,
 }
 
-/// An error answer: a status and what goes under `"errors"` in the envelope.
+/// Every answer that is not a success, by kind; [`ApiError::status`] and
+/// [`ApiError::errors`] map each to its status and to what goes under `"errors"`.
 #[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub errors: Value,
-    /// Seconds for a `Retry-After` header (429 answers).
-    pub retry_after: Option<u64>,
+pub enum ApiError {
+    /// 400 `{"detail"}`.
+    BadRequest(String),
+    /// 400 `{"validations": {field: message}}`.
+    Validation(FieldErrors),
+    /// 400 `{field: ["This field is required."]}`, the original's shape for a missing field.
+    FieldRequired(&'static str),
+    /// 401.
+    Unauthorized(String),
+    /// 403.
+    Forbidden(String),
+    /// 404.
+    NotFound(String),
+    /// 404 for a send to a missing room: the original answered `{"error"}`, kept with
+    /// `{"detail"}`.
+    SendRoomNotFound,
+    /// 405.
+    MethodNotAllowed,
+    /// 411.
+    LengthRequired,
+    /// 413.
+    PayloadTooLarge(String),
+    /// 415.
+    UnsupportedMediaType(String),
+    /// 416.
+    RangeNotSatisfiable(String),
+    /// 426.
+    UpgradeRequired,
+    /// 429 with `Retry-After`.
+    TooManyRequests { detail: String, retry_after: u64 },
+    /// 503 with `Retry-After`: shed to keep memory and latency bounded, or storage is down.
+    Unavailable(String),
+    /// 507: the disk is full.
+    InsufficientStorage(String),
+    /// 500; what went wrong is logged, never answered.
+    Internal(String),
 }
 
 impl warp::reject::Reject for ApiError {}
 
 impl ApiError {
-    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            errors: json!({ "detail": detail.into() }),
-            retry_after: None,
-        }
-    }
-
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, detail)
+        Self::BadRequest(detail.into())
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, detail)
+        Self::Forbidden(detail.into())
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::Unauthorized(detail.into())
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::NotFound(detail.into())
     }
 
     /// 503: the node sheds this request to keep its memory and latency bounded.
     pub fn overloaded(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+        Self::Unavailable(detail.into())
     }
 
     pub fn room_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "Chatroom not found")
+        Self::not_found("Chatroom not found")
     }
 
     pub fn validations(fields: FieldErrors) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            errors: json!({ "validations": fields }),
-            retry_after: None,
-        }
+        Self::Validation(fields)
     }
 
     fn internal(what: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %what, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal server error; it has been logged",
-        )
+        Self::Internal(what.to_string())
     }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) | Self::Validation(_) | Self::FieldRequired(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) | Self::SendRoomNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the envelope holds under `"errors"`.
+    pub fn errors(&self) -> Value {
+        let detail = match self {
+            Self::Validation(fields) => return json!({ "validations": fields }),
+            Self::FieldRequired(field) => return json!({ *field: ["This field is required."] }),
+            Self::SendRoomNotFound => {
+                return json!({ "detail": "Chatroom not found", "error": "Chatroom not found" })
+            }
+            Self::MethodNotAllowed => "Method not allowed on this route",
+            Self::LengthRequired => "A Content-Length header is required",
+            Self::UpgradeRequired => "Expected a WebSocket upgrade request",
+            Self::Internal(_) => "Internal server error; it has been logged",
+            Self::BadRequest(detail)
+            | Self::Unauthorized(detail)
+            | Self::Forbidden(detail)
+            | Self::NotFound(detail)
+            | Self::PayloadTooLarge(detail)
+            | Self::UnsupportedMediaType(detail)
+            | Self::RangeNotSatisfiable(detail)
+            | Self::TooManyRequests { detail, .. }
+            | Self::Unavailable(detail)
+            | Self::InsufficientStorage(detail) => detail,
+        };
+        json!({ "detail": detail })
+    }
+
+    /// Seconds for a `Retry-After` header: a 429's own, and every 503's (all are temporary).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            Self::Unavailable(_) => Some(RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+}
+
+/// `{"success": false, "errors": errors}`: the error envelope, for answers, refused
+/// handshakes, `/readyz` and socket frames alike.
+pub fn failure(errors: Value) -> Value {
+    json!({ "success": false, "errors": errors })
 }
 
 impl From<StoreError> for ApiError {
@@ -91,10 +177,8 @@ impl From<StoreError> for ApiError {
                 fields.insert("members".into(), format!("Unknown user ids: {ids:?}"));
                 Self::validations(fields)
             }
-            StoreError::UserNotFound => Self::new(StatusCode::NOT_FOUND, "No such user"),
-            StoreError::MessageNotFound => {
-                Self::new(StatusCode::NOT_FOUND, "No such message in this chatroom")
-            }
+            StoreError::UserNotFound => Self::not_found("No such user"),
+            StoreError::MessageNotFound => Self::not_found("No such message in this chatroom"),
             StoreError::Blocked => {
                 Self::forbidden("You cannot message this user: one of you blocked the other")
             }
@@ -104,28 +188,23 @@ impl From<StoreError> for ApiError {
             StoreError::Overloaded => {
                 Self::overloaded("The server is busy; nothing was changed, try again shortly")
             }
-            StoreError::StorageFull(_) => {
-                tracing::error!(error = %err, "storage failure");
-                Self::new(
-                    StatusCode::INSUFFICIENT_STORAGE,
-                    "Storage is full; nothing was stored, try again later",
+            StoreError::StorageFull { .. } => {
+                tracing::error!(error = %err.chain(), "storage failure");
+                Self::InsufficientStorage(
+                    "Storage is full; nothing was stored, try again later".into(),
                 )
             }
-            StoreError::StorageReadOnly(_) => {
-                tracing::error!(error = %err, "storage failure");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Storage is read-only; nothing was stored, try again later",
+            StoreError::StorageReadOnly { .. } => {
+                tracing::error!(error = %err.chain(), "storage failure");
+                Self::Unavailable(
+                    "Storage is read-only; nothing was stored, try again later".into(),
                 )
             }
-            StoreError::Backend(_)
+            StoreError::Backend { .. }
             | StoreError::UnsupportedUrl(_)
             | StoreError::Migration { .. } => {
-                tracing::error!(error = %err, "storage failure");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Storage is unavailable; nothing was changed, try again",
-                )
+                tracing::error!(error = %err.chain(), "storage failure");
+                Self::Unavailable("Storage is unavailable; nothing was changed, try again".into())
             }
         }
     }
@@ -133,16 +212,14 @@ impl From<StoreError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
-        let status = StatusCode::UNAUTHORIZED;
         match err {
-            AuthError::MissingToken => Self::new(status, "no_auth_error"),
-            AuthError::InvalidToken => Self::new(status, "Token is invalid"),
-            AuthError::ExpiredToken => Self::new(status, "Token has expired"),
-            AuthError::WrongTokenType(kind) => Self::new(
-                status,
-                format!("Token has wrong type: an {kind} token is required"),
-            ),
-            AuthError::RevokedToken => Self::new(status, "Token has been revoked"),
+            AuthError::MissingToken => Self::unauthorized("no_auth_error"),
+            AuthError::InvalidToken => Self::unauthorized("Token is invalid"),
+            AuthError::ExpiredToken => Self::unauthorized("Token has expired"),
+            AuthError::WrongTokenType(kind) => {
+                Self::unauthorized(format!("Token has wrong type: an {kind} token is required"))
+            }
+            AuthError::RevokedToken => Self::unauthorized("Token has been revoked"),
             AuthError::Secret(_) | AuthError::Hash(_) => Self::internal(err),
         }
     }
@@ -150,9 +227,9 @@ impl From<AuthError> for ApiError {
 
 impl From<LimitError> for ApiError {
     fn from(err: LimitError) -> Self {
-        Self {
-            retry_after: Some(err.retry_after_secs()),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, err.to_string())
+        Self::TooManyRequests {
+            detail: err.to_string(),
+            retry_after: err.retry_after_secs(),
         }
     }
 }
@@ -167,16 +244,13 @@ pub fn ok(status: StatusCode, data: impl Serialize) -> Response {
 }
 
 pub fn error_response(err: &ApiError) -> Response {
-    let mut response = warp::reply::with_status(
-        warp::reply::json(&json!({ "success": false, "errors": err.errors })),
-        err.status,
-    )
-    .into_response();
-    // Every 503 is temporary (overload, storage down): tell clients when to come back.
-    let retry_after = err
-        .retry_after
-        .or_else(|| (err.status == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_SECS));
-    if let Some(seconds) = retry_after {
+    if let ApiError::Internal(what) = err {
+        tracing::error!(error = %what, "internal error");
+    }
+    let mut response =
+        warp::reply::with_status(warp::reply::json(&failure(err.errors())), err.status())
+            .into_response();
+    if let Some(seconds) = err.retry_after() {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -195,21 +269,15 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let err = if let Some(api) = rejection.find::<ApiError>() {
         return Ok(error_response(api));
     } else if rejection.is_not_found() {
-        ApiError::new(StatusCode::NOT_FOUND, "Not found: no such route")
+        ApiError::not_found("Not found: no such route")
     } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
         ApiError::bad_request(format!("Invalid JSON body: {e}"))
     } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
+        ApiError::PayloadTooLarge("Request body is too large".into())
     } else if rejection.find::<reject::LengthRequired>().is_some() {
-        ApiError::new(
-            StatusCode::LENGTH_REQUIRED,
-            "A Content-Length header is required",
-        )
+        ApiError::LengthRequired
     } else if rejection.find::<reject::UnsupportedMediaType>().is_some() {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported content type",
-        )
+        ApiError::UnsupportedMediaType("Unsupported content type".into())
     } else if let Some(e) = rejection.find::<reject::InvalidQuery>() {
         ApiError::bad_request(format!("Invalid query string: {e}"))
     } else if let Some(e) = rejection.find::<reject::MissingHeader>() {
@@ -217,10 +285,7 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     } else if let Some(e) = rejection.find::<reject::InvalidHeader>() {
         ApiError::bad_request(format!("Invalid header: {}", e.name()))
     } else if rejection.find::<reject::MethodNotAllowed>().is_some() {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Method not allowed on this route",
-        )
+        ApiError::MethodNotAllowed
     } else {
         ApiError::internal(format!("unhandled rejection: {rejection:?}"))
     };

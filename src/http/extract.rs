@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 
 use serde::de::DeserializeOwned;
-use warp::http::{header, StatusCode};
+use warp::http::header;
 use warp::{Filter, Rejection};
 
 use crate::auth::{AuthError, TokenKind};
@@ -32,9 +32,8 @@ pub fn json_content_type() -> impl Filter<Extract = (), Error = Rejection> + Clo
                 .map(str::trim);
             match essence {
                 Some(essence) if essence.eq_ignore_ascii_case("application/json") => Ok(()),
-                _ => Err(warp::reject::custom(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "The body must be sent as JSON with Content-Type: application/json",
+                _ => Err(warp::reject::custom(ApiError::UnsupportedMediaType(
+                    "The body must be sent as JSON with Content-Type: application/json".into(),
                 ))),
             }
         })
@@ -70,10 +69,9 @@ where
 {
     use futures_util::StreamExt;
     let too_large = || {
-        warp::reject::custom(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Request body is larger than {max} bytes"),
-        ))
+        warp::reject::custom(ApiError::PayloadTooLarge(format!(
+            "Request body is larger than {max} bytes"
+        )))
     };
     if declared.is_some_and(|length| length > max) {
         return Err(too_large());
@@ -202,7 +200,7 @@ pub async fn user_for_token(state: &SharedState, token: Option<&str>) -> Result<
     match state.store.token_user(claims.user_id, &claims.jti).await? {
         Some((_, true)) => Err(AuthError::RevokedToken.into()),
         Some((user, false)) => Ok(user),
-        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "User not found")),
+        None => Err(ApiError::unauthorized("User not found")),
     }
 }
 

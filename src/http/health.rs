@@ -40,13 +40,13 @@ pub async fn readyz(state: SharedState) -> Response {
             .try_for_each(|dir| crate::store::probe_writable(dir))
     })
     .await
-    .unwrap_or_else(|e| Err(StoreError::Backend(e.to_string())));
+    .unwrap_or_else(|e| Err(StoreError::backend("the disk probe panicked", e)));
     let transport = state.transport.health();
     let subscriber = state.subscriber_up();
     let ready = store.is_ok() && data_dir.is_ok() && transport.is_ok() && subscriber;
     let body = json!({
-        "store": match &store { Ok(()) => json!("ok"), Err(e) => json!(e.to_string()) },
-        "data_dir": match &data_dir { Ok(()) => json!("ok"), Err(e) => json!(e.to_string()) },
+        "store": match &store { Ok(()) => json!("ok"), Err(e) => json!(e.chain()) },
+        "data_dir": match &data_dir { Ok(()) => json!("ok"), Err(e) => json!(e.chain()) },
         "transport": match &transport { Ok(kind) => json!(kind), Err(e) => json!(e) },
         "subscriber": if subscriber { "running" } else { "down" },
         "sockets": state.hub.socket_count(),
@@ -55,7 +55,7 @@ pub async fn readyz(state: SharedState) -> Response {
         ok(StatusCode::OK, body)
     } else {
         warp::reply::with_status(
-            warp::reply::json(&json!({ "success": false, "errors": body })),
+            warp::reply::json(&super::failure(body)),
             StatusCode::SERVICE_UNAVAILABLE,
         )
         .into_response()

@@ -122,7 +122,7 @@ async fn save_attachment(
     max_bytes: u64,
 ) -> Result<SavedFile, ApiError> {
     let storage =
-        |e: std::io::Error| ApiError::from(StoreError::from_io("cannot write an upload", &e));
+        |e: std::io::Error| ApiError::from(StoreError::from_io("cannot write an upload", e));
     let incoming_dir = media_dir.join(INCOMING_DIR);
     tokio::fs::create_dir_all(&incoming_dir)
         .await
@@ -138,10 +138,9 @@ async fn save_attachment(
         let mut chunk = chunk.map_err(bad_form)?;
         size += chunk.remaining() as u64;
         if size > max_bytes {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("The attachment is larger than the limit of {max_bytes} bytes"),
-            ));
+            return Err(ApiError::PayloadTooLarge(format!(
+                "The attachment is larger than the limit of {max_bytes} bytes"
+            )));
         }
         if head.len() < SNIFF_BYTES {
             let bytes = chunk.chunk();
@@ -258,13 +257,12 @@ pub async fn download(
     let size = file
         .metadata()
         .await
-        .map_err(|e| ApiError::from(StoreError::from_io("cannot read an attachment", &e)))?
+        .map_err(|e| ApiError::from(StoreError::from_io("cannot read an attachment", e)))?
         .len();
     let Some((start, end)) = byte_range(range.as_deref(), size) else {
-        let mut refused = super::error_response(&ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            format!("The range starts past the end of the file ({size} bytes)"),
-        ));
+        let mut refused = super::error_response(&ApiError::RangeNotSatisfiable(format!(
+            "The range starts past the end of the file ({size} bytes)"
+        )));
         let total = HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii");
         refused.headers_mut().insert(header::CONTENT_RANGE, total);
         return Ok(refused);
@@ -273,7 +271,7 @@ pub async fn download(
         use tokio::io::AsyncSeekExt;
         file.seek(std::io::SeekFrom::Start(start))
             .await
-            .map_err(|e| ApiError::from(StoreError::from_io("cannot read an attachment", &e)))?;
+            .map_err(|e| ApiError::from(StoreError::from_io("cannot read an attachment", e)))?;
     }
     let length = end - start;
     let mut response = warp::reply::stream(file_chunks(file, length)).into_response();
@@ -300,7 +298,7 @@ pub async fn download(
 /// link (to the JWT secret, say) is not served. `name` is one plain path component (checked
 /// by [`authorize_download`]), so the last component is the only one a link could hide in.
 async fn open_inside(dir: &Path, name: &str) -> Result<tokio::fs::File, ApiError> {
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "Attachment not found");
+    let not_found = || ApiError::not_found("Attachment not found");
     let file = tokio::fs::OpenOptions::new()
         .read(true)
         // O_NONBLOCK: a FIFO put in its place must not block the open.
@@ -308,8 +306,7 @@ async fn open_inside(dir: &Path, name: &str) -> Result<tokio::fs::File, ApiError
         .open(dir.join(name))
         .await
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ApiError::new(
-                StatusCode::NOT_FOUND,
+            std::io::ErrorKind::NotFound => ApiError::not_found(
                 "The file of this attachment is not on this node (attachments are stored on \
                  the node that received them)",
             ),
@@ -368,7 +365,7 @@ async fn authorize_download(
         None => bearer(auth.as_deref()).map_err(ApiError::from)?,
     };
     let user = user_for_token(state, token).await?;
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "Attachment not found");
+    let not_found = || ApiError::not_found("Attachment not found");
     let plain_name = !name.is_empty()
         && !name.starts_with('.')
         && name

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -258,11 +257,10 @@ pub async fn history(
 
 /// The original answered a missing room on send with `{"error": ...}`; keep that key too.
 fn send_error(err: StoreError) -> ApiError {
-    let mut api = ApiError::from(err);
-    if api.status == StatusCode::NOT_FOUND {
-        api.errors["error"] = json!("Chatroom not found");
+    match err {
+        StoreError::RoomNotFound => ApiError::SendRoomNotFound,
+        other => ApiError::from(other),
     }
-    api
 }
 
 /// The stored message, as its sender sees it: delivered to and read by no one yet.

@@ -23,7 +23,7 @@ use warp::{Filter, Reply};
 
 use crate::state::SharedState;
 
-pub use envelope::{error_response, ok, recover, respond, ApiError, Detail};
+pub use envelope::{error_response, failure, ok, recover, respond, ApiError, Detail};
 pub use extract::{
     authenticated, bearer, check_json_depth, json_body, json_content_type, limited_body,
     page_limit, parse_json, room_id, user_for_token, user_id, with_state,

@@ -247,10 +247,7 @@ pub async fn create_room(
     body: CreateRoomRequest,
 ) -> Result<Response, ApiError> {
     let Some(name) = body.name.as_deref() else {
-        return Err(ApiError {
-            errors: serde_json::json!({ "name": ["This field is required."] }),
-            ..ApiError::bad_request("")
-        });
+        return Err(ApiError::FieldRequired("name"));
     };
     let name = name.trim();
     if body.members.len() > MAX_MEMBERS_PER_REQUEST {

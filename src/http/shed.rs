@@ -55,8 +55,11 @@ mod tests {
         let first = slots.take().unwrap();
         let _second = slots.take().unwrap();
         let refused = slots.take().unwrap_err();
-        assert_eq!(refused.status, warp::http::StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(refused.errors["detail"], "busy");
+        assert_eq!(
+            refused.status(),
+            warp::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(refused.errors()["detail"], "busy");
         drop(first);
         assert!(slots.take().is_ok());
     }

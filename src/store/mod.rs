@@ -45,31 +45,83 @@ pub enum StoreError {
     DirectRoom,
     #[error("unsupported database URL: {0}")]
     UnsupportedUrl(String),
-    #[error("migration {name} failed: {reason}")]
-    Migration { name: String, reason: String },
+    #[error("migration {name} failed")]
+    Migration {
+        name: String,
+        #[source]
+        source: Cause,
+    },
     /// The disk under the node's data is full (ENOSPC, SQLITE_FULL, PostgreSQL `disk_full`).
-    #[error("storage is full: {0}")]
-    StorageFull(String),
+    #[error("storage is full: {what}")]
+    StorageFull {
+        what: String,
+        #[source]
+        source: Cause,
+    },
     /// The node's data cannot be written: a read-only file system or database.
-    #[error("storage is read-only: {0}")]
-    StorageReadOnly(String),
-    #[error("database error: {0}")]
-    Backend(String),
+    #[error("storage is read-only: {what}")]
+    StorageReadOnly {
+        what: String,
+        #[source]
+        source: Cause,
+    },
+    /// The database or its engine failed; `source` is the driver's error, when there is one.
+    #[error("database error: {what}")]
+    Backend {
+        what: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// Too many writes are already waiting: refused at once so memory stays bounded.
     #[error("storage is overloaded: too many writes are waiting")]
     Overloaded,
 }
 
+/// An error's cause, kept with it; shared so that a `StoreError` stays `Clone` (one group
+/// commit's failure answers every sender in it).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
 impl StoreError {
-    /// A failed file operation, named by its cause when that is a full or read-only disk.
-    pub fn from_io(what: &str, err: &std::io::Error) -> Self {
-        use std::io::ErrorKind;
-        let reason = format!("{what}: {err}");
-        match err.kind() {
-            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => StoreError::StorageFull(reason),
-            ErrorKind::ReadOnlyFilesystem => StoreError::StorageReadOnly(reason),
-            _ => StoreError::Backend(reason),
+    /// `what` failed because of `source`.
+    pub fn backend(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Backend {
+            what: what.into(),
+            source: Some(Arc::new(source)),
         }
+    }
+
+    /// `what` failed, with no error under it (a stopped thread, a timeout).
+    pub fn internal(what: impl Into<String>) -> Self {
+        Self::Backend {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// A failed file operation, named by its cause when that is a full or read-only disk.
+    pub fn from_io(what: &str, err: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        let what = what.to_string();
+        let kind = err.kind();
+        let source: Cause = Arc::new(err);
+        match kind {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+                StoreError::StorageFull { what, source }
+            }
+            ErrorKind::ReadOnlyFilesystem => StoreError::StorageReadOnly { what, source },
+            _ => StoreError::Backend {
+                what,
+                source: Some(source),
+            },
+        }
+    }
+
+    /// The error and every cause under it, for `/readyz` and logs.
+    pub fn chain(&self) -> String {
+        crate::cause_chain(self)
     }
 }
 
@@ -78,9 +130,9 @@ impl StoreError {
 pub fn probe_writable(dir: &Path) -> StoreResult<()> {
     use std::io::Write;
     let what = format!("cannot write in {}", dir.display());
-    let mut file = tempfile::tempfile_in(dir).map_err(|e| StoreError::from_io(&what, &e))?;
+    let mut file = tempfile::tempfile_in(dir).map_err(|e| StoreError::from_io(&what, e))?;
     file.write_all(&[0; 4096])
-        .map_err(|e| StoreError::from_io(&what, &e))
+        .map_err(|e| StoreError::from_io(&what, e))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

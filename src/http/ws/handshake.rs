@@ -122,10 +122,7 @@ pub async fn handshake(
         upgrade_requested,
         on_upgrade,
     ) else {
-        return Err(ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "Expected a WebSocket upgrade request",
-        ));
+        return Err(ApiError::UpgradeRequired);
     };
     let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
         .map_err(|_| ApiError::bad_request("Invalid Sec-WebSocket-Key"))?;

@@ -4,16 +4,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
-use crate::http::check_json_depth;
 use crate::http::messages::validate_content;
+use crate::http::{check_json_depth, failure};
 
 pub(super) fn error_frame(detail: impl Into<String>) -> Frame {
     let detail: String = detail.into();
-    Frame::Text(
-        json!({ "success": false, "errors": { "detail": detail } })
-            .to_string()
-            .into(),
-    )
+    Frame::Text(failure(json!({ "detail": detail })).to_string().into())
 }
 
 /// What a client may ask over its socket.
@@ -39,7 +35,7 @@ impl ClientRequest {
     /// The request, or the error frame to answer it with.
     pub fn parse(text: &str) -> Result<Self, Frame> {
         check_json_depth(text.as_bytes())
-            .map_err(|e| error_frame(e.errors["detail"].as_str().unwrap_or_default()))?;
+            .map_err(|e| error_frame(e.errors()["detail"].as_str().unwrap_or_default()))?;
         let frame: ClientFrame = match serde_json::from_str::<Value>(text) {
             Ok(value @ Value::Object(_)) => serde_json::from_value(value)
                 .map_err(|e| error_frame(format!("Invalid frame: {e}")))?,

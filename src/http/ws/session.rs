@@ -144,7 +144,7 @@ impl Feed {
             Ok(positions) => positions,
             Err(StoreError::RoomNotFound) => return Err(CLOSE_LEFT_ROOM.into()),
             Err(error) => {
-                tracing::warn!(room = self.room, %error, "reading receipts failed");
+                tracing::warn!(room = self.room, error = %error.chain(), "reading receipts failed");
                 return Err(CLOSE_STORE_DOWN.into());
             }
         };
@@ -171,7 +171,7 @@ impl Feed {
                     return Err(CLOSE_LEFT_ROOM.into())
                 }
                 Err(error) => {
-                    tracing::warn!(room = self.room, %error, "catch-up failed");
+                    tracing::warn!(room = self.room, error = %error.chain(), "catch-up failed");
                     return Err(CLOSE_STORE_DOWN.into());
                 }
             };
@@ -185,7 +185,7 @@ impl Feed {
                 match self.state.store.positions(self.room).await {
                     Ok(positions) => Some(positions),
                     Err(error) => {
-                        tracing::warn!(room = self.room, %error, "catch-up failed");
+                        tracing::warn!(room = self.room, error = %error.chain(), "catch-up failed");
                         return Err(CLOSE_STORE_DOWN.into());
                     }
                 }
@@ -354,7 +354,7 @@ async fn mark_read(state: &SharedState, room: i64, user: i64, upto: i64) -> Resu
             Ok(())
         }
         Err(e) => Err(error_frame(
-            e.errors["detail"]
+            e.errors()["detail"]
                 .as_str()
                 .unwrap_or("Invalid mark")
                 .to_string(),
@@ -370,7 +370,7 @@ async fn send(state: &SharedState, room: i64, user: i64, content: &str) -> Resul
             Err(error_frame("You are no longer a member of this chatroom"))
         }
         Err(e) => Err(error_frame(
-            ApiError::from(e).errors["detail"]
+            ApiError::from(e).errors()["detail"]
                 .as_str()
                 .unwrap_or("The message could not be stored")
                 .to_string(),

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, Config, NoTls};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::store::{redact, RelayLease, StoreError, StoreResult};
+use crate::store::{redact, Cause, RelayLease, StoreError, StoreResult};
 
 /// The schema, applied in this order and recorded in `schema_migrations`.
 pub(super) const MIGRATIONS: &[(&str, &str)] = &[
@@ -78,13 +78,18 @@ fn describe(err: &tokio_postgres::Error) -> String {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(err: tokio_postgres::Error) -> Self {
         use tokio_postgres::error::SqlState;
-        let reason = describe(&err);
-        match err.code() {
-            Some(code) if *code == SqlState::DISK_FULL => StoreError::StorageFull(reason),
-            Some(code) if *code == SqlState::READ_ONLY_SQL_TRANSACTION => {
-                StoreError::StorageReadOnly(reason)
+        let what = "PostgreSQL".to_string();
+        let code = err.code().cloned();
+        let source: Cause = Arc::new(err);
+        match code {
+            Some(code) if code == SqlState::DISK_FULL => StoreError::StorageFull { what, source },
+            Some(code) if code == SqlState::READ_ONLY_SQL_TRANSACTION => {
+                StoreError::StorageReadOnly { what, source }
             }
-            _ => StoreError::Backend(reason),
+            _ => StoreError::Backend {
+                what,
+                source: Some(source),
+            },
         }
     }
 }
@@ -93,7 +98,7 @@ impl From<PoolError> for StoreError {
     fn from(err: PoolError) -> Self {
         match err {
             PoolError::Backend(err) => err.into(),
-            other => StoreError::Backend(other.to_string()),
+            other => StoreError::backend("the connection pool failed", other),
         }
     }
 }
@@ -114,7 +119,7 @@ impl PostgresStore {
             .wait_timeout(Some(POOL_WAIT))
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(|e| StoreError::backend("cannot build the connection pool", e))?;
         let outbox = Arc::new(Notify::new());
         let stop = CancellationToken::new();
         tokio::spawn(listen(config.clone(), outbox.clone(), stop.clone()));
@@ -153,9 +158,7 @@ impl RelayLease for LockSession {
         // An answer on the session proves it lives, and with it every lock it took.
         tokio::time::timeout(LOCK_ROUND_TRIP, self.client.simple_query(""))
             .await
-            .map_err(|_| {
-                StoreError::Backend("the relay lock connection stopped answering".into())
-            })??;
+            .map_err(|_| StoreError::internal("the relay lock connection stopped answering"))??;
         Ok(())
     }
 
@@ -166,7 +169,7 @@ impl RelayLease for LockSession {
             self.client.simple_query("SELECT pg_advisory_unlock_all()"),
         )
         .await
-        .map_err(|_| StoreError::Backend("releasing the relay lock timed out".into()))??;
+        .map_err(|_| StoreError::internal("releasing the relay lock timed out"))??;
         Ok(())
     }
 }
@@ -196,7 +199,7 @@ async fn apply_migrations(client: &mut tokio_postgres::Client) -> StoreResult<()
     for (name, sql) in MIGRATIONS {
         let failed = |e: tokio_postgres::Error| StoreError::Migration {
             name: name.to_string(),
-            reason: describe(&e),
+            source: Arc::new(e),
         };
         let tx = client.transaction().await?;
         let done: bool = tx

@@ -427,9 +427,8 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|row| {
                 let id: i64 = row.get(0);
-                let event = serde_json::from_str(row.get(1)).map_err(|e| {
-                    StoreError::Backend(format!("outbox entry {id} is corrupt: {e}"))
-                })?;
+                let event = serde_json::from_str(row.get(1))
+                    .map_err(|e| StoreError::backend(format!("outbox entry {id} is corrupt"), e))?;
                 Ok(OutboxEntry { id, event })
             })
             .collect()
@@ -460,7 +459,7 @@ impl Store for PostgresStore {
             ),
         )
         .await
-        .map_err(|_| StoreError::Backend("taking the relay lock timed out".into()))??
+        .map_err(|_| StoreError::internal("taking the relay lock timed out"))??
         .get(0);
         if taken {
             return Ok(Some(Box::new(session)));

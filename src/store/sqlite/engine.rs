@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::store::{now_timestamp, StoreError, StoreResult};
+use crate::store::{now_timestamp, Cause, StoreError, StoreResult};
 
 /// The schema, applied in this order and recorded in `schema_migrations`.
 pub(super) const MIGRATIONS: &[(&str, &str)] = &[
@@ -80,7 +80,7 @@ impl CommitWatcher {
         let thread = std::thread::Builder::new()
             .name("sqlite-watch".into())
             .spawn(move || watch_commits(&conn, seen, &outbox, &stopped))
-            .map_err(|e| StoreError::Backend(format!("cannot start the watch thread: {e}")))?;
+            .map_err(|e| StoreError::backend("cannot start the watch thread", e))?;
         Ok(Self {
             stop: Some(stop),
             thread: Some(thread),
@@ -141,10 +141,15 @@ impl From<rusqlite::Error> for StoreError {
             rusqlite::Error::SqliteFailure(e, _) => Some(e.code),
             _ => None,
         };
+        let what = "SQLite".to_string();
+        let source: Cause = Arc::new(err);
         match code {
-            Some(ErrorCode::DiskFull) => StoreError::StorageFull(err.to_string()),
-            Some(ErrorCode::ReadOnly) => StoreError::StorageReadOnly(err.to_string()),
-            _ => StoreError::Backend(err.to_string()),
+            Some(ErrorCode::DiskFull) => StoreError::StorageFull { what, source },
+            Some(ErrorCode::ReadOnly) => StoreError::StorageReadOnly { what, source },
+            _ => StoreError::Backend {
+                what,
+                source: Some(source),
+            },
         }
     }
 }
@@ -157,12 +162,19 @@ fn write_error(conn: &Connection, err: rusqlite::Error) -> StoreError {
     if io_error {
         // SAFETY: the handle belongs to `conn`, which is open and used by this thread only.
         let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
-        let reason = || format!("{err}: {}", std::io::Error::from_raw_os_error(errno));
+        let what = || format!("SQLite: {err}");
+        let source = || -> Cause { Arc::new(std::io::Error::from_raw_os_error(errno)) };
         if errno == libc::EROFS {
-            return StoreError::StorageReadOnly(reason());
+            return StoreError::StorageReadOnly {
+                what: what(),
+                source: source(),
+            };
         }
         if errno == libc::ENOSPC || errno == libc::EDQUOT {
-            return StoreError::StorageFull(reason());
+            return StoreError::StorageFull {
+                what: what(),
+                source: source(),
+            };
         }
     }
     err.into()
@@ -176,12 +188,12 @@ impl SqliteStore {
         let writer_path = path.clone();
         let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path))
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
+            .map_err(|e| StoreError::backend("opening the writer panicked", e))??;
         let (jobs, queue) = mpsc::channel::<Job>(max_queued_writes.max(1));
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, queue))
-            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::backend("cannot start the writer thread", e))?;
         let readers = Arc::new(Readers {
             path,
             idle: Mutex::new(Vec::new()),
@@ -219,7 +231,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let stopped = || StoreError::Backend("the database writer has stopped".into());
+        let stopped = || StoreError::internal("the database writer has stopped");
         let (answer, answered) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = conn.and_then(work);
@@ -252,7 +264,7 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map_err(|e| StoreError::backend("a read panicked", e))?
     }
 }
 
@@ -307,7 +319,7 @@ pub(super) fn database_dir(path: &Path) -> PathBuf {
 fn open_writer(path: &Path) -> StoreResult<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::backend(format!("cannot create {}", dir.display()), e))?;
     }
     let mut conn = Connection::open(path)?;
     conn.busy_handler(Some(wait_while_busy))?;
@@ -351,7 +363,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         }
         let failed = |e: rusqlite::Error| StoreError::Migration {
             name: name.to_string(),
-            reason: e.to_string(),
+            source: Arc::new(e),
         };
         tx.execute_batch(sql).map_err(failed)?;
         tx.execute(
@@ -404,7 +416,7 @@ fn writer_loop(conn: Connection, mut queue: mpsc::Receiver<Job>) {
         let commit = run_cached(&conn, "COMMIT").map_err(|e| {
             let error = write_error(&conn, e);
             let _ = conn.execute_batch("ROLLBACK");
-            tracing::error!(%error, "group commit failed");
+            tracing::error!(error = %error.chain(), "group commit failed");
             error
         });
         for reply in replies {

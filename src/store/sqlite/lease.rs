@@ -32,11 +32,11 @@ impl FileLease {
             .truncate(false)
             .open(&path)
             .or_else(|_| std::fs::File::open(&path))
-            .map_err(|e| StoreError::from_io(&what, &e))?;
+            .map_err(|e| StoreError::from_io(&what, e))?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Self { path, file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::from_io(&what, &e)),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::from_io(&what, e)),
         }
     }
 
@@ -50,7 +50,7 @@ impl FileLease {
             (Ok(held), Ok(named)) if (held.dev(), held.ino()) == (named.dev(), named.ino()) => {
                 Ok(())
             }
-            _ => Err(StoreError::Backend(format!(
+            _ => Err(StoreError::internal(format!(
                 "the relay lock file {} was removed or replaced",
                 self.path.display()
             ))),
@@ -69,6 +69,6 @@ impl RelayLease for FileLease {
         let what = format!("cannot unlock {}", self.path.display());
         self.file
             .unlock()
-            .map_err(|e| StoreError::from_io(&what, &e))
+            .map_err(|e| StoreError::from_io(&what, e))
     }
 }

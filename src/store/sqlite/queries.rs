@@ -94,7 +94,8 @@ pub(super) fn check_member(conn: &Connection, room: i64, user: i64) -> StoreResu
 }
 
 pub(super) fn enqueue(conn: &Connection, event: &RoomEvent) -> StoreResult<()> {
-    let body = serde_json::to_string(event).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let body =
+        serde_json::to_string(event).map_err(|e| StoreError::backend("encoding an event", e))?;
     conn.prepare_cached("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)")?
         .execute(params![body, event.created_at])?;
     Ok(())
@@ -518,7 +519,7 @@ impl Store for SqliteStore {
             rows.into_iter()
                 .map(|(id, body)| {
                     let event = serde_json::from_str(&body).map_err(|e| {
-                        StoreError::Backend(format!("outbox entry {id} is corrupt: {e}"))
+                        StoreError::backend(format!("outbox entry {id} is corrupt"), e)
                     })?;
                     Ok(OutboxEntry { id, event })
                 })
@@ -546,7 +547,7 @@ impl Store for SqliteStore {
         let path = lease_path(&self.readers.path, key);
         let lease = tokio::task::spawn_blocking(move || FileLease::try_take(path))
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))??;
+            .map_err(|e| StoreError::backend("taking the relay lock panicked", e))??;
         Ok(lease.map(|lease| Box::new(lease) as Box<dyn RelayLease>))
     }
 
@@ -575,6 +576,6 @@ impl Store for SqliteStore {
         let dir = database_dir(&self.readers.path);
         tokio::task::spawn_blocking(move || crate::store::probe_writable(&dir))
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?
+            .map_err(|e| StoreError::backend("the disk probe panicked", e))?
     }
 }
