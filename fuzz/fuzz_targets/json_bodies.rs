@@ -112,7 +112,8 @@ fn register(body: &[u8], fields: Option<&[Field; 5]>) {
             rejected(&e, &REGISTER_FIELDS);
             // Every bad field is reported, and only bad ones.
             if let Some(fields) = fields {
-                let reported: BTreeSet<&str> = e.errors["validations"]
+                let errors = e.errors();
+                let reported: BTreeSet<&str> = errors["validations"]
                     .as_object()
                     .expect("field errors")
                     .keys()
@@ -145,12 +146,13 @@ fn field_ok(name: &str, field: &Field) -> bool {
 
 /// A 400 in the envelope: a `detail`, or `validations` naming only `fields`.
 fn rejected(e: &ApiError, fields: &[&str]) {
-    assert_eq!(e.status.as_u16(), 400, "{:?}", e.errors);
-    if let Some(detail) = e.errors.get("detail") {
+    let errors = e.errors();
+    assert_eq!(e.status().as_u16(), 400, "{errors:?}");
+    if let Some(detail) = errors.get("detail") {
         assert!(detail.as_str().is_some_and(|d| !d.is_empty()));
         return;
     }
-    let validations = e.errors["validations"]
+    let validations = errors["validations"]
         .as_object()
         .expect("detail or validations");
     assert!(!validations.is_empty());

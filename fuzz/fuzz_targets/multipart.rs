@@ -202,12 +202,12 @@ fn accepted(media: &Path, upload: Upload, parts: Option<&[Part]>) {
 
 fn refused(error: &ApiError) {
     assert!(
-        matches!(error.status.as_u16(), 400 | 413),
+        matches!(error.status().as_u16(), 400 | 413),
         "{} {}",
-        error.status,
-        error.errors
+        error.status(),
+        error.errors()
     );
-    assert!(error.errors["detail"]
+    assert!(error.errors()["detail"]
         .as_str()
         .is_some_and(|d| !d.is_empty()));
 }
