@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use arbitrary::Arbitrary;
 use chatnode::auth::hasher::Hasher;
 use chatnode::auth::{TokenKind, Tokens};
+use chatnode::domain::values::{Email, PhoneNumber};
 use chatnode::http::routes;
 use chatnode::state::AppState;
 use chatnode::store::{Attachment, NewUser, Store};
@@ -181,9 +182,9 @@ fn node() -> &'static Node {
                 .await
                 .expect("the store opens");
             let user = |name: &str| NewUser {
-                email: format!("{name}@example.com"),
+                email: Email::parse(&format!("{name}@example.com")).expect("an email"),
                 username: name.to_string(),
-                phone_number: "+1 415-555-2671".into(),
+                phone_number: PhoneNumber::parse("+1 415-555-2671").expect("a phone number"),
                 first_name: name.into(),
                 last_name: name.into(),
                 // Nobody logs in here; tokens are issued directly.

@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 
 use arbitrary::{Arbitrary, Unstructured};
 use chatnode::auth::validate;
+use chatnode::domain::values::{is_blank, Content, Email, PhoneNumber, MAX_CONTENT_CHARS};
 use chatnode::http::auth::{LoginRequest, RefreshRequest, RegisterRequest};
-use chatnode::http::messages::{is_blank, validate_content, SendRequest, MAX_CONTENT_CHARS};
+use chatnode::http::messages::SendRequest;
 use chatnode::http::rooms::CreateRoomRequest;
 use chatnode::http::{parse_json, ApiError};
 use libfuzzer_sys::fuzz_target;
@@ -80,10 +81,10 @@ fuzz_target!(|data: &[u8]| {
                 let blank = is_blank(&send.content);
                 assert!(blank || !send.content.trim().is_empty());
                 assert_eq!(
-                    validate_content(&send.content, false).is_ok(),
+                    Content::parse(send.content.clone(), false).is_ok(),
                     short && !blank
                 );
-                assert_eq!(validate_content(&send.content, true).is_ok(), short);
+                assert_eq!(Content::parse(send.content, true).is_ok(), short);
             }
             Err(e) => rejected(&e, &[]),
         },
@@ -93,9 +94,9 @@ fuzz_target!(|data: &[u8]| {
 fn register(body: &[u8], fields: Option<&[Field; 5]>) {
     match RegisterRequest::parse(body) {
         Ok(user) => {
-            assert_eq!(validate::email(&user.email).as_ref(), Ok(&user.email));
+            assert_eq!(Email::parse(user.email.as_str()).as_ref(), Ok(&user.email));
             assert_eq!(
-                validate::phone_number(&user.phone_number).as_ref(),
+                PhoneNumber::parse(user.phone_number.as_str()).as_ref(),
                 Ok(&user.phone_number)
             );
             assert!(validate::password(&user.password).is_ok());
@@ -137,8 +138,8 @@ fn field_ok(name: &str, field: &Field) -> bool {
     };
     !value.trim().is_empty()
         && match name {
-            "email" => validate::email(value).is_ok(),
-            "phone_number" => validate::phone_number(value).is_ok(),
+            "email" => Email::parse(value).is_ok(),
+            "phone_number" => PhoneNumber::parse(value).is_ok(),
             "password" => validate::password(value).is_ok(),
             _ => validate::name(value).is_ok(),
         }

@@ -1,4 +1,5 @@
-//! Registration rules: email, international phone number, Django's default password checks.
+//! Registration rules beyond the domain's values: Django's default password checks, names,
+//! and the generated username.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
@@ -13,43 +14,6 @@ const MIN_PASSWORD_CHARS: usize = 8;
 
 /// Django's list of 20,000 common passwords (django/contrib/auth/common-passwords.txt).
 static COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
-
-/// Lower-cased, trimmed email when it looks like a deliverable address.
-pub fn email(raw: &str) -> Result<String, &'static str> {
-    let email = raw.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && match email.split_once('@') {
-            Some((local, domain)) => {
-                !local.is_empty()
-                    && local.len() <= 64
-                    && !domain.contains('@')
-                    && domain.contains('.')
-                    && domain.split('.').all(|label| {
-                        !label.is_empty() && !label.starts_with('-') && !label.ends_with('-')
-                    })
-            }
-            None => false,
-        };
-    if valid {
-        Ok(email)
-    } else {
-        Err("Enter a valid email address.")
-    }
-}
-
-/// The number in libphonenumber's INTERNATIONAL format, e.g. `+1 415-555-2671`.
-pub fn phone_number(raw: &str) -> Result<String, &'static str> {
-    const INVALID: &str = "Enter a valid phone number.";
-    let parsed = phonenumber::parse(None, raw.trim()).map_err(|_| INVALID)?;
-    if !phonenumber::is_valid(&parsed) {
-        return Err(INVALID);
-    }
-    Ok(parsed
-        .format()
-        .mode(phonenumber::Mode::International)
-        .to_string())
-}
 
 pub fn password(raw: &str) -> Result<(), &'static str> {
     let chars = raw.chars().count();
@@ -96,27 +60,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn phone_numbers_come_back_international() {
-        assert_eq!(phone_number("+14155552671").unwrap(), "+1 415-555-2671");
-        assert!(phone_number("12345").is_err());
-        assert!(phone_number("not a phone").is_err());
-    }
-
-    #[test]
     fn passwords_follow_djangos_default_validators() {
         assert!(password("short1").is_err());
         assert!(password("1234567890").is_err());
         assert!(password("password").is_err());
         assert!(password("Password").is_err());
         assert!(password("tr0ub4dor&3-horse").is_ok());
-    }
-
-    #[test]
-    fn emails_are_normalised() {
-        assert_eq!(email(" Alice@Example.COM ").unwrap(), "alice@example.com");
-        assert!(email("no-at-sign").is_err());
-        assert!(email("a@b").is_err());
-        assert!(email("a b@example.com").is_err());
     }
 
     #[test]

@@ -4,9 +4,11 @@
 
 pub mod conversations;
 pub mod events;
+pub mod values;
 
 use conversations::RoomKind;
 use events::RoomEvent;
+use values::{Email, PhoneNumber};
 
 /// A user as the API shows it (the password hash never leaves the store).
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -23,9 +25,9 @@ pub struct User {
 
 #[derive(Debug, Clone)]
 pub struct NewUser {
-    pub email: String,
+    pub email: Email,
     pub username: String,
-    pub phone_number: String,
+    pub phone_number: PhoneNumber,
     pub first_name: String,
     pub last_name: String,
     pub password_hash: String,

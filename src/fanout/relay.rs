@@ -134,6 +134,7 @@ mod tests {
     use crate::auth::hasher::Hasher;
     use crate::auth::Tokens;
     use crate::config::Config;
+    use crate::domain::values::{Email, PhoneNumber};
     use crate::events::RoomEvent;
     use crate::state::AppState;
     use crate::store::{self, NewUser, Store};
@@ -158,9 +159,9 @@ mod tests {
     async fn room_with_messages(store: &dyn Store, count: usize) -> i64 {
         let user = store
             .create_user(NewUser {
-                email: "relay@example.com".into(),
+                email: Email::parse("relay@example.com").unwrap(),
                 username: "relay".into(),
-                phone_number: "+1 415-555-2671".into(),
+                phone_number: PhoneNumber::parse("+1 415-555-2671").unwrap(),
                 first_name: "R".into(),
                 last_name: "T".into(),
                 password_hash: "unused".into(),
@@ -198,6 +199,18 @@ mod tests {
         store.outbox_batch(10_000).await.unwrap().len()
     }
 
+    /// Waits (at most [`WAIT`]) until every outbox row is deleted.
+    async fn outbox_cleared(store: &dyn Store) {
+        let cleared = async {
+            while outbox_len(store).await > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(WAIT, cleared)
+            .await
+            .expect("published rows are deleted");
+    }
+
     #[tokio::test]
     async fn the_outbox_goes_out_in_id_order_across_batches_and_is_then_cleared() {
         let dir = tempfile::tempdir().unwrap();
@@ -212,14 +225,7 @@ mod tests {
         let relay = tokio::spawn(run(state.clone(), token.clone()));
         let ids = next_message_ids(&mut events, messages).await;
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {ids:?}");
-        let cleared = async {
-            while outbox_len(state.store.as_ref()).await > 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(WAIT, cleared)
-            .await
-            .expect("published rows are deleted");
+        outbox_cleared(state.store.as_ref()).await;
         token.cancel();
         relay
             .await
@@ -296,5 +302,40 @@ mod tests {
             .await
             .unwrap()
             .is_some());
+    }
+
+    #[tokio::test]
+    async fn a_failed_delete_ends_the_run_and_keeps_the_published_rows_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = Arc::new(MemoryTransport::default());
+        let state = node_state(dir.path(), transport.clone()).await;
+        let room = room_with_messages(state.store.as_ref(), 3).await;
+        transport.subscribe(room).await.unwrap();
+        let mut events = transport.events().await.unwrap();
+        // The database refuses every delete from the outbox, as a failing disk would.
+        let refusing = rusqlite::Connection::open(dir.path().join("chatnode.db")).unwrap();
+        refusing
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE DELETE ON outbox \
+                 BEGIN SELECT RAISE(ABORT, 'no deletes today'); END;",
+            )
+            .unwrap();
+
+        let outcome = tokio::time::timeout(WAIT, run(state.clone(), CancellationToken::new()))
+            .await
+            .expect("the run ends");
+        assert!(matches!(outcome, Err(TaskError::Clear(_))), "{outcome:?}");
+        let published = next_message_ids(&mut events, 3).await;
+        // Published but not cleared: the rows stay, so nothing is lost if this node dies now.
+        assert_eq!(outbox_len(state.store.as_ref()).await, 3);
+
+        refusing.execute_batch("DROP TRIGGER refuse;").unwrap();
+        let token = CancellationToken::new();
+        let restarted = tokio::spawn(run(state.clone(), token.clone()));
+        // At least once: the next run publishes them again (subscribers drop repeats by id).
+        assert_eq!(next_message_ids(&mut events, 3).await, published);
+        outbox_cleared(state.store.as_ref()).await;
+        token.cancel();
+        restarted.await.unwrap().unwrap();
     }
 }

@@ -16,16 +16,17 @@ use super::{
 use crate::auth::hasher::HashError;
 use crate::auth::validate::{self, FieldErrors, REQUIRED};
 use crate::auth::{AuthError, TokenKind};
+use crate::domain::values::{Email, PhoneNumber};
 use crate::state::SharedState;
 use crate::store::{NewUser, User};
 
 /// Validated by [`RegisterRequest::parse`], which reports every field's problem at once.
 #[derive(ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "alice@example.com")]
-    pub email: String,
-    #[schema(example = "+14155552671")]
-    pub phone_number: String,
+    #[schema(value_type = String, example = "alice@example.com")]
+    pub email: Email,
+    #[schema(value_type = String, example = "+14155552671")]
+    pub phone_number: PhoneNumber,
     #[schema(example = "a-long-passphrase")]
     pub password: String,
     pub first_name: String,
@@ -129,9 +130,9 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn check<T>(&mut self, name: &str, result: Result<T, &'static str>) -> Option<T> {
+    fn check<T, E: std::fmt::Display>(&mut self, name: &str, result: Result<T, E>) -> Option<T> {
         result
-            .map_err(|message| self.fail::<()>(name, message))
+            .map_err(|message| self.fail::<()>(name, &message.to_string()))
             .ok()
     }
 
@@ -157,10 +158,10 @@ impl RegisterRequest {
         let mut fields = Fields::parse(&body)?;
         let email = fields
             .text("email")
-            .and_then(|v| fields.check("email", validate::email(v)));
+            .and_then(|v| fields.check("email", Email::parse(v)));
         let phone_number = fields
             .text("phone_number")
-            .and_then(|v| fields.check("phone_number", validate::phone_number(v)));
+            .and_then(|v| fields.check("phone_number", PhoneNumber::parse(v)));
         let password = fields.text("password");
         if let Some(p) = password {
             fields.check("password", validate::password(p));
@@ -250,12 +251,12 @@ pub async fn register(
         first_name,
         last_name,
     } = RegisterRequest::parse(&body)?;
-    state.limits.register_for(&email)?;
+    state.limits.register_for(email.as_str())?;
     let password_hash = state.hasher.hash(plain).await?;
     let user = state
         .store
         .create_user(NewUser {
-            username: validate::username_for(&email),
+            username: validate::username_for(email.as_str()),
             email,
             phone_number,
             first_name,

@@ -11,6 +11,7 @@ use warp::{Rejection, Reply};
 
 use crate::auth::validate::FieldErrors;
 use crate::auth::AuthError;
+use crate::domain::values::InvalidValue;
 use crate::limits::LimitError;
 use crate::store::StoreError;
 
@@ -222,6 +223,13 @@ impl From<AuthError> for ApiError {
             AuthError::RevokedToken => Self::unauthorized("Token has been revoked"),
             AuthError::Secret(_) | AuthError::Hash(_) => Self::internal(err),
         }
+    }
+}
+
+/// A value refused by its own parser is the caller's mistake: a 400 with the parser's words.
+impl From<InvalidValue> for ApiError {
+    fn from(err: InvalidValue) -> Self {
+        Self::bad_request(err.to_string())
     }
 }
 

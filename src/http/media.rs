@@ -90,7 +90,7 @@ pub async fn receive(
                 while let Some(chunk) = chunks.next().await {
                     let chunk = chunk.map_err(bad_form)?;
                     text.extend_from_slice(chunk.chunk());
-                    if text.len() > super::messages::MAX_CONTENT_CHARS * 4 {
+                    if text.len() > crate::domain::values::MAX_CONTENT_CHARS * 4 {
                         return Err(ApiError::bad_request("Message content is too long"));
                     }
                 }

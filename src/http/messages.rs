@@ -12,11 +12,11 @@ use warp::{Filter, Rejection};
 use super::media::{self, Upload};
 use super::{authenticated, json_body, ok, respond, room_id, with_state, ApiError};
 use crate::domain::conversations::{MessageState, ReceiptKind, ReceiptMark};
+use crate::domain::values::Content;
 use crate::events::attachment_url;
 use crate::state::SharedState;
 use crate::store::{Message, Page, StoreError, User};
 
-pub const MAX_CONTENT_CHARS: usize = 10_000;
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 200;
 const LIMIT_RANGE: &str = "a whole number from 1 to 200 (larger is read as 200)";
@@ -127,36 +127,6 @@ pub struct MessagePage {
 #[derive(Serialize, ToSchema)]
 pub struct SentMessage {
     pub detail: MessageView,
-}
-
-/// True when `text` shows nothing: only whitespace, control characters (NUL included) and
-/// invisible format characters (zero-width spaces and joiners, word joiner, BOM, bidi
-/// marks, variation selectors, fillers, tags).
-pub fn is_blank(text: &str) -> bool {
-    text.chars()
-        .all(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
-}
-
-fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
-        | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{1BCA0}'..='\u{1BCA3}'
-        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
-}
-
-/// Message text as stored: non-blank unless a file carries the message, and bounded.
-pub fn validate_content(content: &str, has_attachment: bool) -> Result<(), String> {
-    if is_blank(content) && !has_attachment {
-        return Err("Message content may not be blank".into());
-    }
-    if content.chars().count() > MAX_CONTENT_CHARS {
-        return Err(format!(
-            "Message content may have at most {MAX_CONTENT_CHARS} characters"
-        ));
-    }
-    Ok(())
 }
 
 pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
@@ -299,10 +269,10 @@ pub async fn send_json(
 ) -> Result<Response, ApiError> {
     let id = room_id(&id).map_err(|_| send_error(StoreError::RoomNotFound))?;
     state.limits.send(user.id)?;
-    validate_content(&body.content, false).map_err(ApiError::bad_request)?;
+    let content = Content::parse(body.content, false)?;
     let message = state
         .store
-        .post_message(id, user.id, &body.content, None)
+        .post_message(id, user.id, content.as_str(), None)
         .await
         .map_err(send_error)?;
     Ok(created(&message))
@@ -331,12 +301,11 @@ pub async fn send_multipart(
         state.config.max_upload_bytes,
     )
     .await?;
-    let content = content.unwrap_or_default();
-    validate_content(&content, attachment.is_some()).map_err(ApiError::bad_request)?;
+    let content = Content::parse(content.unwrap_or_default(), attachment.is_some())?;
     let stored = attachment.as_ref().map(|file| file.attachment.clone());
     let message = state
         .store
-        .post_message(id, user.id, &content, stored)
+        .post_message(id, user.id, content.as_str(), stored)
         .await
         .map_err(send_error)?;
     // Only now is the file referenced by a stored message; until here it is removed on error.
@@ -344,26 +313,4 @@ pub async fn send_multipart(
         file.keep();
     }
     Ok(created(&message))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_blank;
-
-    #[test]
-    fn invisible_and_control_characters_are_blank_and_visible_text_is_not() {
-        for blank in [
-            "",
-            " \t\n",
-            "\0",
-            "\u{200B}\u{200C}\u{200D}",
-            "\u{2060}\u{FEFF}",
-            "\u{3164}",
-        ] {
-            assert!(is_blank(blank), "{blank:?}");
-        }
-        for text in ["a", "\u{200B}a", "\u{1F469}\u{200D}\u{1F4BB}", "\u{05D0}"] {
-            assert!(!is_blank(text), "{text:?}");
-        }
-    }
 }

@@ -14,10 +14,10 @@ use super::{
     authenticated, json_body, ok, page_limit, respond, room_id, with_state, ApiError, Detail,
 };
 use crate::domain::conversations::{ListCursor, ListPage, RoomKind};
+use crate::domain::values::RoomName;
 use crate::state::SharedState;
 use crate::store::{Member, Room, User};
 
-pub const MAX_ROOM_NAME_CHARS: usize = 255;
 /// Most member ids one create request may name: each is added without being asked.
 pub const MAX_MEMBERS_PER_REQUEST: usize = 100;
 
@@ -249,7 +249,6 @@ pub async fn create_room(
     let Some(name) = body.name.as_deref() else {
         return Err(ApiError::FieldRequired("name"));
     };
-    let name = name.trim();
     if body.members.len() > MAX_MEMBERS_PER_REQUEST {
         let mut fields = crate::auth::validate::FieldErrors::new();
         fields.insert(
@@ -258,14 +257,7 @@ pub async fn create_room(
         );
         return Err(ApiError::validations(fields));
     }
-    if super::messages::is_blank(name) {
-        return Err(ApiError::bad_request("The chatroom name may not be blank"));
-    }
-    if name.chars().count() > MAX_ROOM_NAME_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "The chatroom name may have at most {MAX_ROOM_NAME_CHARS} characters"
-        )));
-    }
+    let name = RoomName::parse(name)?;
     let mut everyone: Vec<i64> = body.members.clone();
     everyone.push(user.id);
     everyone.sort_unstable();
@@ -280,7 +272,7 @@ pub async fn create_room(
     state.limits.create_room(user.id)?;
     let room = state
         .store
-        .create_room(name, user.id, &body.members, cap)
+        .create_room(name.as_str(), user.id, &body.members, cap)
         .await?;
     let chatroom = RoomView::new(room, user.id);
     Ok(ok(StatusCode::CREATED, CreatedRoom { chatroom }))

@@ -11,8 +11,8 @@ use warp::Filter;
 
 use super::rooms::PersonView;
 use super::{authenticated, ok, respond, user_id, with_state, ApiError};
-use crate::auth::validate;
 use crate::domain::conversations::UserLookup;
+use crate::domain::values::PhoneNumber;
 use crate::state::SharedState;
 use crate::store::{StoreError, User};
 
@@ -76,8 +76,8 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
 fn parse_lookup(query: &HashMap<String, String>) -> Result<UserLookup, ApiError> {
     match (query.get("email"), query.get("phone")) {
         (Some(email), None) => Ok(UserLookup::Email(email.trim().to_string())),
-        (None, Some(phone)) => validate::phone_number(phone)
-            .map(UserLookup::Phone)
+        (None, Some(phone)) => PhoneNumber::parse(phone)
+            .map(|phone| UserLookup::Phone(phone.into_inner()))
             .map_err(|_| ApiError::bad_request(format!("Invalid phone number: {phone:?}"))),
         _ => Err(ApiError::bad_request(
             "Give exactly one of the query parameters `email` and `phone`",

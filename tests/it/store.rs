@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatnode::domain::values::{Email, PhoneNumber};
 use chatnode::events::{EventKind, RoomEvent, BOT_SENDER};
 use chatnode::store::{format_timestamp, Attachment, NewUser, Page, Store, StoreError, User};
 
@@ -99,9 +100,9 @@ backend_suite!(
 
 fn new_user(name: &str) -> NewUser {
     NewUser {
-        email: format!("{name}@example.com"),
+        email: Email::parse(&format!("{name}@example.com")).unwrap(),
         username: name.to_string(),
-        phone_number: "+1 415-555-2671".to_string(),
+        phone_number: PhoneNumber::parse("+1 415-555-2671").unwrap(),
         first_name: name.to_string(),
         last_name: "Tester".to_string(),
         password_hash: format!("hash-of-{name}"),
@@ -159,7 +160,7 @@ async fn users_have_one_account_per_email_whatever_its_case(backend: Backend) {
     assert_eq!(alice.created_at, alice.updated_at);
 
     let mut shouting = new_user("ALICE2");
-    shouting.email = "Alice@Example.COM".to_string();
+    shouting.email = Email::parse("Alice@Example.COM").unwrap();
     let taken = store.create_user(shouting).await.unwrap_err();
     assert!(matches!(taken, StoreError::EmailTaken), "{taken:?}");
 

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
-use crate::http::messages::validate_content;
+use crate::domain::values::Content;
 use crate::http::{check_json_depth, failure};
 
 pub(super) fn error_frame(detail: impl Into<String>) -> Frame {
@@ -16,7 +16,7 @@ pub(super) fn error_frame(detail: impl Into<String>) -> Frame {
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientRequest {
     /// `{"purpose": "send_chat_message", "message": "..."}`
-    Send(String),
+    Send(Content),
     /// `{"purpose": "catch_up", "since": <message id>}`
     CatchUp(i64),
     /// `{"purpose": "mark_read", "upto": <message id>}`
@@ -44,10 +44,9 @@ impl ClientRequest {
         };
         match frame.purpose.as_ref().and_then(Value::as_str) {
             Some("send_chat_message") => match frame.message {
-                Some(Value::String(content)) => {
-                    validate_content(&content, false).map_err(error_frame)?;
-                    Ok(Self::Send(content))
-                }
+                Some(Value::String(content)) => Content::parse(content, false)
+                    .map(Self::Send)
+                    .map_err(|e| error_frame(e.to_string())),
                 _ => Err(error_frame("\"message\" must be a string")),
             },
             Some("catch_up") => match frame.since.as_ref().and_then(Value::as_i64) {

@@ -15,6 +15,7 @@ use super::close::{after_read_error, finish, End};
 use super::protocol::{error_frame, ClientRequest};
 use super::Socket;
 use crate::domain::conversations::{ReceiptKind, ReceiptMark};
+use crate::domain::values::Content;
 use crate::events::RoomEvent;
 use crate::http::ApiError;
 use crate::hub::{self, CloseReason, Kick, Outgoing, CLOSE_LEFT_ROOM};
@@ -363,8 +364,12 @@ async fn mark_read(state: &SharedState, room: i64, user: i64, upto: i64) -> Resu
 }
 
 /// Stores a message sent over the socket; the sender sees it arrive like everyone else.
-async fn send(state: &SharedState, room: i64, user: i64, content: &str) -> Result<(), Frame> {
-    match state.store.post_message(room, user, content, None).await {
+async fn send(state: &SharedState, room: i64, user: i64, content: &Content) -> Result<(), Frame> {
+    match state
+        .store
+        .post_message(room, user, content.as_str(), None)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(StoreError::NotMember | StoreError::RoomNotFound) => {
             Err(error_frame("You are no longer a member of this chatroom"))

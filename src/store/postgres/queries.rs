@@ -57,9 +57,9 @@ impl Store for PostgresStore {
             .query_one(
                 &statement,
                 &[
-                    &user.email,
+                    &user.email.as_str(),
                     &user.username,
-                    &user.phone_number,
+                    &user.phone_number.as_str(),
                     &user.first_name,
                     &user.last_name,
                     &user.password_hash,

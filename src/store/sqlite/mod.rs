@@ -20,6 +20,7 @@ mod tests {
     use super::engine::MIGRATIONS;
     use super::lease::lease_path;
     use super::SqliteStore;
+    use crate::domain::values::{Email, PhoneNumber};
     use crate::store::{NewUser, Store, StoreError};
 
     #[test]
@@ -38,9 +39,9 @@ mod tests {
         let woken = this_node.outbox_signal();
         other_node
             .create_user(NewUser {
-                email: "a@example.com".into(),
+                email: Email::parse("a@example.com").unwrap(),
                 username: "a".into(),
-                phone_number: String::new(),
+                phone_number: PhoneNumber::parse("+1 415-555-2671").unwrap(),
                 first_name: String::new(),
                 last_name: String::new(),
                 password_hash: "x".into(),

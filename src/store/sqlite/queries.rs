@@ -179,9 +179,9 @@ impl Store for SqliteStore {
                                     password_hash, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
                 params![
-                    user.email,
+                    user.email.as_str(),
                     user.username,
-                    user.phone_number,
+                    user.phone_number.as_str(),
                     user.first_name,
                     user.last_name,
                     user.password_hash,
