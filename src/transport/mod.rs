@@ -59,12 +59,26 @@ pub enum TransportError {
     NotConsuming { room: i64 },
     #[error("room {room} is not bound yet; it will be once the broker is back")]
     BindPending { room: i64 },
-    #[error("the broker did not take the event ({0})")]
-    NotTaken(String),
+    #[error("the broker did not take the event: {0}")]
+    NotTaken(Refusal),
     #[error("the broker ended the consumer")]
     ConsumerEnded,
     #[error("the AMQP 0-9-1 connection for bindings was lost")]
     TopologyLost,
+}
+
+/// How a broker answered an event it did not take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// AMQP 0-9-1: a negative publisher confirm.
+    #[error("nacked")]
+    Nacked,
+    /// AMQP 1.0: the `rejected` outcome, with the broker's error if it gave one.
+    #[error("rejected ({})", .0.as_deref().unwrap_or("no reason given"))]
+    Rejected(Option<String>),
+    /// AMQP 1.0: the `modified` outcome (neither delivered nor to be retried as is).
+    #[error("modified")]
+    Modified,
 }
 
 impl TransportError {

@@ -24,7 +24,7 @@ use super::topology::{
     bounded, declare_exchange, routing_key, Bindings, PUBLISH_TIMEOUT, RECONNECT_COOLDOWN,
 };
 use crate::store::redact;
-use crate::transport::{EventStream, RoomEvent, Transport, TransportError};
+use crate::transport::{EventStream, Refusal, RoomEvent, Transport, TransportError};
 /// Unacknowledged deliveries the broker may push to this node.
 const PREFETCH: u16 = 256;
 
@@ -168,7 +168,7 @@ impl Amqp091Transport {
         }
         for confirm in confirms {
             if !bounded("publisher confirm", confirm).await?.is_ack() {
-                return Err(TransportError::NotTaken("nack".to_string()));
+                return Err(TransportError::NotTaken(Refusal::Nacked));
             }
         }
         Ok(())

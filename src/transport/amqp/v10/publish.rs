@@ -13,7 +13,7 @@ use tokio::time::timeout;
 use super::address::AddressFormat;
 use super::{Amqp10Transport, Link};
 use crate::transport::amqp::topology::{bounded, declare_exchange, OPERATION_TIMEOUT};
-use crate::transport::{RoomEvent, TransportError};
+use crate::transport::{Refusal, RoomEvent, TransportError};
 
 /// A session of its own for publishing: an attach error ends the whole session, and must not
 /// take the consumer with it.
@@ -146,10 +146,9 @@ fn taken(
             tracing::debug!(room, "no node subscribes to the room");
             Ok(())
         }
-        Outcome::Rejected(rejected) => Err(TransportError::NotTaken(format!(
-            "rejected: {:?}",
-            rejected.error
+        Outcome::Rejected(rejected) => Err(TransportError::NotTaken(Refusal::Rejected(
+            rejected.error.map(|e| e.to_string()),
         ))),
-        Outcome::Modified(_) => Err(TransportError::NotTaken("modified".to_string())),
+        Outcome::Modified(_) => Err(TransportError::NotTaken(Refusal::Modified)),
     }
 }
