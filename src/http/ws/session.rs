@@ -1,7 +1,7 @@
 //! One socket's session: the room's feed written to it, catch-ups, and the frames it sends.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame};
 
 use super::close::{after_read_error, finish, End};
 use super::protocol::{error_frame, ClientRequest};
@@ -217,6 +217,68 @@ impl Feed {
     }
 }
 
+impl Feed {
+    /// Answers one frame from the peer (or its absence); an `Err` ends the session.
+    async fn answer<K: Future<Output = CloseReason>>(
+        &mut self,
+        sink: &mut Sink,
+        incoming: Option<Result<Frame, WsError>>,
+        kicked: Pin<&mut K>,
+    ) -> Result<(), End> {
+        match incoming {
+            Some(Ok(Frame::Text(text))) => match ClientRequest::parse(&text) {
+                Ok(request) => self.serve(sink, request, kicked).await,
+                Err(answer) => self.write(sink, &mut vec![answer]).await,
+            },
+            Some(Ok(Frame::Binary(_))) => {
+                let answer = error_frame("Binary frames are not supported; send JSON text");
+                self.write(sink, &mut vec![answer]).await
+            }
+            Some(Ok(Frame::Close(_))) => Err(End::Echo),
+            None => Err(End::Drop),
+            // Pings are answered by tungstenite; pongs only prove the peer is alive.
+            Some(Ok(_)) => Ok(()),
+            Some(Err(error)) => Err(after_read_error(&error)),
+        }
+    }
+
+    /// Carries out a well-formed request; a refusal is answered with an error frame.
+    async fn serve<K: Future<Output = CloseReason>>(
+        &mut self,
+        sink: &mut Sink,
+        request: ClientRequest,
+        kicked: Pin<&mut K>,
+    ) -> Result<(), End> {
+        let (state, room, user) = (self.state.clone(), self.room, self.user);
+        let refused = match request {
+            ClientRequest::Send(content) => match state.limits.send(user) {
+                Ok(()) => send(&state, room, user, &content).await.err(),
+                // Say why and when, then stop reading from a flooding client.
+                Err(limited) => {
+                    let answer = error_frame(limited.to_string());
+                    self.write(sink, &mut vec![answer]).await?;
+                    return Err(CLOSE_RATE_LIMITED.into());
+                }
+            },
+            ClientRequest::CatchUp(since) => match state.limits.catch_up(user) {
+                Ok(()) => {
+                    return tokio::select! {
+                        done = self.catch_up(sink, since) => done,
+                        reason = kicked => Err(reason.into()),
+                    }
+                }
+                // Refused without a replay; the socket stays open for live messages.
+                Err(limited) => Some(error_frame(limited.to_string())),
+            },
+            ClientRequest::MarkRead(upto) => mark_read(&state, room, user, upto).await.err(),
+        };
+        match refused {
+            Some(answer) => self.write(sink, &mut vec![answer]).await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Serves one socket until the peer leaves, goes quiet, falls behind, is evicted or the node
 /// shuts down.
 pub(super) async fn run_socket(
@@ -277,48 +339,7 @@ pub(super) async fn run_socket(
                 }
                 incoming = stream.next() => {
                     last_heard = Instant::now();
-                    let answered = match incoming {
-                        Some(Ok(Frame::Text(text))) => {
-                            match ClientRequest::parse(&text) {
-                                Ok(ClientRequest::Send(content)) => match state.limits.send(user.id) {
-                                    Ok(()) => match send(&state, room, user.id, &content).await {
-                                        Ok(()) => Ok(()),
-                                        Err(answer) => feed.write(&mut sink, &mut vec![answer]).await,
-                                    },
-                                    // Say why and when, then stop reading from a flooding client.
-                                    Err(limited) => feed
-                                        .write(&mut sink, &mut vec![error_frame(limited.to_string())])
-                                        .await
-                                        .and(Err(CLOSE_RATE_LIMITED.into())),
-                                },
-                                Ok(ClientRequest::CatchUp(since)) => match state.limits.catch_up(user.id) {
-                                    Ok(()) => tokio::select! {
-                                        done = feed.catch_up(&mut sink, since) => done,
-                                        reason = &mut kicked => Err(reason.into()),
-                                    },
-                                    // Refused without a replay; the socket stays open for live messages.
-                                    Err(limited) => feed
-                                        .write(&mut sink, &mut vec![error_frame(limited.to_string())])
-                                        .await,
-                                },
-                                Ok(ClientRequest::MarkRead(upto)) => match mark_read(&state, room, user.id, upto).await {
-                                    Ok(()) => Ok(()),
-                                    Err(answer) => feed.write(&mut sink, &mut vec![answer]).await,
-                                },
-                                Err(answer) => feed.write(&mut sink, &mut vec![answer]).await,
-                            }
-                        }
-                        Some(Ok(Frame::Binary(_))) => {
-                            let answer = error_frame("Binary frames are not supported; send JSON text");
-                            feed.write(&mut sink, &mut vec![answer]).await
-                        }
-                        Some(Ok(Frame::Close(_))) => Err(End::Echo),
-                        None => Err(End::Drop),
-                        // Pings are answered by tungstenite; pongs only prove the peer is alive.
-                        Some(Ok(_)) => Ok(()),
-                        Some(Err(error)) => Err(after_read_error(&error)),
-                    };
-                    if let Err(end) = answered {
+                    if let Err(end) = feed.answer(&mut sink, incoming, kicked.as_mut()).await {
                         break end;
                     }
                 }
