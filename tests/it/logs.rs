@@ -111,3 +111,24 @@ async fn a_node_whose_log_pipes_are_gone_keeps_serving_and_stops_on_sigterm() {
         .await
         .expect("the node exits on SIGTERM");
 }
+
+#[tokio::test]
+async fn a_launched_node_keeps_only_its_newest_log_lines() {
+    const KEPT: usize = 5;
+    let data_dir = tempfile::tempdir().unwrap();
+    let launch = serve(data_dir.path(), "info").keep_log_lines(KEPT);
+    let mut node = launch.start().await.expect("the node starts");
+    // Each request is an access-log line: far more lines than are kept.
+    for _ in 0..(4 * KEPT) {
+        let health = node.client().get("/healthz").send().await.unwrap();
+        assert_eq!(health.status, StatusCode::OK);
+    }
+    node.terminate(WAIT)
+        .await
+        .expect("the node exits on SIGTERM");
+    let log = node.log();
+    assert_eq!(log.len(), KEPT, "{log:#?}");
+    // The newest are kept: the last line is the goodbye, which no request line follows.
+    let last = log.last().unwrap();
+    assert!(last.contains("chatnode stopped"), "{log:#?}");
+}
