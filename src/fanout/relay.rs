@@ -338,4 +338,46 @@ mod tests {
         token.cancel();
         restarted.await.unwrap().unwrap();
     }
+
+    #[tokio::test]
+    async fn a_lost_lease_ends_the_run_and_the_next_relay_publishes_what_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = Arc::new(MemoryTransport::default());
+        let state = node_state(dir.path(), transport.clone()).await;
+        let room = room_with_messages(state.store.as_ref(), 3).await;
+        transport.subscribe(room).await.unwrap();
+        let mut events = transport.events().await.unwrap();
+        let relay = tokio::spawn(run(state.clone(), CancellationToken::new()));
+        next_message_ids(&mut events, 3).await;
+        outbox_cleared(state.store.as_ref()).await;
+
+        // Whoever opens the lock file now locks another one: this relay can no longer be
+        // sure it is the only one, and stops before its next batch (an idle one too).
+        std::fs::remove_file(dir.path().join("chatnode.db.relay-0.lock")).unwrap();
+        let outcome = tokio::time::timeout(WAIT, relay)
+            .await
+            .expect("the run ends")
+            .unwrap();
+        assert!(
+            matches!(outcome, Err(TaskError::LeaseLost(_))),
+            "{outcome:?}"
+        );
+
+        let (sender, _) = state
+            .store
+            .credentials("relay@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        for text in ["after", "the loss"] {
+            let posted = state.store.post_message(room, sender.id, text, None).await;
+            posted.unwrap();
+        }
+        let token = CancellationToken::new();
+        let next = tokio::spawn(run(state.clone(), token.clone()));
+        assert_eq!(next_message_ids(&mut events, 2).await.len(), 2);
+        outbox_cleared(state.store.as_ref()).await;
+        token.cancel();
+        next.await.unwrap().unwrap();
+    }
 }
