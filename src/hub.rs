@@ -13,7 +13,7 @@ use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{EventKind, RoomEvent};
+use crate::domain::events::{EventKind, RoomEvent};
 use crate::transport::Transport;
 
 /// Why the server closes a socket, sent as its close frame.

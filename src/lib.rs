@@ -8,7 +8,6 @@
 pub mod auth;
 pub mod config;
 pub mod domain;
-pub mod events;
 pub mod fanout;
 pub mod http;
 pub mod hub;

@@ -5,7 +5,7 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use chatnode::events::{EventKind, RoomEvent};
+use chatnode::domain::events::{EventKind, RoomEvent};
 use chatnode::transport::amqp::v10::broker_version;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};

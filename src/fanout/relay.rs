@@ -134,8 +134,8 @@ mod tests {
     use crate::auth::hasher::Hasher;
     use crate::auth::Tokens;
     use crate::config::Config;
+    use crate::domain::events::RoomEvent;
     use crate::domain::values::{Email, PhoneNumber};
-    use crate::events::RoomEvent;
     use crate::state::AppState;
     use crate::store::{self, NewUser, Store};
     use crate::transport::memory::MemoryTransport;

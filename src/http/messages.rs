@@ -12,8 +12,8 @@ use warp::{Filter, Rejection};
 use super::media::{self, Upload};
 use super::{authenticated, json_body, ok, respond, room_id, with_state, ApiError};
 use crate::domain::conversations::{MessageState, ReceiptKind, ReceiptMark};
+use crate::domain::events::attachment_url;
 use crate::domain::values::Content;
-use crate::events::attachment_url;
 use crate::state::SharedState;
 use crate::store::{Message, Page, StoreError, User};
 

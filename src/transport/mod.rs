@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use futures_util::Stream;
 
 use crate::config::{Config, TransportKind};
-pub use crate::events::{EventKind, RoomEvent};
+pub use crate::domain::events::{EventKind, RoomEvent};
 
 /// A cause kept behind an `Arc`, so the error stays `Clone` (a failed connection attempt is
 /// handed to every caller during the cool-down).

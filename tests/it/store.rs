@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatnode::domain::events::{EventKind, RoomEvent, BOT_SENDER};
 use chatnode::domain::values::{Email, PhoneNumber};
-use chatnode::events::{EventKind, RoomEvent, BOT_SENDER};
 use chatnode::store::{format_timestamp, Attachment, NewUser, Page, Store, StoreError, User};
 
 use crate::helpers::WAIT;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chatnode::domain::conversations::{ListPage, ReceiptKind, ReceiptMark, RoomKind, UserLookup};
-use chatnode::events::EventKind;
+use chatnode::domain::events::EventKind;
 use chatnode::store::{Store, StoreError};
 
 use super::{add_user, drain_outbox, Backend, TEST_LIMIT};
