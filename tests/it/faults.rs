@@ -362,11 +362,15 @@ async fn wait_outbox_drained(database_url: &str) {
     let store = chatnode::store::open(database_url)
         .await
         .expect("open the database");
-    let deadline = Instant::now() + RECOVERY;
-    while !store.outbox_batch(1).await.unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the outbox never drained");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(RECOVERY, "the outbox drains", || async {
+        store
+            .outbox_batch(1)
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
 }
 
 /// Nodes in child processes on one database; senders over REST and WebSocket stream messages
@@ -438,11 +442,10 @@ async fn killed_mid_stream(broker: Option<&Broker>) {
         )
     });
 
-    let deadline = Instant::now() + WAIT;
-    while ledger.lock().unwrap().acked.len() < ACKED_BEFORE_KILL {
-        assert!(Instant::now() < deadline, "the senders got too few acks");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    eventually(WAIT, "the senders get their first acks", || async {
+        (ledger.lock().unwrap().acked.len() >= ACKED_BEFORE_KILL).then_some(())
+    })
+    .await;
     doomed.kill().await;
     stop.cancel();
     for sender in senders {
@@ -661,11 +664,10 @@ async fn broker_restart_mid_stream(transport: TransportKind) {
             stop.clone(),
         )
     });
-    let deadline = Instant::now() + WAIT;
-    while ledger.lock().unwrap().acked.len() < 20 {
-        assert!(Instant::now() < deadline, "the senders got too few acks");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(WAIT, "the senders get their first acks", || async {
+        (ledger.lock().unwrap().acked.len() >= 20).then_some(())
+    })
+    .await;
     let outage = Instant::now();
     broker.restart().await;
     eprintln!("broker restarted in {:?}", outage.elapsed());
@@ -996,11 +998,10 @@ async fn a_full_disk_refuses_writes_clearly_and_the_node_recovers_when_space_ret
 
     // Space comes back: the node is ready again by itself.
     std::fs::remove_file(filler).unwrap();
-    let deadline = Instant::now() + WAIT;
-    while node.get("/readyz", None).await.0 != StatusCode::OK {
-        assert!(Instant::now() < deadline, "never ready again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, "ready again", || async {
+        (node.get("/readyz", None).await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
     let after = node.send_message(&alice, room, "after").await["id"].clone();
     let live = socket.next_data().await;
     assert_eq!(live["id"], after, "the refused sends never arrive: {live}");

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatnode::transport::{Transport, TransportError};
-use tokio::time::Instant;
 
 use super::support::{event, sorted, Subscriber, WAIT};
 use super::Nodes;
+use crate::helpers::eventually;
 
 pub async fn one_node_receives_only_the_rooms_it_subscribed(nodes: Nodes) {
     let a = nodes.node().transport;
@@ -33,16 +33,14 @@ pub async fn a_second_event_stream_is_refused_while_one_is_live(nodes: Nodes) {
     assert!(matches!(a.events().await, Err(TransportError::Busy)));
     // The stream goes with the subscriber's task, which the runtime aborts shortly after.
     drop(sub);
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, "a new stream once the first one went", || async {
         match a.events().await {
-            Ok(_) => return,
-            Err(TransportError::Busy) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            Ok(_) => Some(()),
+            Err(TransportError::Busy) => None,
             Err(error) => panic!("no new stream after the first one went: {}", error.chain()),
         }
-    }
+    })
+    .await;
 }
 
 pub async fn unsubscribed_rooms_stop_arriving_and_can_come_back(nodes: Nodes) {
