@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{anyhow, bail, Context};
-use chatnode_client::{Client, Error as ClientError, NewAccount, SocketOptions};
+use chatnode_client::{Client, Error as ClientError, NewAccount};
 pub use chatnode_client::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
@@ -259,20 +259,23 @@ pub async fn open_socket(target: &Target, room: i64, token: &str) -> anyhow::Res
 }
 
 /// Opens a room's socket; with `since`, the node first replays every message after that id.
+/// A socket needs no HTTP client, so none is built for it.
 pub async fn open_socket_since(
     target: &Target,
     room: i64,
     token: &str,
     since: Option<i64>,
 ) -> Result<Socket, CallError> {
-    let options = SocketOptions {
-        since,
-        read_buffer: Some(READ_BUFFER),
-        ..SocketOptions::default()
-    };
-    let client = Client::new(target.base());
-    let socket = client.socket_with(room, token, &options).await?;
+    let url = socket_url(target, room, token, since);
+    let socket = chatnode_client::Socket::connect(&url, Some(READ_BUFFER)).await?;
     Ok(socket.into_inner())
+}
+
+/// The URL `Client::socket_with` opens for these options: the token, then `since`, in the
+/// query.
+fn socket_url(target: &Target, room: i64, token: &str, since: Option<i64>) -> String {
+    let since = since.map_or(String::new(), |id| format!("&since={id}"));
+    format!("ws://{}/ws/chat/{room}/?token={token}{since}", target.addr)
 }
 
 #[cfg(test)]
@@ -314,5 +317,24 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.to_string().contains("no node answers"));
+    }
+
+    #[test]
+    fn the_socket_url_is_the_one_the_client_builds() {
+        for addr in ["127.0.0.1:8000", "[::1]:9000"] {
+            let target = Target {
+                url: format!("http://{addr}"),
+                addr: addr.parse().unwrap(),
+            };
+            let ws = Client::new(target.base()).ws_url("/ws/chat/7/");
+            assert_eq!(
+                socket_url(&target, 7, "tok", None),
+                format!("{ws}?token=tok")
+            );
+            assert_eq!(
+                socket_url(&target, 7, "tok", Some(42)),
+                format!("{ws}?token=tok&since=42")
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::api::{open_socket, Api, Socket, Target};
+use super::api::{open_socket, Api, Socket, Target, User};
 use super::load::{self, OPEN_CONCURRENCY};
 use super::procstat::{self, Sample};
 use super::progress::Progress;
@@ -67,18 +67,7 @@ pub async fn run(options: &IdleOptions) -> anyhow::Result<IdleReport> {
     if options.sockets == 0 {
         bail!("--idle-sockets must be at least 1");
     }
-    let fd_limit = procstat::raise_open_files_limit()?;
-    let needed = options.sockets as u64 + SPARE_FDS;
-    if fd_limit < needed {
-        bail!("{} sockets need about {needed} file descriptors but this process may open {fd_limit}; raise the hard limit (ulimit -Hn) or ask for fewer", options.sockets);
-    }
-    for &pid in &options.server_pids {
-        if let Some(limit) = procstat::open_files_limit(pid) {
-            if limit < needed {
-                bail!("node pid {pid} may open only {limit} files, fewer than {} sockets need; start it after `ulimit -n $(ulimit -Hn)` (or use --spawn)", options.sockets);
-            }
-        }
-    }
+    let fd_limit = check_fd_limits(options)?;
     let api = Api::new()?;
     let targets = &options.targets;
     let tag = load::tag();
@@ -92,9 +81,54 @@ pub async fn run(options: &IdleOptions) -> anyhow::Result<IdleReport> {
         .map(|&pid| procstat::reset_peak(pid))
         .collect();
     let before = procstat::sample_all(&options.server_pids)?;
+    let (sockets, open_secs) = open_all(options, &users, &rooms).await?;
+    let held = hold_all(&api, options, sockets, baseline).await?;
+    let servers = servers(&options.server_pids, &before, &held.after, peaks_reset);
+    let growth: i64 = servers
+        .iter()
+        .map(|s| s.rss_after_kib as i64 - s.rss_before_kib as i64)
+        .sum();
+    Ok(IdleReport {
+        mode: "idle",
+        targets: targets.iter().map(|t| t.url.clone()).collect(),
+        sockets: options.sockets,
+        sockets_counted: held.sockets_counted,
+        open_secs,
+        opens_per_sec: options.sockets as f64 / open_secs.max(1e-9),
+        fd_limit,
+        rss_per_socket_kib: (!servers.is_empty()).then(|| growth as f64 / options.sockets as f64),
+        servers,
+        socket_closes: held.socket_closes,
+        bench_rss_kib: held.bench_rss_kib,
+    })
+}
 
-    let stop = CancellationToken::new();
-    let closes = Arc::new(AtomicU64::new(0));
+/// Raises this process's open-files limit and fails early if it, or a node's, is too low
+/// for the sockets; returns this process's limit.
+fn check_fd_limits(options: &IdleOptions) -> anyhow::Result<u64> {
+    let fd_limit = procstat::raise_open_files_limit()?;
+    let needed = options.sockets as u64 + SPARE_FDS;
+    if fd_limit < needed {
+        bail!("{} sockets need about {needed} file descriptors but this process may open {fd_limit}; raise the hard limit (ulimit -Hn) or ask for fewer", options.sockets);
+    }
+    for &pid in &options.server_pids {
+        if let Some(limit) = procstat::open_files_limit(pid) {
+            if limit < needed {
+                bail!("node pid {pid} may open only {limit} files, fewer than {} sockets need; start it after `ulimit -n $(ulimit -Hn)` (or use --spawn)", options.sockets);
+            }
+        }
+    }
+    Ok(fd_limit)
+}
+
+/// Opens every socket, spread over targets, rooms and users, [`OPEN_CONCURRENCY`] at a
+/// time; returns them and the seconds it took.
+async fn open_all(
+    options: &IdleOptions,
+    users: &[User],
+    rooms: &[i64],
+) -> anyhow::Result<(Vec<Socket>, f64)> {
+    let targets = &options.targets;
     let opened = Arc::new(AtomicU64::new(0));
     let bar = Progress::start(options.progress, "sockets", options.sockets as u64, {
         let opened = opened.clone();
@@ -119,30 +153,62 @@ pub async fn run(options: &IdleOptions) -> anyhow::Result<IdleReport> {
         .await?;
     let open_secs = started.elapsed().as_secs_f64();
     bar.finish().await;
+    Ok((sockets, open_secs))
+}
+
+/// What was measured while every socket was held open.
+struct Held {
+    sockets_counted: u64,
+    /// The nodes' memory, settled.
+    after: Vec<Sample>,
+    bench_rss_kib: u64,
+    socket_closes: u64,
+}
+
+/// Holds the sockets open until the nodes count them all and their memory settles, samples
+/// it, then closes them.
+async fn hold_all(
+    api: &Api,
+    options: &IdleOptions,
+    sockets: Vec<Socket>,
+    baseline: u64,
+) -> anyhow::Result<Held> {
+    let targets = &options.targets;
+    let stop = CancellationToken::new();
+    let closes = Arc::new(AtomicU64::new(0));
     // Reading keeps the sockets alive: tungstenite answers the node's pings as it reads.
     let mut holders = JoinSet::new();
     for socket in sockets {
         holders.spawn(hold(socket, stop.clone(), closes.clone()));
     }
-    let all_counted =
-        load::wait_for_sockets(&api, targets, |n| n >= baseline + options.sockets as u64).await;
+    let expected = baseline + options.sockets as u64;
+    let all_counted = load::wait_for_sockets(api, targets, |n| n >= expected).await;
     tokio::time::sleep(SETTLE).await;
-    let sockets_counted = load::open_sockets_on(&api, targets).await?;
+    let sockets_counted = load::open_sockets_on(api, targets).await?;
     let after = procstat::sample_all(&options.server_pids)?;
     let bench_rss_kib = Sample::own()?.rss_kib;
     stop.cancel();
     while holders.join_next().await.is_some() {}
     if !all_counted {
-        bail!(
-            "the nodes count {sockets_counted} sockets, expected at least {}",
-            baseline + options.sockets as u64
-        );
+        bail!("the nodes count {sockets_counted} sockets, expected at least {expected}");
     }
+    Ok(Held {
+        sockets_counted,
+        after,
+        bench_rss_kib,
+        socket_closes: closes.load(Ordering::Relaxed),
+    })
+}
 
-    let servers: Vec<IdleServer> = options
-        .server_pids
-        .iter()
-        .zip(before.iter().zip(&after).zip(peaks_reset))
+/// Each node's memory before and after the sockets, and its open-files limit.
+fn servers(
+    pids: &[i32],
+    before: &[Sample],
+    after: &[Sample],
+    peaks_reset: Vec<bool>,
+) -> Vec<IdleServer> {
+    pids.iter()
+        .zip(before.iter().zip(after).zip(peaks_reset))
         .map(|(&pid, ((before, after), peak_is_run_only))| IdleServer {
             pid,
             rss_before_kib: before.rss_kib,
@@ -151,24 +217,7 @@ pub async fn run(options: &IdleOptions) -> anyhow::Result<IdleReport> {
             peak_is_run_only,
             fd_limit: procstat::open_files_limit(pid),
         })
-        .collect();
-    let growth: i64 = servers
-        .iter()
-        .map(|s| s.rss_after_kib as i64 - s.rss_before_kib as i64)
-        .sum();
-    Ok(IdleReport {
-        mode: "idle",
-        targets: targets.iter().map(|t| t.url.clone()).collect(),
-        sockets: options.sockets,
-        sockets_counted,
-        open_secs,
-        opens_per_sec: options.sockets as f64 / open_secs.max(1e-9),
-        fd_limit,
-        rss_per_socket_kib: (!servers.is_empty()).then(|| growth as f64 / options.sockets as f64),
-        servers,
-        socket_closes: closes.load(Ordering::Relaxed),
-        bench_rss_kib,
-    })
+        .collect()
 }
 
 async fn hold(mut socket: Socket, stop: CancellationToken, closes: Arc<AtomicU64>) {

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod auth_flood;
+mod chart;
 pub mod chat_list;
 pub mod histogram;
 pub mod idle;
@@ -220,40 +221,23 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
     outcome
 }
 
+/// Resolves the nodes and runs the mode the arguments ask for on them.
 async fn drive(
     args: &BenchArgs,
     spawned: Option<&spawn::SpawnedNodes>,
     fd_limit: u64,
 ) -> anyhow::Result<()> {
-    let (urls, server_pids) = match spawned {
-        Some(spawned) => spawned
-            .nodes
-            .iter()
-            .map(|node| (node.url.clone(), node.pid))
-            .unzip(),
-        None => (args.targets.clone(), args.server_pids.clone()),
-    };
-    let mut targets = Vec::with_capacity(urls.len());
-    for url in &urls {
-        targets.push(Target::resolve(url, args.allow_remote).await?);
-    }
-    // A wrong pid should fail now, not after minutes of setup.
-    procstat::sample_all(&server_pids)?;
+    let (targets, server_pids) = nodes(args, spawned).await?;
     let progress = !args.json;
 
     if let Some(sockets) = args.idle_sockets {
-        let report = idle::run(&idle::IdleOptions {
+        let options = idle::IdleOptions {
             targets,
             sockets,
             server_pids,
             progress,
-        })
-        .await?;
-        emit(args.json, report::idle_table(&report), &report)?;
-        if report.socket_closes > 0 {
-            bail!("{} sockets were closed by the nodes", report.socket_closes);
-        }
-        return Ok(());
+        };
+        return idle(args.json, &options).await;
     }
 
     if let Some(users) = args.auth_flood {
@@ -284,6 +268,51 @@ async fn drive(
         return soak(args, targets, server_pids, fd_limit).await;
     }
 
+    let options = load_options(args, targets, server_pids, fd_limit)?;
+    if args.sweep {
+        return sweep(args, options).await;
+    }
+    load(args.json, &options).await
+}
+
+/// The nodes to drive and their pids: the spawned ones, or those the arguments name.
+async fn nodes(
+    args: &BenchArgs,
+    spawned: Option<&spawn::SpawnedNodes>,
+) -> anyhow::Result<(Vec<Target>, Vec<i32>)> {
+    let (urls, server_pids): (Vec<String>, Vec<i32>) = match spawned {
+        Some(spawned) => spawned
+            .nodes
+            .iter()
+            .map(|node| (node.url.clone(), node.pid))
+            .unzip(),
+        None => (args.targets.clone(), args.server_pids.clone()),
+    };
+    let mut targets = Vec::with_capacity(urls.len());
+    for url in &urls {
+        targets.push(Target::resolve(url, args.allow_remote).await?);
+    }
+    // A wrong pid should fail now, not after minutes of setup.
+    procstat::sample_all(&server_pids)?;
+    Ok((targets, server_pids))
+}
+
+async fn idle(json_only: bool, options: &idle::IdleOptions) -> anyhow::Result<()> {
+    let report = idle::run(options).await?;
+    emit(json_only, report::idle_table(&report), &report)?;
+    if report.socket_closes > 0 {
+        bail!("{} sockets were closed by the nodes", report.socket_closes);
+    }
+    Ok(())
+}
+
+/// The options of a load run or a sweep, once the sockets they need fit the open-files limit.
+fn load_options(
+    args: &BenchArgs,
+    targets: Vec<Target>,
+    server_pids: Vec<i32>,
+    fd_limit: u64,
+) -> anyhow::Result<LoadOptions> {
     let load = LoadOptions {
         targets,
         rooms: args.rooms,
@@ -293,41 +322,38 @@ async fn drive(
         send_over: args.send_over,
         rate: args.rate,
         message_bytes: args.message_bytes,
-        drain: Duration::try_from_secs_f64(args.drain_secs)
-            .map_err(|_| anyhow::anyhow!("--drain-secs must be a number of seconds"))?,
+        drain: seconds(args.drain_secs, "--drain-secs")?,
         server_pids,
-        progress,
+        progress: !args.json,
         mark_read_every: args.mark_read,
     };
-    if sockets_needed(&load) + 64 > fd_limit {
-        bail!(
-            "{} sockets need more file descriptors than this process may open ({fd_limit})",
-            sockets_needed(&load)
-        );
-    }
+    fits_fd_limit(sockets_needed(&load), fd_limit)?;
+    Ok(load)
+}
 
-    if args.sweep {
-        let report = sweep::run(&sweep::SweepOptions {
-            load,
-            percents: args.sweep_percent.clone(),
-            step_secs: args.step_secs,
-        })
-        .await?;
-        let svg = args
-            .svg
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("bench-sweep.svg"));
-        sweep::plot(&report, &svg)?;
-        let table = format!("{}chart: {}\n", report::sweep_table(&report), svg.display());
-        emit(args.json, table, &report)?;
-        if !report.complete {
-            bail!("a run of the sweep did not deliver every message exactly once");
-        }
-        return Ok(());
+async fn sweep(args: &BenchArgs, load: LoadOptions) -> anyhow::Result<()> {
+    let report = sweep::run(&sweep::SweepOptions {
+        load,
+        percents: args.sweep_percent.clone(),
+        step_secs: args.step_secs,
+    })
+    .await?;
+    let svg = args
+        .svg
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("bench-sweep.svg"));
+    sweep::plot(&report, &svg)?;
+    let table = format!("{}chart: {}\n", report::sweep_table(&report), svg.display());
+    emit(args.json, table, &report)?;
+    if !report.complete {
+        bail!("a run of the sweep did not deliver every message exactly once");
     }
+    Ok(())
+}
 
-    let report = load::run(&load).await?;
-    emit(args.json, report::load_table(&report), &report)?;
+async fn load(json_only: bool, options: &LoadOptions) -> anyhow::Result<()> {
+    let report = load::run(options).await?;
+    emit(json_only, report::load_table(&report), &report)?;
     if !report.complete || report.errors > 0 {
         bail!(
             "incomplete or failed run: {} of {} deliveries, {} missing, {} duplicated, {} errors",
@@ -347,8 +373,7 @@ async fn soak(
     server_pids: Vec<i32>,
     fd_limit: u64,
 ) -> anyhow::Result<()> {
-    let sample_every = Duration::try_from_secs_f64(args.sample_secs)
-        .map_err(|_| anyhow::anyhow!("--sample-secs must be a number of seconds"))?;
+    let sample_every = seconds(args.sample_secs, "--sample-secs")?;
     let options = SoakOptions {
         users: args.users,
         rooms: args.rooms,
@@ -356,20 +381,14 @@ async fn soak(
         mix: args.mix.clone(),
         seed: args.seed.unwrap_or_else(rand::random),
         message_bytes: args.message_bytes,
-        drain: Duration::try_from_secs_f64(args.drain_secs)
-            .map_err(|_| anyhow::anyhow!("--drain-secs must be a number of seconds"))?,
+        drain: seconds(args.drain_secs, "--drain-secs")?,
         sample_every,
         max_rss_growth: args.max_rss_growth,
         server_pids,
         progress: !args.json,
         ..SoakOptions::new(targets, args.duration)
     };
-    if options.sockets_needed() + 64 > fd_limit {
-        bail!(
-            "{} sockets need more file descriptors than this process may open ({fd_limit})",
-            options.sockets_needed()
-        );
-    }
+    fits_fd_limit(options.sockets_needed(), fd_limit)?;
     let report = soak::run(&options).await?;
     let mut table = report::soak_table(&report);
     if let Some(svg) = &args.svg {
@@ -391,6 +410,22 @@ async fn soak(
         bail!(
             "a node's memory grew by more than {} % from the middle to the last third of the soak",
             args.max_rss_growth
+        );
+    }
+    Ok(())
+}
+
+/// `secs` as a duration; `flag` names it when it is not one (negative, NaN, too large).
+fn seconds(secs: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| anyhow::anyhow!("{flag} must be a number of seconds"))
+}
+
+/// Fails when `sockets` and a margin of 64 exceed this process's open-files limit.
+fn fits_fd_limit(sockets: u64, fd_limit: u64) -> anyhow::Result<()> {
+    if sockets + 64 > fd_limit {
+        bail!(
+            "{sockets} sockets need more file descriptors than this process may open ({fd_limit})"
         );
     }
     Ok(())

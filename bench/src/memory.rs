@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use anyhow::anyhow;
 use plotters::prelude::*;
 use serde::Serialize;
+
+use super::chart;
 
 /// One reading of every watched process.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -91,44 +92,31 @@ pub fn plot(samples: &[MemorySample], pids: &[i32], path: &Path) -> anyhow::Resu
         .fold(1.0, f64::max)
         * 1.15;
 
-    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
-    let draw = |e: DrawingAreaErrorKind<_>| anyhow!("cannot draw {}: {e}", path.display());
-    root.fill(&WHITE).map_err(draw)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "chatnode soak: resident memory over time",
-            ("sans-serif", 18),
-        )
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-        .map_err(draw)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds since the soak started")
-        .y_desc("resident memory (VmRSS), MiB")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(draw)?;
-    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
-    for (i, (label, points)) in lines.into_iter().enumerate() {
-        let color = colors[i % colors.len()];
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
-            .map_err(draw)?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(draw)?;
-    root.present().map_err(draw)?;
-    Ok(())
+    let axes = (0.0..x_max, 0.0..y_max);
+    let caption = "chatnode soak: resident memory over time";
+    chart::draw(
+        path,
+        caption,
+        axes,
+        SeriesLabelPosition::LowerRight,
+        |chart| {
+            chart
+                .configure_mesh()
+                .x_desc("seconds since the soak started")
+                .y_desc("resident memory (VmRSS), MiB")
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .draw()?;
+            let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+            for (i, (label, points)) in lines.into_iter().enumerate() {
+                let color = colors[i % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            }
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]

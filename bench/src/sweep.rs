@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail};
 use plotters::prelude::*;
 use serde::Serialize;
 
+use super::chart;
 use super::load::{is_positive, Fixture, LoadOptions, LoadReport};
 
 #[derive(Debug, Clone)]
@@ -73,84 +74,70 @@ pub async fn run(options: &SweepOptions) -> anyhow::Result<SweepReport> {
 /// Draws p50 and p99 latency against offered load (log scale: p99 grows by orders of
 /// magnitude near saturation).
 pub fn plot(report: &SweepReport, path: &Path) -> anyhow::Result<()> {
-    let points: Vec<(f64, f64, f64)> = report
-        .steps
+    let points = latency_points(&report.steps);
+    let x_max = points.iter().map(|p| p.0).fold(0.0, f64::max) * 1.05;
+    let y_min = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min) / 2.0;
+    let y_max = points.iter().map(|p| p.2).fold(0.0, f64::max) * 2.0;
+    let axes = (0.0..x_max, (y_min..y_max).log_scale());
+    let legend = SeriesLabelPosition::UpperLeft;
+    chart::draw(path, &caption(report)?, axes, legend, |chart| {
+        chart
+            .configure_mesh()
+            .x_desc(format!(
+                "offered load, messages/s (max measured: {:.0}/s)",
+                report.max_rate
+            ))
+            .y_desc("latency, ms (log)")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            // A log axis's minor lines crowd into grey bands; the labelled lines are enough.
+            .light_line_style(TRANSPARENT)
+            .draw()?;
+        let p50 = points.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>();
+        let p99 = points.iter().map(|p| (p.0, p.2)).collect::<Vec<_>>();
+        for (label, color, series) in [("p50", BLUE, p50), ("p99", RED, p99)] {
+            chart
+                .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart.draw_series(
+                series
+                    .into_iter()
+                    .map(|p| Circle::new(p, 4, color.filled())),
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Each step's offered load, p50 and p99 latency in ms.
+fn latency_points(steps: &[SweepStep]) -> Vec<(f64, f64, f64)> {
+    // A log axis cannot show 0: clamp to the histogram's resolution (1 µs).
+    let floor = |ms: f64| ms.max(0.001);
+    steps
         .iter()
         .map(|s| {
             let offered = s.report.offered_rate.unwrap_or(s.report.accepted_per_sec);
-            // A log axis cannot show 0: clamp to the histogram's resolution (1 µs).
-            let floor = |ms: f64| ms.max(0.001);
             (
                 offered,
                 floor(s.report.latency_ms.p50),
                 floor(s.report.latency_ms.p99),
             )
         })
-        .collect();
-    let x_max = points.iter().map(|p| p.0).fold(0.0, f64::max) * 1.05;
-    let y_min = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min) / 2.0;
-    let y_max = points.iter().map(|p| p.2).fold(0.0, f64::max) * 2.0;
+        .collect()
+}
+
+/// What the runs were: how they sent, to how many rooms and receivers, how big.
+fn caption(report: &SweepReport) -> anyhow::Result<String> {
     let first = &report
         .steps
         .first()
         .ok_or_else(|| anyhow!("a sweep without steps has nothing to draw"))?
         .report;
-    let caption = format!(
+    Ok(format!(
         "chatnode: send-to-socket latency vs offered load ({}, {} rooms x {} receivers, {} B)",
-        match first.send_over {
-            super::load::SendOver::Rest => "REST",
-            super::load::SendOver::Ws => "WebSocket",
-        },
+        first.send_over.label(),
         first.rooms,
         first.receivers_per_room,
         first.message_bytes
-    );
-
-    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
-    let draw = |e: DrawingAreaErrorKind<_>| anyhow!("cannot draw {}: {e}", path.display());
-    root.fill(&WHITE).map_err(draw)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(caption, ("sans-serif", 18))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.0..x_max, (y_min..y_max).log_scale())
-        .map_err(draw)?;
-    chart
-        .configure_mesh()
-        .x_desc(format!(
-            "offered load, messages/s (max measured: {:.0}/s)",
-            report.max_rate
-        ))
-        .y_desc("latency, ms (log)")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        // A log axis's minor lines crowd into grey bands; the labelled lines are enough.
-        .light_line_style(TRANSPARENT)
-        .draw()
-        .map_err(draw)?;
-    let p50 = points.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>();
-    let p99 = points.iter().map(|p| (p.0, p.2)).collect::<Vec<_>>();
-    for (label, color, series) in [("p50", BLUE, p50), ("p99", RED, p99)] {
-        chart
-            .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))
-            .map_err(draw)?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        chart
-            .draw_series(
-                series
-                    .into_iter()
-                    .map(|p| Circle::new(p, 4, color.filled())),
-            )
-            .map_err(draw)?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(draw)?;
-    root.present().map_err(draw)?;
-    Ok(())
+    ))
 }

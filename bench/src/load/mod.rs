@@ -38,6 +38,16 @@ pub enum SendOver {
     Ws,
 }
 
+impl SendOver {
+    /// How the tables and the sweep chart name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Rest => "REST",
+            Self::Ws => "WebSocket",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// Users, rooms and sockets are spread round-robin over these.
