@@ -1,8 +1,6 @@
 //! Resource bounds and load shedding: every bound answers with a clear 4xx, a close code or
 //! a 503 with `Retry-After`, and a node pushed past its caps recovers by itself.
 
-use std::time::Duration;
-
 use chatnode_client::header::HeaderMap;
 use chatnode_client::{Client, Request, Socket, StatusCode};
 use futures_util::SinkExt;
@@ -13,7 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{spawn, spawn_with, TestNode, WAIT};
+use crate::helpers::{eventually, spawn, spawn_with, TestNode, WAIT};
 
 const BUSY: &str = "The server is busy; try again shortly";
 
@@ -220,19 +218,12 @@ pub async fn occupy_slot(node: &TestNode) -> TcpStream {
 
 /// Waits until a cheap request is shed (`busy`) or served (`!busy`).
 pub async fn wait_until_busy(node: &TestNode, busy: bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let what = format!("the node becomes {}", if busy { "busy" } else { "free" });
+    eventually(WAIT, &what, || async {
         let (status, _) = node.get("/api/v1/chat/chatrooms/", None).await;
-        if (status == StatusCode::SERVICE_UNAVAILABLE) == busy {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the node never became {}",
-            if busy { "busy" } else { "free" }
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        ((status == StatusCode::SERVICE_UNAVAILABLE) == busy).then_some(())
+    })
+    .await
 }
 
 fn assert_shed(status: StatusCode, headers: &HeaderMap, body: &Value) {
@@ -375,18 +366,14 @@ async fn http_connections_over_the_cap_get_503_and_places_free_when_they_close()
     );
 
     drop(first);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, "a closed connection frees its place", || async {
         let status = fresh().get(healthz).send().await.unwrap().status;
         if status == StatusCode::OK {
-            break;
+            return Some(());
         }
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a closed connection never freed its place"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        None
+    })
+    .await;
     node.stop().await;
 }

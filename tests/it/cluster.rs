@@ -54,14 +54,15 @@ impl Cluster {
         let store = chatnode::store::open(&self.database_url)
             .await
             .expect("open the shared database");
-        let deadline = tokio::time::Instant::now() + WAIT * 3;
-        while !store.outbox_batch(1).await.unwrap().is_empty() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the outbox never drained"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(WAIT * 3, "the outbox drains", || async {
+            store
+                .outbox_batch(1)
+                .await
+                .unwrap()
+                .is_empty()
+                .then_some(())
+        })
+        .await;
     }
 
     async fn stop(self, broker: &Broker) {

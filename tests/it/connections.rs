@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::{spawn_with, WAIT};
+use crate::helpers::{eventually, spawn_with, WAIT};
 
 /// A connection to `node` from 127.0.0.`host` (all of 127.0.0.0/8 is loopback on Linux).
 async fn connect_from(node: SocketAddr, host: u8) -> TcpStream {
@@ -112,20 +112,16 @@ async fn one_address_at_its_connection_cap_is_refused_while_others_get_in() {
 
     // A closed connection gives its place back.
     held.pop();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, "the place comes back", || async {
         let mut again = connect_from(node.address, 3).await;
         let (status, _) = get_closing(&mut again, "/healthz", "").await;
         if status == 200 {
-            break;
+            return Some(());
         }
         assert_eq!(status, 503);
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the place never came back"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        None
+    })
+    .await;
     node.stop().await;
 }
 

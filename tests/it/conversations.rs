@@ -3,14 +3,13 @@
 //! one's own messages, and the receipts frame a socket starts with.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::Duration;
 
 use chatnode_client::{Socket, StatusCode};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::helpers::{spawn, TestNode, TestUser, WsClient, WAIT};
+use crate::helpers::{eventually_ok, spawn, TestNode, TestUser, WsClient, WAIT};
 
 // ---- the API, one call each ----------------------------------------------------------
 
@@ -199,27 +198,6 @@ async fn in_history(node: &TestNode, user: &TestUser, room: i64, message: i64) -
         .into_iter()
         .find(|m| id(m) == message)
         .unwrap_or_else(|| panic!("message {message} is not in the history"))
-}
-
-/// Polls `probe` until it gives `Ok`, for at most [`WAIT`]; `Err` carries what was seen.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match probe().await {
-            Ok(value) => return value,
-            Err(last) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "{what}: not within {WAIT:?}; last: {last}"
-                );
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        }
-    }
 }
 
 /// Every receipt frame `socket` gets for `window` (other frames are dropped).
@@ -921,7 +899,7 @@ async fn a_read_position_moves_forward_only_and_reaches_other_members_sockets() 
     let receipt = alice_ws.next_receipt("read", bob.id, sent[2]).await;
     assert_eq!(receipt["upto"], sent[2], "{receipt}");
     assert_eq!(receipt["chat_id"], room, "{receipt}");
-    let entry = eventually("the socket's read shows in the list", || async {
+    let entry = eventually_ok(WAIT, "the socket's read shows in the list", || async {
         let entry = list_entry(&node, &bob, room).await;
         if entry["last_read_id"] == sent[2] {
             Ok(entry)
@@ -996,7 +974,7 @@ async fn a_message_written_to_a_socket_or_in_a_history_page_is_delivered() {
     let receipt = alice_ws.next_receipt("delivered", carol.id, message).await;
     assert_eq!(receipt["upto"], message, "{receipt}");
 
-    let state = eventually("both deliveries counted", || async {
+    let state = eventually_ok(WAIT, "both deliveries counted", || async {
         let state = in_history(&node, &alice, room, message).await;
         if state["delivered_count"] == 2 {
             Ok(state)
@@ -1090,7 +1068,7 @@ async fn a_burst_of_messages_gets_far_fewer_receipt_frames_than_messages() {
             assert_eq!(receipt["upto"], newest, "{receipt}");
         }
     }
-    eventually("every reader's delivery counted", || async {
+    eventually_ok(WAIT, "every reader's delivery counted", || async {
         let state = in_history(&node, &alice, room, newest).await;
         if state["delivered_count"] == 3 {
             Ok(())
@@ -1138,7 +1116,7 @@ async fn own_messages_in_a_direct_room_go_from_sent_to_delivered_to_read() {
             "{key} on another's message: {theirs}"
         );
     }
-    let state = eventually("delivered", || async {
+    let state = eventually_ok(WAIT, "the message shows as delivered", || async {
         let state = in_history(&node, &alice, room, message).await;
         if state["status"] == "delivered" {
             Ok(state)
@@ -1157,7 +1135,7 @@ async fn own_messages_in_a_direct_room_go_from_sent_to_delivered_to_read() {
 
     let (status, body) = mark_read(&node, &bob, room, message).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let state = eventually("read", || async {
+    let state = eventually_ok(WAIT, "the message shows as read", || async {
         let state = in_history(&node, &alice, room, message).await;
         if state["status"] == "read" {
             Ok(state)
@@ -1233,7 +1211,7 @@ async fn own_messages_in_a_group_count_deliveries_and_reads_without_a_status() {
     // A read delivers too.
     let (status, body) = mark_read(&node, &bob, room, message).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let state = eventually("bob's read counted", || async {
+    let state = eventually_ok(WAIT, "bob's read counted", || async {
         let state = in_history(&node, &alice, room, message).await;
         if state["read_count"] == 1 {
             Ok(state)
@@ -1272,7 +1250,7 @@ async fn a_socket_first_gets_every_members_positions() {
     let (status, body) = mark_read(&node, &bob, room, second).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     node.history(&carol, room, "").await;
-    eventually("the positions are stored", || async {
+    eventually_ok(WAIT, "the positions are stored", || async {
         let (_, body) = receipts(&node, &alice, room, second).await;
         let all = body["data"]["receipts"]
             .as_array()

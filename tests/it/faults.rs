@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{brokers, docker_answers, reap_after_exit, Broker};
 use crate::helpers::{
-    eventually, start, test_config, TestDatabase, TestNode, TestUser, JWT_SECRET, WAIT,
+    eventually, eventually_ok, start, test_config, TestDatabase, TestNode, TestUser, JWT_SECRET,
+    WAIT,
 };
 
 /// Acknowledged messages after which the node is killed, with sends still in flight.
@@ -464,14 +465,15 @@ async fn killed_mid_stream(broker: Option<&Broker>) {
 
     if survivor.is_some() {
         // The survivor's relay takes the dead node's lease over and publishes what it left.
-        let deadline = Instant::now() + RECOVERY;
-        while !acked.iter().all(|(id, _)| watcher.received().contains(id)) {
-            assert!(
-                Instant::now() < deadline,
-                "the survivor's socket never got every acknowledged message"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = "the survivor's socket gets every acknowledged message";
+        eventually(RECOVERY, what, || async {
+            let received = watcher.received();
+            acked
+                .iter()
+                .all(|(id, _)| received.contains(id))
+                .then_some(())
+        })
+        .await;
     }
 
     let restarted = NodeProcess::start(&args("doomed")).await;
@@ -687,19 +689,16 @@ async fn broker_restart_mid_stream(transport: TransportKind) {
 
     // Every send was stored, the broker outage notwithstanding (the node stores a socket's
     // frames one after the other: wait for the last ones).
-    let deadline = Instant::now() + WAIT;
-    let history = loop {
+    let history = eventually_ok(WAIT, "every WebSocket send is stored", || async {
         let history = apis[0].history(&alice, room).await;
         let ws_stored = history.iter().filter(|(_, c)| c.starts_with("ws ")).count();
         if ws_stored == ws_sent {
-            break history;
+            Ok(history)
+        } else {
+            Err(format!("{ws_stored} of {ws_sent} WebSocket sends stored"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{ws_stored} of {ws_sent} WebSocket sends stored"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     let all = ids(&history);
     {
         let ledger = ledger.lock().unwrap();

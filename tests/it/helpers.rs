@@ -286,15 +286,46 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
+    poll(bound, what, || {
+        let attempt = check();
+        async move { attempt.await.ok_or(None) }
+    })
+    .await
+}
+
+/// [`eventually`] for a check that says what it saw instead: polls `check` until it gives
+/// `Ok`, for at most `bound`; panics naming `what` and the last `Err` after.
+pub async fn eventually_ok<T, F, Fut>(bound: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    poll(bound, what, || {
+        let attempt = check();
+        async move { attempt.await.map_err(Some) }
+    })
+    .await
+}
+
+/// The one poll loop of [`eventually`] and [`eventually_ok`]: `Err` holds what the last
+/// check saw, if it says.
+async fn poll<T, F, Fut>(bound: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Option<String>>>,
+{
     let deadline = tokio::time::Instant::now() + bound;
     loop {
-        if let Some(value) = check().await {
-            return value;
+        let last = match check().await {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            match last {
+                Some(last) => panic!("not within {bound:?}: {what}; last: {last}"),
+                None => panic!("not within {bound:?}: {what}"),
+            }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {bound:?}: {what}"
-        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -1,10 +1,10 @@
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chatnode_client::{Incoming, Launch, NewAccount};
 use serde_json::json;
 
-use crate::helpers::{spawn, start, test_config, TestDatabase, WAIT};
+use crate::helpers::{eventually, spawn, start, test_config, TestDatabase, WAIT};
 
 #[tokio::test]
 async fn shutdown_closes_sockets_with_1001_and_returns_promptly() {
@@ -180,9 +180,8 @@ async fn accepted_connections_have_tcp_nodelay() {
     let node = spawn().await;
     let client = tokio::net::TcpStream::connect(node.address).await.unwrap();
     let client_addr = client.local_addr().unwrap();
-    let deadline = Instant::now() + WAIT;
-    let server_end = loop {
-        let found = std::fs::read_dir("/proc/self/fd")
+    let server_end = eventually(WAIT, "the node accepts the connection", || async {
+        std::fs::read_dir("/proc/self/fd")
             .unwrap()
             .find_map(|entry| {
                 let fd: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
@@ -191,16 +190,9 @@ async fn accepted_connections_have_tcp_nodelay() {
                 (stream.local_addr().ok()? == node.address
                     && stream.peer_addr().ok()? == client_addr)
                     .then(|| stream.nodelay().unwrap())
-            });
-        if let Some(nodelay) = found {
-            break nodelay;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node never accepted the connection"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+            })
+    })
+    .await;
     assert!(
         server_end,
         "the node's end of the connection has Nagle's algorithm on"

@@ -12,7 +12,7 @@ use chatnode::domain::events::{EventKind, RoomEvent, BOT_SENDER};
 use chatnode::domain::values::{Email, PhoneNumber};
 use chatnode::store::{format_timestamp, Attachment, NewUser, Page, Store, StoreError, User};
 
-use crate::helpers::WAIT;
+use crate::helpers::{eventually, WAIT};
 
 /// Upper bound for a whole test.
 pub(crate) const TEST_LIMIT: Duration = Duration::from_secs(60);
@@ -542,14 +542,10 @@ async fn the_relay_lease_has_one_holder_at_a_time(backend: Backend) {
     assert!(one.try_relay_lease(1).await.unwrap().is_some());
     // Dropped without a release: free again once the store sees the session or file end.
     drop(taken);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while two.try_relay_lease(0).await.unwrap().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a dropped lease is freed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(WAIT, "a dropped lease is freed", || async {
+        two.try_relay_lease(0).await.unwrap().map(|_| ())
+    })
+    .await;
 }
 
 async fn nodes_starting_together_agree_on_one_jwt_secret(backend: Backend) {
@@ -696,7 +692,7 @@ mod postgres_only {
 
     use super::add_user;
     use crate::backends::{fresh_database, FreshDatabase};
-    use crate::helpers::WAIT;
+    use crate::helpers::{eventually, WAIT};
 
     async fn open(database: &FreshDatabase) -> Arc<dyn Store> {
         tokio::time::timeout(WAIT, chatnode::store::open(&database.url))
@@ -717,21 +713,6 @@ mod postgres_only {
         .iter()
         .map(|row| row.get(0))
         .collect()
-    }
-
-    async fn until<F, Fut>(what: &str, mut check: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !check().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -797,9 +778,9 @@ mod postgres_only {
                 .await
                 .unwrap();
         }
-        until("both stores listen again", || async {
+        eventually(WAIT, "both stores listen again", || async {
             let now = connections(&db, true).await;
-            now.len() == 2 && now.iter().all(|pid| !before.contains(pid))
+            (now.len() == 2 && now.iter().all(|pid| !before.contains(pid))).then_some(())
         })
         .await;
         tokio::time::timeout(WAIT, signal.notified())
@@ -843,8 +824,8 @@ mod postgres_only {
         db.execute("SELECT pg_terminate_backend($1)", &[&holders[0]])
             .await
             .unwrap();
-        until("the lease is free again", || async {
-            two.try_relay_lease(0).await.unwrap().is_some()
+        eventually(WAIT, "the lease is free again", || async {
+            two.try_relay_lease(0).await.unwrap().map(|_| ())
         })
         .await;
         assert!(
@@ -860,13 +841,13 @@ mod postgres_only {
         let db = database.connect().await;
         let store = open(&database).await;
         add_user(&store, "alice").await;
-        until("the store listens", || async {
-            connections(&db, true).await.len() == 1
+        eventually(WAIT, "the store listens", || async {
+            (connections(&db, true).await.len() == 1).then_some(())
         })
         .await;
         drop(store);
-        until("every connection of the store is closed", || async {
-            connections(&db, false).await.is_empty()
+        eventually(WAIT, "every connection of the store is closed", || async {
+            connections(&db, false).await.is_empty().then_some(())
         })
         .await;
     }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::faults::{check_history, Api, NodeProcess};
-use crate::helpers::{TestUser, WAIT};
+use crate::helpers::{eventually, TestUser, WAIT};
 
 /// Well under the old lease's ~8 s silence, well over the measured takeover.
 const BOUND: Duration = Duration::from_secs(3);
@@ -66,14 +66,8 @@ impl Feed {
     }
 
     async fn wait_for(&self, id: i64, within: Duration) -> Instant {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(at) = self.arrival(id) {
-                return at;
-            }
-            assert!(Instant::now() < deadline, "message {id} never arrived");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let what = format!("message {id} arrives");
+        eventually(within, &what, || async { self.arrival(id) }).await
     }
 }
 
@@ -209,14 +203,10 @@ async fn a_node_restarted_after_kill_keeps_its_id_and_echoes_at_once() {
         .send(Message::Text(frame.to_string().into()))
         .await
         .unwrap();
-    let deadline = Instant::now() + WAIT;
-    let echoed = loop {
+    let echoed = eventually(WAIT, "the restarted node echoes the message", || async {
         let newest = feed.arrivals.lock().unwrap().last().copied();
-        match newest {
-            Some((seen, at)) if seen > id => break at,
-            _ => assert!(Instant::now() < deadline, "no echo"),
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+        newest.and_then(|(seen, at)| (seen > id).then_some(at))
+    })
+    .await;
     print_and_check("restart after kill -9, own echo", echoed - sent);
 }
