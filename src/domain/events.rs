@@ -20,6 +20,10 @@ pub enum EventKind {
     Delivered,
     /// A member's read position moved forward to `upto`.
     Read,
+    /// An ephemeral signal, never stored: `user_id` is typing (again) in the room.
+    TypingStarted,
+    /// An ephemeral signal: `user_id` stopped typing.
+    TypingStopped,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +102,35 @@ impl RoomEvent {
         matches!(self.kind, EventKind::Delivered | EventKind::Read)
     }
 
+    /// `user` (called `username`) started (`true`) or stopped typing in `room`.
+    pub fn typing(room: i64, user: i64, username: &str, started: bool, at: &str) -> Self {
+        Self {
+            kind: if started {
+                EventKind::TypingStarted
+            } else {
+                EventKind::TypingStopped
+            },
+            chat_id: room,
+            id: None,
+            message: String::new(),
+            sender: username.to_string(),
+            sender_id: None,
+            user_id: Some(user),
+            file: None,
+            created_at: at.to_string(),
+            upto: None,
+            direct: false,
+        }
+    }
+
+    /// An ephemeral signal (typing): carried best-effort, never stored or replayed.
+    pub fn is_signal(&self) -> bool {
+        matches!(
+            self.kind,
+            EventKind::TypingStarted | EventKind::TypingStopped
+        )
+    }
+
     pub fn joined(room: i64, user_id: i64, username: &str, at: &str) -> Self {
         Self::notice(
             EventKind::MemberJoined,
@@ -157,6 +190,19 @@ impl RoomEvent {
     }
 
     fn frame(&self, state: Option<MessageState>) -> String {
+        if self.is_signal() {
+            let started = self.kind == EventKind::TypingStarted;
+            return json!({
+                "data": {
+                    "purpose": "typing",
+                    "chat_id": self.chat_id,
+                    "user_id": self.user_id,
+                    "username": self.sender,
+                    "state": if started { "start" } else { "stop" },
+                }
+            })
+            .to_string();
+        }
         if self.is_receipt() {
             return json!({
                 "data": {

@@ -269,6 +269,9 @@ mod tests {
         async fn publish(&self, _: RoomEvent) -> Result<(), TransportError> {
             Err(TransportError::Closed)
         }
+        async fn signal(&self, _: RoomEvent) -> Result<(), TransportError> {
+            Err(TransportError::Closed)
+        }
         async fn subscribe(&self, _: i64) -> Result<(), TransportError> {
             Ok(())
         }

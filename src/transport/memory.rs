@@ -29,22 +29,34 @@ impl Default for MemoryTransport {
     }
 }
 
+impl MemoryTransport {
+    fn serves(&self, room: i64) -> bool {
+        self.rooms.lock().expect("rooms poisoned").contains(&room)
+    }
+}
+
 #[async_trait]
 impl Transport for MemoryTransport {
     async fn publish(&self, event: RoomEvent) -> Result<(), TransportError> {
         // Rooms without local sockets have no one to deliver to.
-        if !self
-            .rooms
-            .lock()
-            .expect("rooms poisoned")
-            .contains(&event.chat_id)
-        {
+        if !self.serves(event.chat_id) {
             return Ok(());
         }
         self.sender
             .send(event)
             .await
             .map_err(|_| TransportError::Closed)
+    }
+
+    async fn signal(&self, event: RoomEvent) -> Result<(), TransportError> {
+        if !self.serves(event.chat_id) {
+            return Ok(());
+        }
+        // Never waits: a signal the subscriber has no room for is stale by the time it would.
+        self.sender.try_send(event).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => TransportError::Congested,
+            mpsc::error::TrySendError::Closed(_) => TransportError::Closed,
+        })
     }
 
     async fn subscribe(&self, room: i64) -> Result<(), TransportError> {

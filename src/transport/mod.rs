@@ -61,6 +61,8 @@ pub enum TransportError {
     BindPending { room: i64 },
     #[error("the broker did not take the event: {0}")]
     NotTaken(Refusal),
+    #[error("the signal was dropped: the event queue is full")]
+    Congested,
     #[error("the broker ended the consumer")]
     ConsumerEnded,
     #[error("the AMQP 0-9-1 connection for bindings was lost")]
@@ -88,6 +90,11 @@ impl TransportError {
     }
 }
 
+/// How long a broker keeps an undelivered signal: later, typing news is wrong, not late.
+pub const SIGNAL_TTL: Duration = Duration::from_secs(5);
+/// Longest a socket task waits to hand a signal over (a broker mid-reconnect, a busy link).
+pub const SIGNAL_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<RoomEvent, TransportError>> + Send>>;
 
 #[async_trait]
@@ -102,6 +109,11 @@ pub trait Transport: Send + Sync {
         }
         Ok(())
     }
+    /// Hands an ephemeral signal ([`RoomEvent::is_signal`]) to every node serving its room,
+    /// best effort: no outbox, no confirm awaited, dropped rather than queued when the
+    /// transport cannot take it at once, expired by the broker after [`SIGNAL_TTL`], and
+    /// never replayed. An `Err` only says it was dropped.
+    async fn signal(&self, event: RoomEvent) -> Result<(), TransportError>;
     /// This node now has sockets in `room`: deliver its events here. Idempotent. Resolves
     /// once the room's events do reach this node; an error means they will once the
     /// transport recovers (the subscription is kept).

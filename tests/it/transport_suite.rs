@@ -194,6 +194,7 @@ macro_rules! broker_suite {
                 a_second_event_stream_is_refused_while_one_is_live,
                 unsubscribed_rooms_stop_arriving_and_can_come_back,
                 nodes_receive_only_the_rooms_they_subscribed,
+                signals_reach_the_nodes_serving_their_room,
                 reconnects_and_rebinds_after_the_broker_closes_the_connections,
             );
         }
@@ -205,6 +206,7 @@ macro_rules! broker_suite {
                 a_second_event_stream_is_refused_while_one_is_live,
                 unsubscribed_rooms_stop_arriving_and_can_come_back,
                 nodes_receive_only_the_rooms_they_subscribed,
+                signals_reach_the_nodes_serving_their_room,
                 // Not the reconnect case: on CI, rabbitmqctl inside the RabbitMQ 4 container
                 // listed none of a consuming node's connections (open issue 11).
             );
@@ -218,6 +220,7 @@ mod memory {
         one_node_receives_only_the_rooms_it_subscribed,
         a_second_event_stream_is_refused_while_one_is_live,
         unsubscribed_rooms_stop_arriving_and_can_come_back,
+        signals_reach_the_nodes_serving_their_room,
     );
 }
 

@@ -24,7 +24,9 @@ use super::topology::{
     bounded, declare_exchange, routing_key, Bindings, PUBLISH_TIMEOUT, RECONNECT_COOLDOWN,
 };
 use crate::store::redact;
-use crate::transport::{EventStream, Refusal, RoomEvent, Transport, TransportError};
+use crate::transport::{
+    EventStream, Refusal, RoomEvent, Transport, TransportError, SIGNAL_TIMEOUT, SIGNAL_TTL,
+};
 /// Unacknowledged deliveries the broker may push to this node.
 const PREFETCH: u16 = 256;
 
@@ -174,6 +176,28 @@ impl Amqp091Transport {
         Ok(())
     }
 
+    /// Publishes a signal, transient and expiring after [`SIGNAL_TTL`]; its confirm is not
+    /// awaited, so it costs the sender one write.
+    async fn publish_signal(&self, event: RoomEvent) -> Result<(), TransportError> {
+        let channel = self.publisher().await?;
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_app_id(self.node_id.as_str().into())
+            .with_expiration(SIGNAL_TTL.as_millis().to_string().into());
+        let _unawaited_confirm = bounded(
+            "publish a signal",
+            channel.basic_publish(
+                self.exchange.as_str().into(),
+                routing_key(event.chat_id).into(),
+                BasicPublishOptions::default(),
+                &event.encode(),
+                properties,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn publish_within_timeout(&self, events: Vec<RoomEvent>) -> Result<(), TransportError> {
         timeout(PUBLISH_TIMEOUT, self.publish_confirmed(events))
             .await
@@ -192,6 +216,19 @@ impl Transport for Amqp091Transport {
 
     async fn publish_batch(&self, events: Vec<RoomEvent>) -> Result<(), TransportError> {
         self.publish_within_timeout(events).await
+    }
+
+    async fn signal(&self, event: RoomEvent) -> Result<(), TransportError> {
+        // Never the one to (re)connect: a signal is not worth a socket task's wait.
+        if self.health().is_err() {
+            return Err(TransportError::Closed);
+        }
+        timeout(SIGNAL_TIMEOUT, self.publish_signal(event))
+            .await
+            .map_err(|_| TransportError::Timeout {
+                what: "publish a signal",
+                within: SIGNAL_TIMEOUT,
+            })?
     }
 
     async fn subscribe(&self, room: i64) -> Result<(), TransportError> {

@@ -3,9 +3,8 @@
 //! one node only, they are the same node).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use chatnode::transport::{Transport, TransportError};
+use chatnode::transport::{EventKind, RoomEvent, Transport, TransportError};
 
 use super::support::{event, sorted, Subscriber, WAIT};
 use super::Nodes;
@@ -168,7 +167,7 @@ async fn listed(
         if found.len() == expected {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         found = rabbitmqctl
             .connections_of(&node.connection_name, &node.queue)
             .await?;
@@ -267,4 +266,27 @@ async fn recover_after_connection_loss(
         );
     }
     (sub_a, sub_b)
+}
+
+/// A signal published on `a` reaches the node serving its room, as a signal, on the same
+/// stream as durable events; one for a room nobody serves reaches no one.
+pub async fn signals_reach_the_nodes_serving_their_room(nodes: Nodes) {
+    let (a, b) = (nodes.node().transport, nodes.node().transport);
+    let mut sub = Subscriber::start(&b).await;
+    b.subscribe(1).await.expect("bound");
+    sub.settle(&a, 1).await;
+    let typing = |room| RoomEvent::typing(room, 7, "typist", true, "now");
+    // Unserved: taken or dropped, never delivered (the fence below would come after it).
+    let _ = a.signal(typing(2)).await;
+    a.signal(typing(1))
+        .await
+        .expect("a connected transport takes a signal");
+    let got = sub.next_real().await;
+    assert!(got.is_signal(), "{got:?}");
+    assert_eq!(
+        (got.kind, got.chat_id, got.user_id),
+        (EventKind::TypingStarted, 1, Some(7))
+    );
+    a.publish(event(1, "fence")).await.expect("a publishes");
+    assert_eq!(sub.until(&["fence"]).await, sorted(&[(1, "fence")]));
 }

@@ -38,7 +38,7 @@ use super::rooms::Subscriptions;
 use super::topology::{bounded, PUBLISH_TIMEOUT, RECONNECT_COOLDOWN};
 use crate::config::Amqp10Addressing;
 use crate::store::redact;
-use crate::transport::{EventStream, RoomEvent, Transport, TransportError};
+use crate::transport::{EventStream, RoomEvent, Transport, TransportError, SIGNAL_TIMEOUT};
 
 pub struct Amqp10Transport {
     uri: AMQPUri,
@@ -203,6 +203,19 @@ impl Transport for Amqp10Transport {
             .map_err(|_| TransportError::Timeout {
                 what: "publish (settling)",
                 within: PUBLISH_TIMEOUT,
+            })?
+    }
+
+    async fn signal(&self, event: RoomEvent) -> Result<(), TransportError> {
+        // Never the one to (re)connect: a signal is not worth a socket task's wait.
+        if self.health().is_err() {
+            return Err(TransportError::Closed);
+        }
+        timeout(SIGNAL_TIMEOUT, self.publish_signal(event))
+            .await
+            .map_err(|_| TransportError::Timeout {
+                what: "publish a signal",
+                within: SIGNAL_TIMEOUT,
             })?
     }
 

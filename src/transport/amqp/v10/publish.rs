@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use fe2o3_amqp::link::SendError;
 use fe2o3_amqp::session::SessionHandle;
-use fe2o3_amqp::types::messaging::Outcome;
-use fe2o3_amqp::{Sender, Session};
+use fe2o3_amqp::types::messaging::{Header, Outcome};
+use fe2o3_amqp::{Sendable, Sender, Session};
 use tokio::time::error::Elapsed;
 use tokio::time::timeout;
 
 use super::address::AddressFormat;
 use super::{Amqp10Transport, Link};
 use crate::transport::amqp::topology::{bounded, declare_exchange, OPERATION_TIMEOUT};
-use crate::transport::{Refusal, RoomEvent, TransportError};
+use crate::transport::{Refusal, RoomEvent, TransportError, SIGNAL_TTL};
 
 /// A session of its own for publishing: an attach error ends the whole session, and must not
 /// take the consumer with it.
@@ -56,23 +56,50 @@ impl Amqp10Transport {
         events: Vec<RoomEvent>,
     ) -> Result<(), TransportError> {
         let mut publisher = self.publisher.lock().await;
-        {
-            // Also when the publisher is fine: publishing is what notices a lost connection
-            // and reconnects it while the event stream is down.
-            let mut link = self.link.lock().await;
-            self.ensure_connected(&mut link).await?;
-            if publisher.as_ref().is_none_or(|p| p.session.is_ended()) {
-                *publisher = None;
-                *publisher = Some(self.open_publisher(&mut link).await?);
-            }
-        }
-        let live = publisher.as_mut().ok_or(TransportError::Closed)?;
+        let live = self.ready(&mut publisher).await?;
         let sent = Self::send_all(live, &self.exchange, &events).await;
         if sent.is_err() {
             // The link's state is unknown now: the next publish starts afresh.
             *publisher = None;
         }
         sent
+    }
+
+    /// Sends a signal pre-settled (the broker answers nothing, so nothing is awaited),
+    /// non-durable and expiring after [`SIGNAL_TTL`].
+    pub(super) async fn publish_signal(&self, event: RoomEvent) -> Result<(), TransportError> {
+        let mut publisher = self.publisher.lock().await;
+        let live = self.ready(&mut publisher).await?;
+        let mut message = live
+            .format
+            .message(&self.exchange, event.chat_id, event.encode());
+        let ttl = u32::try_from(SIGNAL_TTL.as_millis()).unwrap_or(u32::MAX);
+        message.header = Some(Header::builder().durable(false).ttl(ttl).build());
+        let sendable = Sendable::builder().message(message).settled(true).build();
+        if let Err(e) = live.sender.send(sendable).await {
+            *publisher = None;
+            return Err(TransportError::Broker {
+                what: "publish a signal",
+                source: Arc::new(e),
+            });
+        }
+        Ok(())
+    }
+
+    /// The live publisher, opened (with the connections, if they are gone) when it is not.
+    async fn ready<'a>(
+        &self,
+        publisher: &'a mut Option<Publisher>,
+    ) -> Result<&'a mut Publisher, TransportError> {
+        // Also when the publisher is fine: publishing is what notices a lost connection
+        // and reconnects it while the event stream is down.
+        let mut link = self.link.lock().await;
+        self.ensure_connected(&mut link).await?;
+        if publisher.as_ref().is_none_or(|p| p.session.is_ended()) {
+            *publisher = None;
+            *publisher = Some(self.open_publisher(&mut link).await?);
+        }
+        publisher.as_mut().ok_or(TransportError::Closed)
     }
 
     async fn send_all(
