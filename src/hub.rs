@@ -274,6 +274,9 @@ impl Hub {
         let Some(sockets) = rooms.get(&event.chat_id) else {
             return;
         };
+        if event.is_signal() {
+            return offer_signal(sockets, event);
+        }
         let outgoing = Outgoing::Frame {
             id: event.id,
             sender: event.sender_id,
@@ -312,6 +315,21 @@ impl Hub {
     pub fn socket_count(&self) -> usize {
         let rooms = self.rooms.read().expect("hub poisoned");
         rooms.values().map(HashMap::len).sum()
+    }
+}
+
+/// A signal goes to the room's sockets but the signaller's own, and only where there is
+/// room: it is not worth closing a slow reader for.
+fn offer_signal(sockets: &HashMap<u64, LocalSocket>, event: &RoomEvent) {
+    let outgoing = Outgoing::Frame {
+        id: None,
+        sender: event.user_id,
+        frame: Utf8Bytes::from(event.frame_json()),
+    };
+    for socket in sockets.values() {
+        if Some(socket.user_id) != event.user_id && !socket.kick.token.is_cancelled() {
+            socket.queue.offer(&outgoing);
+        }
     }
 }
 

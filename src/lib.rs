@@ -14,6 +14,7 @@ pub mod hub;
 pub mod limits;
 pub mod node_id;
 pub mod receipts;
+pub mod signals;
 pub mod startup;
 pub mod state;
 pub mod store;

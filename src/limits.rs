@@ -1,6 +1,6 @@
 //! Abuse limits: login and register attempts per client address and per email, sends per user
 //! (REST and WebSocket share one budget), WebSocket connections per user, open sockets per
-//! user, `catch_up` frames per user and chatrooms created per user. Each rate is a GCRA bucket from `governor`; `--rate-limits off` turns every one off.
+//! user, `catch_up` and typing frames per user and chatrooms created per user. Each rate is a GCRA bucket from `governor`; `--rate-limits off` turns every one off.
 //!
 //! Limits are per node: several nodes behind a balancer each allow the full rate.
 
@@ -29,6 +29,7 @@ const DEFAULT_REGISTER_EMAIL: &str = "5/h";
 const DEFAULT_SEND: &str = "60/3s";
 const DEFAULT_WS_CONNECT: &str = "30/min";
 const DEFAULT_CATCH_UP: &str = "10/min";
+const DEFAULT_TYPING: &str = "30/min";
 const DEFAULT_ROOM_CREATE: &str = "10/min";
 const DEFAULT_LOOKUP: &str = "30/min";
 const DEFAULT_SOCKETS_PER_USER: usize = 16;
@@ -68,6 +69,10 @@ pub struct LimitConfig {
     /// `catch_up` frames per user, over all their sockets (each replays a room's history).
     #[arg(long = "rate-limit-catch-up", env = "CHATNODE_RATE_LIMIT_CATCH_UP", value_name = "RATE", default_value = DEFAULT_CATCH_UP)]
     pub catch_up: Rate,
+    /// `typing` and `typing_stop` frames per user, over all their sockets (a client repeats
+    /// `typing` every 3 s while its user types).
+    #[arg(long = "rate-limit-typing", env = "CHATNODE_RATE_LIMIT_TYPING", value_name = "RATE", default_value = DEFAULT_TYPING)]
+    pub typing: Rate,
     /// Chatrooms created per user (each may add other users as members without asking them).
     #[arg(long = "rate-limit-room-create", env = "CHATNODE_RATE_LIMIT_ROOM_CREATE", value_name = "RATE", default_value = DEFAULT_ROOM_CREATE)]
     pub room_create: Rate,
@@ -94,6 +99,7 @@ impl Default for LimitConfig {
             send: rate(DEFAULT_SEND),
             ws_connect: rate(DEFAULT_WS_CONNECT),
             catch_up: rate(DEFAULT_CATCH_UP),
+            typing: rate(DEFAULT_TYPING),
             room_create: rate(DEFAULT_ROOM_CREATE),
             lookup: rate(DEFAULT_LOOKUP),
             sockets_per_user: DEFAULT_SOCKETS_PER_USER,
@@ -227,6 +233,7 @@ struct Enforced {
     send: Keyed<i64>,
     ws_connect: Keyed<i64>,
     catch_up: Keyed<i64>,
+    typing: Keyed<i64>,
     room_create: Keyed<i64>,
     lookup: Keyed<i64>,
     sockets_per_user: usize,
@@ -257,6 +264,7 @@ impl Limits {
             send: Keyed::new(config.send, "Too many messages"),
             ws_connect: Keyed::new(config.ws_connect, "Too many WebSocket connection attempts"),
             catch_up: Keyed::new(config.catch_up, "Too many catch-up requests"),
+            typing: Keyed::new(config.typing, "Too many typing notices"),
             room_create: Keyed::new(config.room_create, "Too many chatrooms created"),
             lookup: Keyed::new(config.lookup, "Too many people looked up"),
             sockets_per_user: config.sockets_per_user,
@@ -300,6 +308,14 @@ impl Limits {
     pub fn catch_up(&self, user: i64) -> Result<(), LimitError> {
         match &self.enforced {
             Some(e) => e.catch_up.check(&user),
+            None => Ok(()),
+        }
+    }
+
+    /// One `typing` or `typing_stop` frame from `user`, on any of their sockets.
+    pub fn typing(&self, user: i64) -> Result<(), LimitError> {
+        match &self.enforced {
+            Some(e) => e.typing.check(&user),
             None => Ok(()),
         }
     }
@@ -354,6 +370,7 @@ impl Limits {
                     e.send.prune();
                     e.ws_connect.prune();
                     e.catch_up.prune();
+                    e.typing.prune();
                     e.room_create.prune();
                     e.lookup.prune();
                 }

@@ -127,6 +127,10 @@ impl Application {
         state
             .tasks
             .spawn(state.limits.clone().prune_until(state.shutdown.clone()));
+        state.tasks.spawn(crate::signals::expire_typing(
+            state.clone(),
+            state.shutdown.clone(),
+        ));
         state.tasks.spawn(
             state
                 .receipts

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::receipts::Receipts;
+use crate::signals::Typing;
 use crate::store::Store;
 use crate::transport::Transport;
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Delivered and read marks waiting to be stored together.
     pub receipts: Arc<Receipts>,
+    /// Who is typing in the rooms this node serves (bounded: `signals::typing::MAX_TYPING`).
+    pub typing: Typing,
     /// Fires when the node starts shutting down; socket tasks watch it.
     pub shutdown: CancellationToken,
     /// Tracks socket and background tasks so shutdown can wait for them.
@@ -48,6 +51,7 @@ impl AppState {
         Self {
             limits: Limits::new(&config.limits),
             receipts: Arc::new(Receipts::new(hub.clone())),
+            typing: Typing::default(),
             config,
             store,
             hub,

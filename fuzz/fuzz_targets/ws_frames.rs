@@ -1,7 +1,8 @@
 //! A WebSocket client's text frame: parsed into a request, or answered with an error frame
 //! (and the socket stays open). Checked against an independent reading of the grammar in
 //! the README: `{"purpose": "send_chat_message", "message": <text>}` or
-//! `{"purpose": "catch_up", "since": <id >= 0>}` or `{"purpose": "mark_read", "upto": <id >= 0>}`.
+//! `{"purpose": "catch_up", "since": <id >= 0>}` or `{"purpose": "mark_read", "upto": <id >= 0>}`
+//! or `{"purpose": "typing"}` / `{"purpose": "typing_stop"}`.
 #![no_main]
 
 use chatnode::domain::values::{Content, MAX_CONTENT_CHARS};
@@ -44,6 +45,8 @@ fn expected(text: &str) -> Option<ClientRequest> {
             let since = frame.get("since")?.as_i64()?;
             (since >= 0).then_some(ClientRequest::CatchUp(since))
         }
+        "typing" => Some(ClientRequest::Typing(true)),
+        "typing_stop" => Some(ClientRequest::Typing(false)),
         "mark_read" => {
             let upto = frame.get("upto")?.as_i64()?;
             (upto >= 0).then_some(ClientRequest::MarkRead(upto))

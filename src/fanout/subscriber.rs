@@ -21,7 +21,7 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Tas
         tokio::select! {
             _ = token.cancelled() => break Ok(()),
             event = events.next() => match event {
-                Some(Ok(event)) => state.hub.deliver(&event),
+                Some(Ok(event)) => crate::signals::deliver(&state, event),
                 Some(Err(e)) => break Err(TaskError::Stream(e)),
                 None => break Err(TaskError::StreamEnded),
             },

@@ -13,8 +13,9 @@ use crate::helpers::{
     eventually, start, test_config, TestDatabase, TestNode, TestUser, WsClient, WAIT,
 };
 
-struct Cluster {
-    nodes: Vec<TestNode>,
+/// Nodes sharing one database and one broker exchange (also used by `typing`).
+pub struct Cluster {
+    pub nodes: Vec<TestNode>,
     database_url: String,
     exchange: String,
     _database: TestDatabase,
@@ -22,7 +23,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(broker: &Broker, transport: TransportKind, size: usize) -> Self {
+    pub async fn start(broker: &Broker, transport: TransportKind, size: usize) -> Self {
         let database_dir = tempfile::tempdir().unwrap();
         let database = TestDatabase::new().await;
         let database_url = database.shared_url(&database_dir.path().join("shared.db"));
@@ -65,7 +66,7 @@ impl Cluster {
         .await;
     }
 
-    async fn stop(self, broker: &Broker) {
+    pub async fn stop(self, broker: &Broker) {
         for node in self.nodes {
             node.stop().await;
         }

@@ -34,6 +34,7 @@ mod skips;
 mod store;
 mod takeover;
 mod transport_suite;
+mod typing;
 mod ws;
 mod ws_close;
 mod ws_floods;

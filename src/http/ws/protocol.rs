@@ -21,6 +21,9 @@ pub enum ClientRequest {
     CatchUp(i64),
     /// `{"purpose": "mark_read", "upto": <message id>}`
     MarkRead(i64),
+    /// `{"purpose": "typing"}` (repeated every 3 s while the user types) and
+    /// `{"purpose": "typing_stop"}`: `Typing(true)` and `Typing(false)`.
+    Typing(bool),
 }
 
 #[derive(Deserialize)]
@@ -61,9 +64,11 @@ impl ClientRequest {
                     "\"upto\" must be a message id (a non-negative integer)",
                 )),
             },
+            Some("typing") => Ok(Self::Typing(true)),
+            Some("typing_stop") => Ok(Self::Typing(false)),
             Some(other) => Err(error_frame(format!("Unknown purpose: {other}"))),
             None => Err(error_frame(
-                "Missing \"purpose\": expected \"send_chat_message\", \"catch_up\" or \"mark_read\"",
+                "Missing \"purpose\": expected \"send_chat_message\", \"catch_up\", \"mark_read\", \"typing\" or \"typing_stop\"",
             )),
         }
     }

@@ -20,6 +20,7 @@ use crate::domain::values::Content;
 use crate::http::ApiError;
 use crate::hub::{self, CloseReason, Kick, Outgoing, CLOSE_LEFT_ROOM};
 use crate::limits::SocketSlot;
+use crate::signals;
 use crate::state::SharedState;
 use crate::store::{Page, StoreError, User};
 
@@ -46,6 +47,8 @@ struct Feed {
     state: SharedState,
     room: i64,
     user: i64,
+    /// The user's name, which their typing signals carry.
+    username: String,
     cursor: i64,
     /// A write that makes no progress for this long means the peer stopped reading.
     stall: Duration,
@@ -271,6 +274,14 @@ impl Feed {
                 Err(limited) => Some(error_frame(limited.to_string())),
             },
             ClientRequest::MarkRead(upto) => mark_read(&state, room, user, upto).await.err(),
+            // Signals need no answer: the other sockets see them, or (best effort) do not.
+            ClientRequest::Typing(started) => match state.limits.typing(user) {
+                Ok(()) => {
+                    signals::send_typing(&state, room, user, &self.username, started).await;
+                    None
+                }
+                Err(limited) => Some(error_frame(limited.to_string())),
+            },
         };
         match refused {
             Some(answer) => self.write(sink, &mut vec![answer]).await,
@@ -300,6 +311,7 @@ pub(super) async fn run_socket(
         state: state.clone(),
         room,
         user: user.id,
+        username: user.username.clone(),
         cursor: since,
         stall: ping_every * 2,
         frames: Vec::new(),
