@@ -35,7 +35,7 @@ use super::{
         receipts::mark_read, receipts::message_receipts,
         users::lookup, users::blocked, users::block, users::unblock,
         ws::handshake::handshake, media::download,
-        health::healthz, health::readyz,
+        health::healthz, health::livez, health::readyz,
     ),
     components(schemas(
         auth::RegisterRequest, auth::LoginRequest, auth::RefreshRequest, crate::store::User,

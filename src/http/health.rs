@@ -1,6 +1,8 @@
-//! `/healthz` and `/readyz`.
+//! `/livez`, `/readyz` (`?verbose` for people) and `/healthz`, kept for compatibility.
 
-use serde_json::json;
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -12,15 +14,25 @@ use crate::store::StoreError;
 use super::{ok, with_state};
 
 pub fn health_routes(state: SharedState) -> BoxedFilter<(Response,)> {
-    let live = warp::path!("healthz").and(warp::get()).then(healthz);
+    let health = warp::path!("healthz").and(warp::get()).then(healthz);
+    let live = warp::path!("livez").and(warp::get()).then(livez);
     let ready = warp::path!("readyz")
         .and(warp::get())
         .and(with_state(state))
+        .and(warp::query::<HashMap<String, String>>())
         .then(readyz);
-    live.or(ready).unify().boxed()
+    health.or(live).unify().or(ready).unify().boxed()
 }
 
-/// Liveness: the process answers.
+/// Liveness, as Kubernetes names it: the process answers (nothing else is checked, so a
+/// broker or database outage never gets a node restarted).
+#[utoipa::path(get, path = "/livez", tag = "operations",
+    responses((status = 200, description = "The process is alive")))]
+pub async fn livez() -> Response {
+    ok(StatusCode::OK, json!({ "status": "ok" }))
+}
+
+/// Liveness under its older name, kept for compatibility: the same answer as `/livez`.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The node is up")))]
 pub async fn healthz() -> Response {
@@ -30,9 +42,10 @@ pub async fn healthz() -> Response {
 /// Readiness: storage answers and accepts writes, the data directory accepts writes, and the
 /// transport and its subscriber are running.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
+    params(("verbose" = Option<String>, Query, description = "Present (any value): a plain-text report, one `[+]` or `[-]` line per check, as Kubernetes' own endpoints give")),
     responses((status = 200, description = "Ready to serve"),
               (status = 503, description = "A dependency is down or a disk is full or read-only; the body says which")))]
-pub async fn readyz(state: SharedState) -> Response {
+pub async fn readyz(state: SharedState, query: HashMap<String, String>) -> Response {
     let store = state.store.ping().await;
     let dirs = [state.config.data_dir.clone(), state.config.media_dir()];
     let data_dir = tokio::task::spawn_blocking(move || {
@@ -41,23 +54,61 @@ pub async fn readyz(state: SharedState) -> Response {
     })
     .await
     .unwrap_or_else(|e| Err(StoreError::backend("the disk probe panicked", e)));
-    let transport = state.transport.health();
     let subscriber = state.subscriber_up();
-    let ready = store.is_ok() && data_dir.is_ok() && transport.is_ok() && subscriber;
-    let body = json!({
-        "store": match &store { Ok(()) => json!("ok"), Err(e) => json!(e.chain()) },
-        "data_dir": match &data_dir { Ok(()) => json!("ok"), Err(e) => json!(e.chain()) },
-        "transport": match &transport { Ok(kind) => json!(kind), Err(e) => json!(e) },
-        "subscriber": if subscriber { "running" } else { "down" },
-        "sockets": state.hub.socket_count(),
-    });
+    // Each check: its name, and what it found (`Ok`) or why it failed (`Err`).
+    let checks = [
+        ("store", store.map(|()| "ok".into()).map_err(|e| e.chain())),
+        (
+            "data_dir",
+            data_dir.map(|()| "ok".into()).map_err(|e| e.chain()),
+        ),
+        ("transport", state.transport.health().map(String::from)),
+        (
+            "subscriber",
+            subscriber
+                .then(|| "running".into())
+                .ok_or_else(|| "down".into()),
+        ),
+    ];
+    let ready = checks.iter().all(|(_, found)| found.is_ok());
+    let sockets = state.hub.socket_count();
+    if query.contains_key("verbose") {
+        return verbose(ready, &checks, sockets);
+    }
+    let mut body = serde_json::Map::new();
+    for (name, found) in &checks {
+        let (Ok(said) | Err(said)) = found;
+        body.insert((*name).into(), json!(said));
+    }
+    body.insert("sockets".into(), json!(sockets));
     if ready {
-        ok(StatusCode::OK, body)
+        ok(StatusCode::OK, Value::Object(body))
     } else {
         warp::reply::with_status(
-            warp::reply::json(&super::failure(body)),
+            warp::reply::json(&super::failure(Value::Object(body))),
             StatusCode::SERVICE_UNAVAILABLE,
         )
         .into_response()
     }
+}
+
+/// The report as text: `[+]name ok (what)` or `[-]name failed: why` per check, then the
+/// verdict, as Kubernetes' own `?verbose` endpoints answer.
+fn verbose(ready: bool, checks: &[(&str, Result<String, String>)], sockets: usize) -> Response {
+    let mut text = String::new();
+    for (name, found) in checks {
+        match found {
+            Ok(what) => text.push_str(&format!("[+]{name} ok ({what})\n")),
+            Err(why) => text.push_str(&format!("[-]{name} failed: {why}\n")),
+        }
+    }
+    text.push_str(&format!("sockets: {sockets}\n"));
+    let (verdict, status) = if ready {
+        ("readyz check passed", StatusCode::OK)
+    } else {
+        ("readyz check failed", StatusCode::SERVICE_UNAVAILABLE)
+    };
+    text.push_str(verdict);
+    text.push('\n');
+    warp::reply::with_status(text, status).into_response()
 }

@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/ws/chat/{id}/"),
     ("get", "/media/{file}"),
     ("get", "/healthz"),
+    ("get", "/livez"),
     ("get", "/readyz"),
 ];
 

@@ -20,6 +20,7 @@ mod echo_bot;
 mod errors;
 mod faults;
 mod hashing;
+mod health;
 mod helpers;
 mod holes;
 mod jwt_keys;
