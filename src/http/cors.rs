@@ -11,7 +11,7 @@ use warp::{Filter, Rejection};
 use super::ApiError;
 
 const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
-const ALLOW_HEADERS: &str = "authorization, content-type";
+const ALLOW_HEADERS: &str = "authorization, content-type, x-request-id";
 /// How long a browser may cache a preflight answer, in seconds.
 const MAX_AGE_SECS: &str = "600";
 
@@ -100,7 +100,7 @@ impl Cors {
             out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             out.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static("retry-after"),
+                HeaderValue::from_static("retry-after, x-request-id"),
             );
         }
         response

@@ -26,7 +26,9 @@ use super::{
         Every JSON answer is `{\"success\": true, \"data\": ...}` or `{\"success\": false, \"errors\": ...}`. \
         On any path, before routing: 503 in the envelope when the node, or the client's address, has too many \
         connections open; 431 without a body (hyper's own answer) for a request head over 32 KiB; a connection \
-        that sends no complete request head within `--header-read-timeout` is closed."),
+        that sends no complete request head within `--header-read-timeout` is closed. \
+        Every answer carries `X-Request-Id`: the request's own when it sent a sane one (1 to 128 of \
+        `A-Z a-z 0-9 . _ : -`), a fresh one otherwise; the node's log lines for the request carry it."),
     paths(
         auth::register, auth::login, auth::refresh, auth::logout,
         rooms::list_rooms, rooms::create_room, rooms::enter_room, rooms::leave_room,

@@ -10,6 +10,7 @@ mod health;
 pub mod media;
 pub mod messages;
 pub mod receipts;
+pub mod request_id;
 pub mod rooms;
 pub mod server;
 pub mod shed;

@@ -17,9 +17,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
+use tracing::Instrument;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::Filter;
+
+use super::request_id::{RequestId, HEADER as REQUEST_ID};
 
 /// Largest request head (request line and headers) buffered per connection; a bigger one
 /// is answered 431 by hyper. hyper's own default is about 400 KB.
@@ -195,7 +198,17 @@ async fn serve_connection(
     let on_request = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         seen.notify_one();
         request.extensions_mut().insert(ClientAddr(peer));
-        warp::service(routes.clone()).call(request)
+        // The handlers and the access log see the id the answer carries, and every line
+        // they log is in this request's span.
+        let id = RequestId::of(request.headers());
+        request.headers_mut().insert(REQUEST_ID, id.header_value());
+        let span = tracing::info_span!("request", request_id = %id);
+        let answer = warp::service(routes.clone()).call(request).instrument(span);
+        async move {
+            let mut response = answer.await?;
+            response.headers_mut().insert(REQUEST_ID, id.header_value());
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

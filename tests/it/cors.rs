@@ -46,13 +46,18 @@ async fn configured_origins_may_call_the_api_and_others_may_not_read_it() {
     let (status, headers, body) = answer(preflight(&node, ALLOWED)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert_eq!(headers["access-control-allow-origin"], ALLOWED);
+    // A page's script may read the request id, to quote it in a bug report.
+    let exposed = headers["access-control-expose-headers"].to_str().unwrap();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
     let methods = headers["access-control-allow-methods"].to_str().unwrap();
     assert!(
         methods.contains("POST") && methods.contains("GET"),
         "{methods}"
     );
     let allowed_headers = headers["access-control-allow-headers"].to_str().unwrap();
-    assert!(allowed_headers.contains("authorization") && allowed_headers.contains("content-type"));
+    for name in ["authorization", "content-type", "x-request-id"] {
+        assert!(allowed_headers.contains(name), "{allowed_headers}");
+    }
     assert_eq!(headers["access-control-max-age"], "600");
     assert_eq!(headers["vary"], "origin");
 

@@ -132,3 +132,41 @@ async fn a_launched_node_keeps_only_its_newest_log_lines() {
     let last = log.last().unwrap();
     assert!(last.contains("chatnode stopped"), "{log:#?}");
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_the_requests_log_lines_carry_it_too() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut node = serve(data_dir.path(), "info").start().await.unwrap();
+    let client = node.client().clone();
+    let traced = client
+        .post("/api/v1/auth/register/")
+        .header("x-request-id", "trace-me-42")
+        .json(&serde_json::json!({"email": "not an email"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traced.status, StatusCode::BAD_REQUEST);
+    assert_eq!(traced.header("x-request-id"), Some("trace-me-42"));
+    // An id that is not sane (spaces, too long) is replaced, and a missing one made.
+    let long = "x".repeat(129);
+    for sent in [Some("has spaces"), Some(long.as_str()), None] {
+        let mut request = client.get("/livez");
+        if let Some(id) = sent {
+            request = request.header("x-request-id", id);
+        }
+        let answer = request.send().await.unwrap();
+        let id = answer.header("x-request-id").expect("an id").to_string();
+        assert_eq!(id.len(), 32, "{sent:?} -> {id}");
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    }
+    node.terminate(WAIT)
+        .await
+        .expect("the node exits on SIGTERM");
+    let log = node.log();
+    let line = log
+        .iter()
+        .find(|line| line.contains("/api/v1/auth/register/"))
+        .expect("the request is logged");
+    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["span"]["request_id"], "trace-me-42", "{line}");
+}
