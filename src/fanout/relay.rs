@@ -181,6 +181,18 @@ mod tests {
         room.id
     }
 
+    /// A node on the in-process bus (its data directory kept alive), a room with `count`
+    /// messages waiting in the outbox, and the stream that room's events arrive on.
+    async fn watched_room(count: usize) -> (tempfile::TempDir, SharedState, i64, EventStream) {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = Arc::new(MemoryTransport::default());
+        let state = node_state(dir.path(), transport.clone()).await;
+        let room = room_with_messages(state.store.as_ref(), count).await;
+        transport.subscribe(room).await.unwrap();
+        let events = transport.events().await.unwrap();
+        (dir, state, room, events)
+    }
+
     /// The ids of the next `count` messages the stream gives (notices skipped).
     async fn next_message_ids(events: &mut EventStream, count: usize) -> Vec<i64> {
         let mut ids = Vec::with_capacity(count);
@@ -235,12 +247,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_relay_without_the_lease_publishes_nothing_until_it_is_free() {
-        let dir = tempfile::tempdir().unwrap();
-        let transport = Arc::new(MemoryTransport::default());
-        let state = node_state(dir.path(), transport.clone()).await;
-        let room = room_with_messages(state.store.as_ref(), 5).await;
-        transport.subscribe(room).await.unwrap();
-        let mut events = transport.events().await.unwrap();
+        let (_dir, state, _room, mut events) = watched_room(5).await;
         // Another node's relay, on the same database, holds the lease.
         let other = store::open(&state.config.database_url()).await.unwrap();
         let held = other
@@ -309,12 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_delete_ends_the_run_and_keeps_the_published_rows_for_the_next() {
-        let dir = tempfile::tempdir().unwrap();
-        let transport = Arc::new(MemoryTransport::default());
-        let state = node_state(dir.path(), transport.clone()).await;
-        let room = room_with_messages(state.store.as_ref(), 3).await;
-        transport.subscribe(room).await.unwrap();
-        let mut events = transport.events().await.unwrap();
+        let (dir, state, _room, mut events) = watched_room(3).await;
         // The database refuses every delete from the outbox, as a failing disk would.
         let refusing = rusqlite::Connection::open(dir.path().join("chatnode.db")).unwrap();
         refusing
@@ -344,12 +346,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_lease_ends_the_run_and_the_next_relay_publishes_what_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        let transport = Arc::new(MemoryTransport::default());
-        let state = node_state(dir.path(), transport.clone()).await;
-        let room = room_with_messages(state.store.as_ref(), 3).await;
-        transport.subscribe(room).await.unwrap();
-        let mut events = transport.events().await.unwrap();
+        let (dir, state, room, mut events) = watched_room(3).await;
         let relay = tokio::spawn(run(state.clone(), CancellationToken::new()));
         next_message_ids(&mut events, 3).await;
         outbox_cleared(state.store.as_ref()).await;

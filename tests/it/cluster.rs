@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::broker::{brokers, Broker};
 use crate::helpers::{
-    eventually, start, test_config, TestDatabase, TestNode, TestUser, WsClient, WAIT,
+    eventually, outbox_drained, start, test_config, TestDatabase, TestNode, TestUser, WsClient,
+    WAIT,
 };
 
 /// Nodes sharing one database and one broker exchange (also used by `typing`).
@@ -52,18 +53,7 @@ impl Cluster {
     }
 
     async fn wait_outbox_drained(&self) {
-        let store = chatnode::store::open(&self.database_url)
-            .await
-            .expect("open the shared database");
-        eventually(WAIT * 3, "the outbox drains", || async {
-            store
-                .outbox_batch(1)
-                .await
-                .unwrap()
-                .is_empty()
-                .then_some(())
-        })
-        .await;
+        outbox_drained(&self.database_url, WAIT * 3).await;
     }
 
     pub async fn stop(self, broker: &Broker) {

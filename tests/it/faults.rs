@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{brokers, docker_answers, reap_after_exit, Broker};
 use crate::helpers::{
-    eventually, eventually_ok, start, test_config, TestDatabase, TestNode, TestUser, JWT_SECRET,
-    WAIT,
+    eventually, eventually_ok, outbox_drained, start, test_config, TestDatabase, TestNode,
+    TestUser, JWT_SECRET, WAIT,
 };
 
 /// Acknowledged messages after which the node is killed, with sends still in flight.
@@ -360,18 +360,7 @@ fn integrity_check(database: &Path) {
 }
 
 async fn wait_outbox_drained(database_url: &str) {
-    let store = chatnode::store::open(database_url)
-        .await
-        .expect("open the database");
-    eventually(RECOVERY, "the outbox drains", || async {
-        store
-            .outbox_batch(1)
-            .await
-            .unwrap()
-            .is_empty()
-            .then_some(())
-    })
-    .await;
+    outbox_drained(database_url, RECOVERY).await;
 }
 
 /// Nodes in child processes on one database; senders over REST and WebSocket stream messages

@@ -281,6 +281,23 @@ impl TestNode {
 }
 
 /// Polls `check` until it gives a value, for at most `bound`; panics naming `what` after.
+/// Waits (at most `bound`) until the outbox of the database at `database_url` is empty:
+/// every stored event has been published.
+pub async fn outbox_drained(database_url: &str, bound: Duration) {
+    let store = chatnode::store::open(database_url)
+        .await
+        .expect("open the database");
+    eventually(bound, "the outbox drains", || async {
+        store
+            .outbox_batch(1)
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
+
 pub async fn eventually<T, F, Fut>(bound: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,

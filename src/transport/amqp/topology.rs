@@ -14,7 +14,7 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::time::timeout;
 
 use super::rooms::Subscriptions;
-use crate::transport::TransportError;
+use crate::transport::{TransportError, SIGNAL_TIMEOUT};
 
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on every broker round trip (declare, bind, attach, publish confirm, ...).
@@ -24,6 +24,23 @@ pub(super) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a failed connection attempt, callers fail fast for this long instead of queueing
 /// up behind one another, each waiting for its own attempt.
 pub(super) const RECONNECT_COOLDOWN: Duration = Duration::from_secs(1);
+
+/// Publishes a signal only on a connected transport (a signal is not worth a socket task's
+/// wait for a reconnection) and within [`SIGNAL_TIMEOUT`].
+pub(super) async fn signal_within_bound(
+    connected: bool,
+    publish: impl Future<Output = Result<(), TransportError>>,
+) -> Result<(), TransportError> {
+    if !connected {
+        return Err(TransportError::Closed);
+    }
+    timeout(SIGNAL_TIMEOUT, publish)
+        .await
+        .map_err(|_| TransportError::Timeout {
+            what: "publish a signal",
+            within: SIGNAL_TIMEOUT,
+        })?
+}
 
 pub(super) fn routing_key(room: i64) -> String {
     format!("room.{room}")

@@ -21,12 +21,11 @@ use tokio::time::{timeout, Instant};
 
 use super::rooms::Subscriptions;
 use super::topology::{
-    bounded, declare_exchange, routing_key, Bindings, PUBLISH_TIMEOUT, RECONNECT_COOLDOWN,
+    bounded, declare_exchange, routing_key, signal_within_bound, Bindings, PUBLISH_TIMEOUT,
+    RECONNECT_COOLDOWN,
 };
 use crate::store::redact;
-use crate::transport::{
-    EventStream, Refusal, RoomEvent, Transport, TransportError, SIGNAL_TIMEOUT, SIGNAL_TTL,
-};
+use crate::transport::{EventStream, Refusal, RoomEvent, Transport, TransportError, SIGNAL_TTL};
 /// Unacknowledged deliveries the broker may push to this node.
 const PREFETCH: u16 = 256;
 
@@ -219,16 +218,7 @@ impl Transport for Amqp091Transport {
     }
 
     async fn signal(&self, event: RoomEvent) -> Result<(), TransportError> {
-        // Never the one to (re)connect: a signal is not worth a socket task's wait.
-        if self.health().is_err() {
-            return Err(TransportError::Closed);
-        }
-        timeout(SIGNAL_TIMEOUT, self.publish_signal(event))
-            .await
-            .map_err(|_| TransportError::Timeout {
-                what: "publish a signal",
-                within: SIGNAL_TIMEOUT,
-            })?
+        signal_within_bound(self.health().is_ok(), self.publish_signal(event)).await
     }
 
     async fn subscribe(&self, room: i64) -> Result<(), TransportError> {

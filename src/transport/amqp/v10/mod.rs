@@ -35,10 +35,10 @@ pub use self::address::AddressFormat;
 pub use self::connect::broker_version;
 use self::publish::Publisher;
 use super::rooms::Subscriptions;
-use super::topology::{bounded, PUBLISH_TIMEOUT, RECONNECT_COOLDOWN};
+use super::topology::{bounded, signal_within_bound, PUBLISH_TIMEOUT, RECONNECT_COOLDOWN};
 use crate::config::Amqp10Addressing;
 use crate::store::redact;
-use crate::transport::{EventStream, RoomEvent, Transport, TransportError, SIGNAL_TIMEOUT};
+use crate::transport::{EventStream, RoomEvent, Transport, TransportError};
 
 pub struct Amqp10Transport {
     uri: AMQPUri,
@@ -207,16 +207,7 @@ impl Transport for Amqp10Transport {
     }
 
     async fn signal(&self, event: RoomEvent) -> Result<(), TransportError> {
-        // Never the one to (re)connect: a signal is not worth a socket task's wait.
-        if self.health().is_err() {
-            return Err(TransportError::Closed);
-        }
-        timeout(SIGNAL_TIMEOUT, self.publish_signal(event))
-            .await
-            .map_err(|_| TransportError::Timeout {
-                what: "publish a signal",
-                within: SIGNAL_TIMEOUT,
-            })?
+        signal_within_bound(self.health().is_ok(), self.publish_signal(event)).await
     }
 
     async fn subscribe(&self, room: i64) -> Result<(), TransportError> {
