@@ -38,7 +38,8 @@ present() { if "$@"; then echo 1; else echo 0; fi; }
 service "RabbitMQ" "$(present set_ CHATNODE_TEST_AMQP_URL)" CHATNODE_TEST_REQUIRE_BROKER \
     "set CHATNODE_TEST_AMQP_URL" \
     rabbitmq_3 cluster::amqp faults::amqp091_a_node_killed \
-    bench::a_spawned_two_node_bench_over_the_broker takeover::amqp091 typing::amqp
+    bench::a_spawned_two_node_bench_over_the_broker takeover::amqp091 typing::amqp \
+    logs::amqp091
 service "RabbitMQ 4" "$(present set_ CHATNODE_TEST_AMQP4_URL)" CHATNODE_TEST_REQUIRE_BROKER \
     "set CHATNODE_TEST_AMQP4_URL" \
     rabbitmq_4

@@ -274,6 +274,11 @@ impl Hub {
         let Some(sockets) = rooms.get(&event.chat_id) else {
             return;
         };
+        if let Some(request) = &event.request_id {
+            // The last step of a send as the logs can follow it across nodes.
+            tracing::debug!(request_id = %request, room = event.chat_id, id = ?event.id,
+                sockets = sockets.len(), "handing an event to the room's sockets");
+        }
         if event.is_signal() {
             return offer_signal(sockets, event);
         }

@@ -23,6 +23,7 @@ struct Event {
     created_at: String,
     upto: Option<i64>,
     direct: bool,
+    request_id: Option<String>,
 }
 
 // The first byte picks what the rest is: a message body as anyone may publish it (seeds are
@@ -48,6 +49,8 @@ fuzz_target!(|data: &[u8]| {
                 EventKind::MemberLeft,
                 EventKind::Delivered,
                 EventKind::Read,
+                EventKind::TypingStarted,
+                EventKind::TypingStopped,
             ];
             round_trips(&RoomEvent {
                 kind: kinds[usize::from(e.kind) % kinds.len()],
@@ -61,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
                 created_at: e.created_at,
                 upto: e.upto,
                 direct: e.direct,
+                request_id: e.request_id,
             });
         }
         _ => {

@@ -47,6 +47,10 @@ pub struct RoomEvent {
     /// A message of a direct conversation (its sender's frame then carries a `status`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub direct: bool,
+    /// The `X-Request-Id` of the request that caused the event, so one send can be followed
+    /// from node to node in the logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 pub fn attachment_url(file: &Attachment) -> String {
@@ -67,6 +71,7 @@ impl RoomEvent {
             created_at: m.created_at.clone(),
             upto: None,
             direct: false,
+            request_id: None,
         }
     }
 
@@ -95,6 +100,7 @@ impl RoomEvent {
             created_at: at.to_string(),
             upto: Some(upto),
             direct: false,
+            request_id: None,
         }
     }
 
@@ -120,6 +126,7 @@ impl RoomEvent {
             created_at: at.to_string(),
             upto: None,
             direct: false,
+            request_id: None,
         }
     }
 
@@ -164,6 +171,18 @@ impl RoomEvent {
             created_at: at.to_string(),
             upto: None,
             direct: false,
+            request_id: None,
+        }
+    }
+
+    /// This event as the outbox stores it: with the id of the request being served, if any.
+    pub fn stamped(&self) -> std::borrow::Cow<'_, Self> {
+        match super::request_id::RequestId::current() {
+            Some(id) if self.request_id.is_none() => std::borrow::Cow::Owned(Self {
+                request_id: Some(id.to_string()),
+                ..self.clone()
+            }),
+            _ => std::borrow::Cow::Borrowed(self),
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod conversations;
 pub mod events;
+pub mod request_id;
 pub mod values;
 
 use conversations::RoomKind;

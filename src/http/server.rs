@@ -22,7 +22,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::request_id::{RequestId, HEADER as REQUEST_ID};
+use super::request_id::{self, HEADER as REQUEST_ID};
 
 /// Largest request head (request line and headers) buffered per connection; a bigger one
 /// is answered 431 by hyper. hyper's own default is about 400 KB.
@@ -200,13 +200,16 @@ async fn serve_connection(
         request.extensions_mut().insert(ClientAddr(peer));
         // The handlers and the access log see the id the answer carries, and every line
         // they log is in this request's span.
-        let id = RequestId::of(request.headers());
-        request.headers_mut().insert(REQUEST_ID, id.header_value());
+        let id = request_id::of(request.headers());
+        let header = request_id::header_value(&id);
+        request.headers_mut().insert(REQUEST_ID, header.clone());
         let span = tracing::info_span!("request", request_id = %id);
-        let answer = warp::service(routes.clone()).call(request).instrument(span);
+        // The room events the request causes carry its id too (RoomEvent::request_id).
+        let answer = id.within(warp::service(routes.clone()).call(request));
+        let answer = answer.instrument(span);
         async move {
             let mut response = answer.await?;
-            response.headers_mut().insert(REQUEST_ID, id.header_value());
+            response.headers_mut().insert(REQUEST_ID, header);
             Ok::<_, Infallible>(response)
         }
     });

@@ -107,6 +107,7 @@ mod tests {
             created_at: "now".into(),
             upto: None,
             direct: false,
+            request_id: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! What the real binary logs: never a secret, even at the most verbose level, and a lost
 //! log pipe costs nothing but the log.
 
-use chatnode_client::{Event, Launch, NewAccount, SocketOptions, StatusCode};
+use chatnode_client::{Event, Launch, NewAccount, NodeProcess, SocketOptions, StatusCode};
 
 use crate::helpers::WAIT;
 
@@ -169,4 +169,107 @@ async fn every_answer_carries_a_request_id_and_the_requests_log_lines_carry_it_t
         .expect("the request is logged");
     let line: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(line["span"]["request_id"], "trace-me-42", "{line}");
+}
+
+/// Sends on the first node with a request id and reads the message on a socket of the last
+/// (the same node when there is one); the id is in the first node's request line and in
+/// the last node's hand-over line.
+async fn follow_one_send(nodes: &mut [NodeProcess], label: &str) {
+    let sender = nodes[0].client().clone();
+    let watcher = nodes[nodes.len() - 1].client().clone();
+    let alice = sender
+        .register(&account("follow@example.com"))
+        .await
+        .unwrap();
+    let room = sender
+        .create_room(alice.access(), "followed", &[])
+        .await
+        .unwrap()
+        .id;
+    let mut socket = watcher.socket(room, alice.access()).await.unwrap();
+    // The socket's first frame comes once its room is bound: the message then arrives live
+    // (through the hub), not in the socket's opening replay.
+    let first = socket.event_within(WAIT).await.unwrap();
+    assert!(
+        matches!(first, Some(Event::Positions(_))),
+        "{label}: {first:?}"
+    );
+    let sent = sender
+        .post(&format!("/api/v1/chat/chatrooms/{room}/messages/send/"))
+        .token(alice.access())
+        .header("x-request-id", "follow-me-7")
+        .json(&serde_json::json!({"content": "follow me"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status, StatusCode::CREATED, "{label}: {}", sent.text());
+    let arrived = loop {
+        match socket.event_within(WAIT).await.unwrap() {
+            Some(Event::Receipt(_) | Event::Positions(_)) => continue,
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(arrived, Some(Event::Message(_))),
+        "{label}: {arrived:?}"
+    );
+    drop(socket);
+    for node in nodes.iter_mut() {
+        node.terminate(WAIT)
+            .await
+            .expect("the node exits on SIGTERM");
+    }
+    let lines = |node: &NodeProcess| -> Vec<serde_json::Value> {
+        let parse = |line: &String| serde_json::from_str(line).ok();
+        node.log().iter().filter_map(parse).collect()
+    };
+    let requested = lines(&nodes[0]).into_iter().any(|line| {
+        let path = line["path"].as_str().unwrap_or_default();
+        line["span"]["request_id"] == "follow-me-7" && path.ends_with("/send/")
+    });
+    assert!(
+        requested,
+        "{label}: no request line with the id on the sender's node"
+    );
+    let handed = lines(&nodes[nodes.len() - 1])
+        .into_iter()
+        .find(|line| line["request_id"] == "follow-me-7");
+    let handed = handed.unwrap_or_else(|| panic!("{label}: the watcher's node never logged it"));
+    assert_eq!(handed["room"], room, "{label}: {handed}");
+}
+
+#[tokio::test]
+async fn one_send_can_be_followed_by_its_request_id_to_the_sockets() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let launch = serve(data_dir.path(), "info,chatnode::hub=debug");
+    let node = launch.start().await.unwrap();
+    follow_one_send(&mut [node], "memory").await;
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ: set CHATNODE_TEST_AMQP_URL"]
+async fn amqp091_one_send_can_be_followed_by_its_request_id_from_node_to_node() {
+    for broker in crate::broker::brokers().await {
+        let shared = tempfile::tempdir().unwrap();
+        let database = format!("sqlite://{}", shared.path().join("shared.db").display());
+        let exchange = format!("chatnode-it-{}", uuid::Uuid::new_v4().simple());
+        let (mut nodes, mut dirs) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            let data_dir = tempfile::tempdir().unwrap();
+            let launch = serve(data_dir.path(), "info,chatnode::hub=debug").args([
+                "--database-url",
+                &database,
+                "--transport",
+                "amqp091",
+                "--broker-url",
+                &broker.url,
+                "--exchange",
+                &exchange,
+            ]);
+            nodes.push(launch.start().await.expect("the node starts"));
+            dirs.push(data_dir);
+        }
+        follow_one_send(&mut nodes, &format!("amqp091 on {}", broker.label)).await;
+        broker.delete_exchange(&exchange).await;
+    }
 }

@@ -160,8 +160,8 @@ pub(super) async fn enqueue<C: GenericClient>(
     event: &RoomEvent,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let body =
-        serde_json::to_string(event).map_err(|e| StoreError::backend("encoding an event", e))?;
+    let body = serde_json::to_string(&event.stamped())
+        .map_err(|e| StoreError::backend("encoding an event", e))?;
     execute(
         tx,
         "INSERT INTO outbox (event, created_at) VALUES ($1, $2)",

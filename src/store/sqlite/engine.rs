@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use crate::domain::request_id::RequestId;
 use crate::store::{now_timestamp, Cause, StoreError, StoreResult};
 
 /// The schema, applied in this order and recorded in `schema_migrations`.
@@ -233,8 +234,10 @@ impl SqliteStore {
     {
         let stopped = || StoreError::internal("the database writer has stopped");
         let (answer, answered) = oneshot::channel();
+        // The writer thread serves the caller's request: the events it queues carry its id.
+        let request = RequestId::current();
         let job: Job = Box::new(move |conn| {
-            let result = conn.and_then(work);
+            let result = RequestId::within_sync(request, || conn.and_then(work));
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |commit| {
                 let _ = answer.send(commit.and(result));

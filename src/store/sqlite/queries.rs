@@ -94,8 +94,8 @@ pub(super) fn check_member(conn: &Connection, room: i64, user: i64) -> StoreResu
 }
 
 pub(super) fn enqueue(conn: &Connection, event: &RoomEvent) -> StoreResult<()> {
-    let body =
-        serde_json::to_string(event).map_err(|e| StoreError::backend("encoding an event", e))?;
+    let body = serde_json::to_string(&event.stamped())
+        .map_err(|e| StoreError::backend("encoding an event", e))?;
     conn.prepare_cached("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)")?
         .execute(params![body, event.created_at])?;
     Ok(())

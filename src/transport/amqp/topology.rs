@@ -42,6 +42,9 @@ pub(super) async fn signal_within_bound(
         })?
 }
 
+/// The header (0-9-1) or application property (1.0) that carries an event's request id.
+pub(super) const REQUEST_ID_PROPERTY: &str = "x-request-id";
+
 pub(super) fn routing_key(room: i64) -> String {
     format!("room.{room}")
 }

@@ -13,7 +13,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
     ConfirmSelectOptions, QueueDeclareOptions,
 };
-use lapin::types::{FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{Acker, BasicProperties, Channel, Connection, ConnectionStatus, Consumer};
 use tokio::sync::OwnedMutexGuard;
@@ -22,7 +22,7 @@ use tokio::time::{timeout, Instant};
 use super::rooms::Subscriptions;
 use super::topology::{
     bounded, declare_exchange, routing_key, signal_within_bound, Bindings, PUBLISH_TIMEOUT,
-    RECONNECT_COOLDOWN,
+    RECONNECT_COOLDOWN, REQUEST_ID_PROPERTY,
 };
 use crate::store::redact;
 use crate::transport::{EventStream, Refusal, RoomEvent, Transport, TransportError, SIGNAL_TTL};
@@ -150,9 +150,18 @@ impl Amqp091Transport {
         let mut confirms = Vec::with_capacity(events.len());
         for event in &events {
             let body = event.encode();
-            let properties = BasicProperties::default()
+            let mut properties = BasicProperties::default()
                 .with_content_type("application/json".into())
                 .with_app_id(self.node_id.as_str().into());
+            // For consumers that read headers rather than the body.
+            if let Some(id) = &event.request_id {
+                let mut headers = FieldTable::default();
+                headers.insert(
+                    REQUEST_ID_PROPERTY.into(),
+                    AMQPValue::LongString(id.as_str().into()),
+                );
+                properties = properties.with_headers(headers);
+            }
             confirms.push(
                 bounded(
                     "publish",

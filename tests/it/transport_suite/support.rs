@@ -26,6 +26,7 @@ pub fn event(room: i64, message: &str) -> RoomEvent {
         created_at: "now".into(),
         upto: None,
         direct: false,
+        request_id: None,
     }
 }
 

@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use fe2o3_amqp::link::SendError;
 use fe2o3_amqp::session::SessionHandle;
-use fe2o3_amqp::types::messaging::{Header, Outcome};
+use fe2o3_amqp::types::messaging::{ApplicationProperties, Data, Header, Message, Outcome};
 use fe2o3_amqp::{Sendable, Sender, Session};
 use tokio::time::error::Elapsed;
 use tokio::time::timeout;
 
 use super::address::AddressFormat;
 use super::{Amqp10Transport, Link};
-use crate::transport::amqp::topology::{bounded, declare_exchange, OPERATION_TIMEOUT};
+use crate::transport::amqp::topology::{
+    bounded, declare_exchange, OPERATION_TIMEOUT, REQUEST_ID_PROPERTY,
+};
 use crate::transport::{Refusal, RoomEvent, TransportError, SIGNAL_TTL};
 
 /// A session of its own for publishing: an attach error ends the whole session, and must not
@@ -112,7 +114,10 @@ impl Amqp10Transport {
         };
         let mut pending = Vec::with_capacity(earlier.len());
         for event in earlier {
-            let message = live.format.message(exchange, event.chat_id, event.encode());
+            let message = traced(
+                live.format.message(exchange, event.chat_id, event.encode()),
+                event,
+            );
             let delivery =
                 match timeout(OPERATION_TIMEOUT, live.sender.send_batchable(message)).await {
                     Ok(Ok(delivery)) => delivery,
@@ -133,7 +138,10 @@ impl Amqp10Transport {
         }
         // The last transfer is not batchable: the broker settles it at once, and the batch
         // before it with it, instead of whenever it next has something to say.
-        let message = live.format.message(exchange, last.chat_id, last.encode());
+        let message = traced(
+            live.format.message(exchange, last.chat_id, last.encode()),
+            last,
+        );
         taken(
             last.chat_id,
             timeout(OPERATION_TIMEOUT, live.sender.send(message)).await,
@@ -143,6 +151,16 @@ impl Amqp10Transport {
         }
         Ok(())
     }
+}
+
+/// The message with the request id of its event as the `x-request-id` application
+/// property, for consumers that read properties rather than the body.
+fn traced(mut message: Message<Data>, event: &RoomEvent) -> Message<Data> {
+    if let Some(id) = &event.request_id {
+        let properties = ApplicationProperties::builder().insert(REQUEST_ID_PROPERTY, id.as_str());
+        message.application_properties = Some(properties.build());
+    }
+    message
 }
 
 /// Whether the broker took one published event, from its outcome.
