@@ -2,7 +2,7 @@
 # `make test`: every test that needs nothing, then the #[ignore]d tests of each service this
 # environment provides (named by the filters below), and again with `--features postgres`
 # on PostgreSQL when CHATNODE_TEST_DATABASE_URL is set. What did not run is listed at the
-# end with why; with CHATNODE_TEST_REQUIRE_{BROKER,DB,FAULTS}=1 (CI) a missing service fails.
+# end with why; with CHATNODE_TEST_REQUIRE_{BROKER,DB,FAULTS,PROMETHEUS}=1 (CI) a missing service fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
@@ -15,6 +15,7 @@ ignored=()    # every ignored test listed by the builds run
 required_missing=0
 
 set_() { [ -n "${!1:-}" ]; }
+has() { command -v "$1" >/dev/null; }
 
 # service NAME PRESENT(0|1) REQUIRE_VAR WHY FILTER...
 service() {
@@ -49,6 +50,9 @@ service "RabbitMQ containers" "$(present set_ CHATNODE_TEST_RABBITMQ_IMAGE)" \
 service "disk faults" "$(present test "$(id -u)" = 0)" CHATNODE_TEST_REQUIRE_FAULTS \
     "needs root and mount" \
     faults::a_full_disk faults::a_disk_turned
+service "Prometheus" "$(present has prometheus)" CHATNODE_TEST_REQUIRE_PROMETHEUS \
+    "install Debian's prometheus" \
+    metrics::prometheus
 service "PostgreSQL" "$(present set_ CHATNODE_TEST_DATABASE_URL)" CHATNODE_TEST_REQUIRE_DB \
     "set CHATNODE_TEST_DATABASE_URL; also skips the whole suite's pass on PostgreSQL" \
     store::postgres store::conversations::postgres

@@ -13,6 +13,11 @@ pub struct Config {
     #[arg(long, env = "CHATNODE_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
 
+    /// Address to serve Prometheus metrics (`/metrics`) on, apart from the API; off unless
+    /// given (port 0 picks a free port, logged).
+    #[arg(long, env = "CHATNODE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Directory for the SQLite database and uploaded media.
     #[arg(long, env = "CHATNODE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -164,6 +169,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            metrics_listen: None,
             data_dir: data_dir.into(),
             database_url: None,
             jwt_secret: None,

@@ -12,6 +12,7 @@ pub mod fanout;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod metrics;
 pub mod node_id;
 pub mod receipts;
 pub mod signals;

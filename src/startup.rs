@@ -41,6 +41,8 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     address: SocketAddr,
+    /// `--metrics-listen`'s listener and the address it bound.
+    metrics: Option<(TcpListener, SocketAddr)>,
     state: SharedState,
     /// Keeps this node's generated id reserved while it runs.
     claimed_id: Option<crate::node_id::ClaimedId>,
@@ -79,6 +81,15 @@ impl Application {
             addr: config.listen,
             source,
         })?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => {
+                let failed = |source| StartupError::Bind { addr, source };
+                let listener = bind(addr).map_err(failed)?;
+                let bound = listener.local_addr().map_err(failed)?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
         let state = Arc::new(AppState::new(
             config,
             store,
@@ -90,6 +101,7 @@ impl Application {
         Ok(Self {
             listener,
             address,
+            metrics,
             state,
             claimed_id,
         })
@@ -98,6 +110,11 @@ impl Application {
     /// The address actually bound (useful with port 0).
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Where `/metrics` is served, when `--metrics-listen` asked for it.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, address)| *address)
     }
 
     /// Cancelling this token shuts the node down gracefully.
@@ -145,6 +162,15 @@ impl Application {
             database = %store::redact(&state.config.database_url()),
             "chatnode listening"
         );
+        if let Some((listener, address)) = self.metrics {
+            tracing::info!(%address, "metrics listening");
+            state.tasks.spawn(crate::http::server::serve(
+                listener,
+                crate::http::metrics_routes(state.clone()),
+                crate::http::server::ServerLimits::from_config(&state.config),
+                state.shutdown.clone(),
+            ));
+        }
         let shutdown = state.shutdown.clone();
         crate::http::server::serve(
             self.listener,

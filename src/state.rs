@@ -11,6 +11,7 @@ use crate::auth::Tokens;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::receipts::Receipts;
 use crate::signals::Typing;
 use crate::store::Store;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Delivered and read marks waiting to be stored together.
     pub receipts: Arc<Receipts>,
+    /// What `/metrics` reports (a fixed set of series: no ids as labels).
+    pub metrics: Metrics,
     /// Who is typing in the rooms this node serves (bounded: `signals::typing::MAX_TYPING`).
     pub typing: Typing,
     /// Fires when the node starts shutting down; socket tasks watch it.
@@ -52,6 +55,7 @@ impl AppState {
             limits: Limits::new(&config.limits),
             receipts: Arc::new(Receipts::new(hub.clone())),
             typing: Typing::default(),
+            metrics: Metrics::default(),
             config,
             store,
             hub,

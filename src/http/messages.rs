@@ -275,6 +275,7 @@ pub async fn send_json(
         .post_message(id, user.id, content.as_str(), None)
         .await
         .map_err(send_error)?;
+    state.metrics.message_stored();
     Ok(created(&message))
 }
 
@@ -308,6 +309,7 @@ pub async fn send_multipart(
         .post_message(id, user.id, content.as_str(), stored)
         .await
         .map_err(send_error)?;
+    state.metrics.message_stored();
     // Only now is the file referenced by a stored message; until here it is removed on error.
     if let Some(file) = attachment {
         file.keep();

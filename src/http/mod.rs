@@ -9,6 +9,7 @@ mod extract;
 mod health;
 pub mod media;
 pub mod messages;
+mod metrics;
 pub mod receipts;
 pub mod request_id;
 pub mod rooms;
@@ -30,6 +31,7 @@ pub use extract::{
     page_limit, parse_json, room_id, user_for_token, user_id, with_state,
 };
 use health::health_routes;
+pub use metrics::metrics_routes;
 
 /// Largest JSON body accepted anywhere.
 pub const MAX_JSON_BODY: u64 = 64 * 1024;
@@ -67,13 +69,18 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
         .and(api)
         .map(|_slot, response: Response| response);
     let cors = cors::Cors::new(&state.config.cors_origins);
+    let counted = state.clone();
     let api = health_routes(state)
         .or(cors.preflight())
         .unify()
         .or(api)
         .unify();
     // Only the path is logged: query strings carry tokens (`?token=`) and headers credentials.
-    let log = warp::log::custom(|info: warp::log::Info<'_>| {
+    let log = warp::log::custom(move |info: warp::log::Info<'_>| {
+        let status = info.status().as_u16();
+        counted
+            .metrics
+            .request(info.method().as_str(), info.path(), status, info.elapsed());
         tracing::info!(
             target: "chatnode::request",
             method = %info.method(),

@@ -26,6 +26,8 @@ pub struct TestNode {
     pub database: TestDatabase,
     /// The node's API, as every client speaks it.
     pub api: Client,
+    /// `/metrics`, when the node was started with `--metrics-listen`.
+    pub metrics: Option<Client>,
     pub data_dir: tempfile::TempDir,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
@@ -123,6 +125,9 @@ pub async fn start(config: Config, data_dir: tempfile::TempDir) -> TestNode {
     let node_id = config.node_id.clone();
     let app = Application::build(config).await.expect("node starts");
     let address = app.address();
+    let metrics = app
+        .metrics_address()
+        .map(|address| Client::new(format!("http://{address}")));
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run());
     let node = TestNode {
@@ -130,6 +135,7 @@ pub async fn start(config: Config, data_dir: tempfile::TempDir) -> TestNode {
         node_id,
         database: TestDatabase::default(),
         api: Client::new(format!("http://{address}")),
+        metrics,
         data_dir,
         shutdown,
         server,

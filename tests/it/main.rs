@@ -28,6 +28,7 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod messages;
+mod metrics;
 mod properties;
 mod room_limits;
 mod rooms;

@@ -403,7 +403,10 @@ async fn send(state: &SharedState, room: i64, user: i64, content: &Content) -> R
         .post_message(room, user, content.as_str(), None)
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            state.metrics.message_stored();
+            Ok(())
+        }
         Err(StoreError::NotMember | StoreError::RoomNotFound) => {
             Err(error_frame("You are no longer a member of this chatroom"))
         }

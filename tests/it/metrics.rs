@@ -1,0 +1,165 @@
+//! Prometheus metrics: served only on `--metrics-listen`, in the text format, and scraped by
+//! a real Prometheus (Debian's `prometheus`, started here on a free loopback port).
+
+use std::time::Duration;
+
+use chatnode_client::{Client, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::{eventually, spawn, spawn_with, TestNode};
+
+async fn node_with_metrics() -> TestNode {
+    spawn_with(|config| config.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await
+}
+
+#[tokio::test]
+async fn metrics_are_served_only_on_their_own_address() {
+    let plain = spawn().await;
+    assert!(plain.metrics.is_none());
+    let (status, _) = plain.get("/metrics", None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "never on the public listener"
+    );
+
+    let node = node_with_metrics().await;
+    let (status, _) = node.get("/metrics", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "counted", &[]).await;
+    node.send_message(&alice, room, "one").await;
+    let _socket = node.ws(room, &alice).await;
+    let answer = node
+        .metrics
+        .as_ref()
+        .unwrap()
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    let content_type = answer.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = answer.text();
+    assert!(
+        text.contains("chatnode_messages_stored_total 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chatnode_websocket_connections 1\n"),
+        "{text}"
+    );
+    let sends =
+        "chatnode_http_requests_total{route=\"/api/v1/chat/chatrooms/{id}/messages/send/\",\
+                 method=\"POST\",status=\"201\"} 1\n";
+    assert!(text.contains(sends), "{text}");
+    assert!(
+        !text.contains(&format!("/{room}/")),
+        "no id is a label: {text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}
+
+/// A Prometheus scraping `target` every second, on a free loopback port; killed on drop.
+struct Prometheus {
+    api: Client,
+    _process: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    async fn start(target: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: chatnode\n    \
+             static_configs:\n      - targets: ['{target}']\n"
+        );
+        let config_file = dir.path().join("prometheus.yml");
+        std::fs::write(&config_file, config).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = tokio::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("Debian's prometheus is installed");
+        let api = Client::new(format!("http://127.0.0.1:{port}"));
+        let prometheus = Self {
+            api,
+            _process: process,
+            _dir: dir,
+        };
+        eventually(Duration::from_secs(30), "Prometheus is ready", || async {
+            let ready = prometheus.api.get("/-/ready").send().await.ok()?;
+            (ready.status == StatusCode::OK).then_some(())
+        })
+        .await;
+        prometheus
+    }
+
+    /// The value of the first sample `promql` gives now, if any.
+    async fn value(&self, promql: &str) -> Option<f64> {
+        let answer = self
+            .api
+            .get("/api/v1/query")
+            .query(&[("query", promql)])
+            .send()
+            .await
+            .ok()?;
+        let body: Value = answer.json();
+        body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Prometheus: install Debian's prometheus"]
+async fn prometheus_scrapes_the_node_and_sees_a_burst_of_sends() {
+    let node = node_with_metrics().await;
+    let target = node.metrics.as_ref().unwrap().base_url().to_string();
+    let target = target.trim_start_matches("http://").trim_end_matches('/');
+    let prometheus = Prometheus::start(target).await;
+    let within = Duration::from_secs(60);
+    // Scraped before the burst, so the increase is between two samples of it.
+    eventually(within, "Prometheus scrapes the node", || async {
+        (prometheus.value("up{job=\"chatnode\"}").await? == 1.0).then_some(())
+    })
+    .await;
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "scraped", &[]).await;
+    for n in 0..5 {
+        node.send_message(&alice, room, &format!("burst {n}")).await;
+    }
+    let increase = eventually(within, "the sends show in a PromQL query", || async {
+        let increase = prometheus
+            .value("increase(chatnode_messages_stored_total[1m])")
+            .await?;
+        (increase > 0.0).then_some(increase)
+    })
+    .await;
+    assert!(increase >= 1.0, "{increase}");
+    let latencies = eventually(within, "the latency histogram has samples", || async {
+        let count = prometheus
+            .value("sum(chatnode_http_request_duration_seconds_count)")
+            .await?;
+        (count > 0.0).then_some(count)
+    })
+    .await;
+    assert!(
+        latencies >= 7.0,
+        "register, create and five sends at least: {latencies}"
+    );
+}
