@@ -22,6 +22,8 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// Runs until cancelled; an error (store or transport) ends it and the supervisor restarts it.
 pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), TaskError> {
+    // Not held once this run ends, however it ends.
+    let _gauge = LeaseGauge(&state);
     let signal = state.store.outbox_signal();
     let mut lease: Option<Box<dyn RelayLease>> = None;
     // The delete of the last published batch runs while the next one is read and published,
@@ -43,6 +45,7 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Tas
                     .try_relay_lease(LEASE_KEY)
                     .await
                     .map_err(TaskError::Store)?;
+                state.metrics.relay_lease_held(lease.is_some());
                 lease.is_some()
             }
         };
@@ -95,6 +98,15 @@ pub async fn run(state: SharedState, token: CancellationToken) -> Result<(), Tas
         }
     }
     outcome
+}
+
+/// Reports the lease as not held when dropped.
+struct LeaseGauge<'a>(&'a SharedState);
+
+impl Drop for LeaseGauge<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.relay_lease_held(false);
+    }
 }
 
 /// Published outbox rows being deleted.

@@ -14,7 +14,8 @@ pub fn metrics_routes(state: SharedState) -> BoxedFilter<(Response,)> {
     warp::path!("metrics")
         .and(warp::get())
         .map(move || {
-            let text = state.metrics.render(state.hub.socket_count());
+            let transport_up = state.transport.health().is_ok();
+            let text = state.metrics.render(state.hub.socket_count(), transport_up);
             let mut response = text.into_response();
             response
                 .headers_mut()

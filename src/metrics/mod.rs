@@ -28,6 +28,13 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabels {
+    /// The close code this node sent, `peer` when the client closed first, or `none` when
+    /// the peer was dropped without a close frame.
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -38,6 +45,11 @@ pub struct Metrics {
     durations: Family<RouteLabels, Histogram>,
     messages_stored: Counter,
     open_sockets: Gauge,
+    socket_closes: Family<CloseLabels, Counter>,
+    frames_delivered: Counter,
+    delivery_latency: Histogram,
+    transport_up: Gauge,
+    relay_lease: Gauge,
 }
 
 impl Default for Metrics {
@@ -70,6 +82,37 @@ impl Default for Metrics {
             "WebSockets open on this node",
             open_sockets.clone(),
         );
+        let socket_closes = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "websocket_closes",
+            "WebSockets ended, by the close code this node sent (peer: the client closed first; none: dropped)",
+            socket_closes.clone(),
+        );
+        let frames_delivered = Counter::default();
+        registry.register(
+            "frames_delivered",
+            "Frames written to this node's WebSockets (messages, notices, receipts, signals)",
+            frames_delivered.clone(),
+        );
+        // 0.5 ms to ~8 s.
+        let delivery_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 15));
+        registry.register(
+            "delivery_latency_seconds",
+            "From a message's storing (its timestamp) to its hand-over to this node's sockets",
+            delivery_latency.clone(),
+        );
+        let transport_up = Gauge::default();
+        registry.register(
+            "transport_up",
+            "1 while the transport can carry events, else 0",
+            transport_up.clone(),
+        );
+        let relay_lease = Gauge::default();
+        registry.register(
+            "relay_lease_held",
+            "1 while this node's relay holds the lease (publishes the outbox), else 0",
+            relay_lease.clone(),
+        );
         let version = env!("CARGO_PKG_VERSION");
         registry.register(
             "build",
@@ -82,6 +125,11 @@ impl Default for Metrics {
             durations,
             messages_stored,
             open_sockets,
+            socket_closes,
+            frames_delivered,
+            delivery_latency,
+            transport_up,
+            relay_lease,
         }
     }
 }
@@ -105,10 +153,55 @@ impl Metrics {
         self.messages_stored.inc();
     }
 
+    /// A socket ended with `code` (`None`: dropped without a close frame).
+    pub fn socket_closed(&self, code: Option<u16>) {
+        let code = match code {
+            Some(1000) => "1000",
+            Some(1001) => "1001",
+            Some(1002) => "1002",
+            Some(1007) => "1007",
+            Some(1008) => "1008",
+            Some(1009) => "1009",
+            Some(1011) => "1011",
+            Some(_) => "other",
+            None => "none",
+        };
+        self.socket_closes
+            .get_or_create(&CloseLabels { code })
+            .inc();
+    }
+
+    pub fn socket_closed_by_peer(&self) {
+        let code = "peer";
+        self.socket_closes
+            .get_or_create(&CloseLabels { code })
+            .inc();
+    }
+
+    pub fn frames_delivered(&self, frames: usize) {
+        self.frames_delivered.inc_by(frames as u64);
+    }
+
+    /// A message stored at `stored_at` (RFC 3339) reached this node's sockets now.
+    pub fn delivered(&self, stored_at: &str) {
+        if let Ok(at) = chrono::DateTime::parse_from_rfc3339(stored_at) {
+            let took = chrono::Utc::now().signed_duration_since(at);
+            // Clocks of two nodes may disagree: a negative span says nothing.
+            if let Ok(took) = took.to_std() {
+                self.delivery_latency.observe(took.as_secs_f64());
+            }
+        }
+    }
+
+    pub fn relay_lease_held(&self, held: bool) {
+        self.relay_lease.set(i64::from(held));
+    }
+
     /// The text exposition, with the gauges read now.
-    pub fn render(&self, open_sockets: usize) -> String {
+    pub fn render(&self, open_sockets: usize, transport_up: bool) -> String {
         self.open_sockets
             .set(i64::try_from(open_sockets).unwrap_or(i64::MAX));
+        self.transport_up.set(i64::from(transport_up));
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
@@ -128,7 +221,12 @@ mod tests {
         metrics.request("GET", "/no/such/thing/42", 404, took);
         metrics.request("BREW", "/livez", 405, took);
         metrics.message_stored();
-        let text = metrics.render(3);
+        metrics.socket_closed(Some(1008));
+        metrics.socket_closed(Some(4321));
+        metrics.frames_delivered(5);
+        metrics.delivered(&crate::store::now_timestamp());
+        metrics.relay_lease_held(true);
+        let text = metrics.render(3, true);
         assert!(text.contains(
             "chatnode_http_requests_total{route=\"/api/v1/chat/chatrooms/{id}/messages/\",method=\"GET\",status=\"200\"} 2"
         ), "{text}");
@@ -138,6 +236,21 @@ mod tests {
         assert!(text.contains("method=\"other\",status=\"405\""), "{text}");
         assert!(text.contains("chatnode_messages_stored_total 1"), "{text}");
         assert!(text.contains("chatnode_websocket_connections 3"), "{text}");
+        assert!(
+            text.contains("chatnode_websocket_closes_total{code=\"1008\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chatnode_websocket_closes_total{code=\"other\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("chatnode_frames_delivered_total 5"), "{text}");
+        assert!(
+            text.contains("chatnode_delivery_latency_seconds_count 1"),
+            "{text}"
+        );
+        assert!(text.contains("chatnode_transport_up 1"), "{text}");
+        assert!(text.contains("chatnode_relay_lease_held 1"), "{text}");
         assert!(text.contains("chatnode_build_info{version="), "{text}");
         assert!(
             text.contains("chatnode_http_request_duration_seconds_bucket"),

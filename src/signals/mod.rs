@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::events::RoomEvent;
+use crate::domain::events::{EventKind, RoomEvent};
 use crate::state::SharedState;
 use crate::store::now_timestamp;
 
@@ -27,6 +27,9 @@ pub async fn send_typing(state: &SharedState, room: i64, user: i64, name: &str, 
 
 /// Hands an event from the transport to this node's sockets, with the typing stops it implies.
 pub fn deliver(state: &SharedState, event: RoomEvent) {
+    if event.kind == EventKind::Message {
+        state.metrics.delivered(&event.created_at);
+    }
     for event in state.typing.on_event(event, tokio::time::Instant::now()) {
         state.hub.deliver(&event);
     }

@@ -28,8 +28,9 @@ async fn metrics_are_served_only_on_their_own_address() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let alice = node.register("alice").await;
     let room = node.create_room(&alice, "counted", &[]).await;
+    let mut socket = node.ws(room, &alice).await;
     node.send_message(&alice, room, "one").await;
-    let _socket = node.ws(room, &alice).await;
+    assert_eq!(socket.next_data().await["message"], "one");
     let answer = node
         .metrics
         .as_ref()
@@ -62,6 +63,29 @@ async fn metrics_are_served_only_on_their_own_address() {
         "no id is a label: {text}"
     );
     assert!(text.ends_with("# EOF\n"), "{text}");
+    for line in [
+        "chatnode_transport_up 1\n",
+        "chatnode_relay_lease_held 1\n",
+        "chatnode_delivery_latency_seconds_count 1\n",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    let frames = text
+        .lines()
+        .find_map(|l| l.strip_prefix("chatnode_frames_delivered_total "))
+        .and_then(|v| v.parse::<u64>().ok());
+    // The positions frame and the message at least.
+    assert!(frames.is_some_and(|n| n >= 2), "{text}");
+
+    // A socket the client closes is counted as closed by its peer.
+    socket.socket.close().await.unwrap();
+    let metrics = node.metrics.as_ref().unwrap();
+    eventually(crate::helpers::WAIT, "the close is counted", || async {
+        let text = metrics.get("/metrics").send().await.ok()?.text();
+        text.contains("chatnode_websocket_closes_total{code=\"peer\"} 1\n")
+            .then_some(())
+    })
+    .await;
 }
 
 /// A Prometheus scraping `target` every second, on a free loopback port; killed on drop.

@@ -72,11 +72,16 @@ impl Feed {
         sink: &mut Sink,
         frames: impl Iterator<Item = Frame> + Send,
     ) -> Result<(), End> {
+        let metrics = &self.state.metrics;
         let write = async {
+            let mut texts = 0;
             for frame in frames {
+                texts += usize::from(frame.is_text());
                 sink.feed(frame).await?;
             }
-            sink.flush().await
+            sink.flush().await?;
+            metrics.frames_delivered(texts);
+            Ok::<(), WsError>(())
         };
         let mut write = pin!(write);
         // Most writes finish at once (the socket buffer has room): those need no timer.
@@ -371,6 +376,11 @@ pub(super) async fn run_socket(
     // count drops first, so whoever sees the socket gone may open another.
     drop(slot);
     drop(registration);
+    match &close {
+        End::Drop => state.metrics.socket_closed(None),
+        End::Close(reason) => state.metrics.socket_closed(Some(reason.code)),
+        End::Echo => state.metrics.socket_closed_by_peer(),
+    }
     finish(sink, stream, close).await;
 }
 
