@@ -88,6 +88,57 @@ async fn metrics_are_served_only_on_their_own_address() {
     .await;
 }
 
+/// Every PromQL expression of the Grafana dashboard shipped in `docs/`.
+fn dashboard_queries() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let targets = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default());
+    targets
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_uses_only_metrics_the_node_exports() {
+    let node = node_with_metrics().await;
+    // A family shows once it has a sample: a send seen on a socket the client then closes.
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "dashboard", &[]).await;
+    let mut socket = node.ws(room, &alice).await;
+    node.send_message(&alice, room, "one").await;
+    assert_eq!(socket.next_data().await["message"], "one");
+    socket.socket.close().await.unwrap();
+    let metrics = node.metrics.as_ref().unwrap();
+    let text = eventually(crate::helpers::WAIT, "the close is counted", || async {
+        let text = metrics.get("/metrics").send().await.ok()?.text();
+        text.contains("chatnode_websocket_closes_total")
+            .then_some(text)
+    })
+    .await;
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 10, "{queries:?}");
+    for query in &queries {
+        let names = query
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| word.starts_with("chatnode_"));
+        for name in names {
+            // The family a sample name belongs to, as the exposition's TYPE line names it.
+            let family = ["_bucket", "_count", "_sum", "_total", "_info"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            let declared = format!("# TYPE {family} ");
+            assert!(
+                text.contains(&declared),
+                "{query}: {name} is not exported:\n{text}"
+            );
+        }
+    }
+}
+
 /// A Prometheus scraping `target` every second, on a free loopback port; killed on drop.
 struct Prometheus {
     api: Client,
@@ -186,4 +237,16 @@ async fn prometheus_scrapes_the_node_and_sees_a_burst_of_sends() {
         latencies >= 7.0,
         "register, create and five sends at least: {latencies}"
     );
+    // Every panel of the shipped dashboard is a query Prometheus accepts.
+    for query in dashboard_queries() {
+        let answer = prometheus
+            .api
+            .get("/api/v1/query")
+            .query(&[("query", query.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let body: Value = answer.json();
+        assert_eq!(body["status"], "success", "{query}: {body}");
+    }
 }
