@@ -91,6 +91,14 @@ pub struct OutboxEntry {
     pub event: RoomEvent,
 }
 
+/// How far the relay is behind: the events waiting and when the oldest was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxDepth {
+    pub rows: u64,
+    /// RFC 3339; `None` when the outbox is empty.
+    pub oldest_at: Option<String>,
+}
+
 /// Who may see an attachment: the members of `room_id`.
 #[derive(Debug, Clone)]
 pub struct AttachmentOwner {

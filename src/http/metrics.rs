@@ -5,6 +5,7 @@ use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::metrics::Snapshot;
 use crate::state::SharedState;
 
 /// The OpenMetrics text format, which Prometheus scrapes.
@@ -13,14 +14,30 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 pub fn metrics_routes(state: SharedState) -> BoxedFilter<(Response,)> {
     warp::path!("metrics")
         .and(warp::get())
-        .map(move || {
-            let transport_up = state.transport.health().is_ok();
-            let text = state.metrics.render(state.hub.socket_count(), transport_up);
-            let mut response = text.into_response();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-            response
+        .then(move || {
+            let state = state.clone();
+            async move { scrape(&state).await }
         })
         .boxed()
+}
+
+/// The metrics, with what is read at scrape time (sockets, transport, outbox) read now.
+async fn scrape(state: &SharedState) -> Response {
+    let outbox = match state.store.outbox_depth().await {
+        Ok(depth) => Some(depth),
+        Err(error) => {
+            tracing::debug!(error = %error.chain(), "outbox depth unknown for this scrape");
+            None
+        }
+    };
+    let now = Snapshot {
+        open_sockets: state.hub.socket_count(),
+        transport_up: state.transport.health().is_ok(),
+        outbox,
+    };
+    let mut response = state.metrics.render(now).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
 }

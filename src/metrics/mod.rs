@@ -4,6 +4,7 @@
 
 pub mod routes;
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -14,6 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+use crate::domain::OutboxDepth;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -50,6 +53,16 @@ pub struct Metrics {
     delivery_latency: Histogram,
     transport_up: Gauge,
     relay_lease: Gauge,
+    outbox_rows: Gauge,
+    outbox_age: Gauge<f64, AtomicU64>,
+}
+
+/// What a scrape reads from the node itself rather than counts.
+pub struct Snapshot {
+    pub open_sockets: usize,
+    pub transport_up: bool,
+    /// `None` when the store did not answer: the outbox gauges keep their last value.
+    pub outbox: Option<OutboxDepth>,
 }
 
 impl Default for Metrics {
@@ -113,6 +126,18 @@ impl Default for Metrics {
             "1 while this node's relay holds the lease (publishes the outbox), else 0",
             relay_lease.clone(),
         );
+        let outbox_rows = Gauge::default();
+        registry.register(
+            "outbox_events",
+            "Events stored and not yet published by a relay (every node sharing the database)",
+            outbox_rows.clone(),
+        );
+        let outbox_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest event waiting in the outbox, 0 when it is empty",
+            outbox_age.clone(),
+        );
         let version = env!("CARGO_PKG_VERSION");
         registry.register(
             "build",
@@ -130,6 +155,8 @@ impl Default for Metrics {
             delivery_latency,
             transport_up,
             relay_lease,
+            outbox_rows,
+            outbox_age,
         }
     }
 }
@@ -198,10 +225,20 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges read now.
-    pub fn render(&self, open_sockets: usize, transport_up: bool) -> String {
+    pub fn render(&self, now: Snapshot) -> String {
         self.open_sockets
-            .set(i64::try_from(open_sockets).unwrap_or(i64::MAX));
-        self.transport_up.set(i64::from(transport_up));
+            .set(i64::try_from(now.open_sockets).unwrap_or(i64::MAX));
+        self.transport_up.set(i64::from(now.transport_up));
+        if let Some(outbox) = now.outbox {
+            self.outbox_rows
+                .set(i64::try_from(outbox.rows).unwrap_or(i64::MAX));
+            let age = outbox.oldest_at.as_deref().and_then(|at| {
+                let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+                chrono::Utc::now().signed_duration_since(at).to_std().ok()
+            });
+            self.outbox_age
+                .set(age.map_or(0.0, |age| age.as_secs_f64()));
+        }
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
@@ -226,7 +263,17 @@ mod tests {
         metrics.frames_delivered(5);
         metrics.delivered(&crate::store::now_timestamp());
         metrics.relay_lease_held(true);
-        let text = metrics.render(3, true);
+        let outbox = OutboxDepth {
+            rows: 4,
+            oldest_at: Some(crate::store::format_timestamp(
+                chrono::Utc::now() - chrono::Duration::seconds(90),
+            )),
+        };
+        let text = metrics.render(Snapshot {
+            open_sockets: 3,
+            transport_up: true,
+            outbox: Some(outbox),
+        });
         assert!(text.contains(
             "chatnode_http_requests_total{route=\"/api/v1/chat/chatrooms/{id}/messages/\",method=\"GET\",status=\"200\"} 2"
         ), "{text}");
@@ -251,6 +298,13 @@ mod tests {
         );
         assert!(text.contains("chatnode_transport_up 1"), "{text}");
         assert!(text.contains("chatnode_relay_lease_held 1"), "{text}");
+        assert!(text.contains("chatnode_outbox_events 4"), "{text}");
+        let age = text
+            .lines()
+            .find_map(|l| l.strip_prefix("chatnode_outbox_oldest_age_seconds "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap();
+        assert!((90.0..120.0).contains(&age), "{age}");
         assert!(text.contains("chatnode_build_info{version="), "{text}");
         assert!(
             text.contains("chatnode_http_request_duration_seconds_bucket"),

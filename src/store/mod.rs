@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 pub use crate::domain::{
-    Attachment, AttachmentOwner, Member, Message, NewUser, OutboxEntry, Page, Room, User,
+    Attachment, AttachmentOwner, Member, Message, NewUser, OutboxDepth, OutboxEntry, Page, Room,
+    User,
 };
 pub use conversations::ConversationStore;
 
@@ -185,6 +186,8 @@ pub trait Store: ConversationStore + Send + Sync {
     async fn outbox_batch(&self, limit: u32) -> StoreResult<Vec<OutboxEntry>>;
     /// Removes published entries.
     async fn outbox_delete(&self, ids: Vec<i64>) -> StoreResult<()>;
+    /// How many events wait in the outbox and when the oldest was stored (for metrics).
+    async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
     /// Notified after each commit that added outbox entries.
     fn outbox_signal(&self) -> Arc<Notify>;
     /// Takes relay lease `key` when no live node holds it; `None` while one does. The lease

@@ -96,6 +96,7 @@ backend_suite!(
     concurrent_joins_from_two_nodes_never_exceed_the_cap,
     nodes_starting_together_agree_on_one_jwt_secret,
     a_token_user_is_read_with_its_revocation,
+    the_outbox_depth_counts_waiting_events_and_dates_the_oldest,
 );
 
 fn new_user(name: &str) -> NewUser {
@@ -884,4 +885,36 @@ async fn a_token_user_is_read_with_its_revocation(backend: Backend) {
         .await
         .unwrap()
         .is_none());
+}
+
+async fn the_outbox_depth_counts_waiting_events_and_dates_the_oldest(backend: Backend) {
+    let store = backend.open().await;
+    let alice = add_user(&store, "alice").await;
+    let room = store.create_room("r", alice.id, &[], 5).await.unwrap();
+    drain_outbox(&store).await;
+    let empty = store.outbox_depth().await.unwrap();
+    assert_eq!((empty.rows, empty.oldest_at), (0, None));
+    let first = store
+        .post_message(room.id, alice.id, "one", None)
+        .await
+        .unwrap();
+    store
+        .post_message(room.id, alice.id, "two", None)
+        .await
+        .unwrap();
+    let waiting = store.outbox_depth().await.unwrap();
+    assert_eq!(waiting.rows, 2);
+    let oldest = waiting.oldest_at.expect("a date");
+    assert_timestamp(&oldest);
+    let parse = |at: &str| chrono::DateTime::parse_from_rfc3339(at).unwrap();
+    let apart = (parse(&oldest) - parse(&first.created_at))
+        .num_milliseconds()
+        .abs();
+    assert!(
+        apart < 1_000,
+        "{oldest} is the first message's time, {}",
+        first.created_at
+    );
+    drain_outbox(&store).await;
+    assert_eq!(store.outbox_depth().await.unwrap().rows, 0);
 }

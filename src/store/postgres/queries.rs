@@ -18,8 +18,8 @@ use super::PostgresStore;
 use crate::domain::conversations::RoomKind;
 use crate::domain::events::RoomEvent;
 use crate::store::{
-    format_timestamp, Attachment, AttachmentOwner, Message, NewUser, OutboxEntry, Page, RelayLease,
-    Room, Store, StoreError, StoreResult, User,
+    format_timestamp, Attachment, AttachmentOwner, Message, NewUser, OutboxDepth, OutboxEntry,
+    Page, RelayLease, Room, Store, StoreError, StoreResult, User,
 };
 
 impl PostgresStore {
@@ -432,6 +432,20 @@ impl Store for PostgresStore {
                 Ok(OutboxEntry { id, event })
             })
             .collect()
+    }
+
+    async fn outbox_depth(&self) -> StoreResult<OutboxDepth> {
+        let db = self.pool.get().await?;
+        let row = query(&db, "SELECT COUNT(*), MIN(created_at) FROM outbox", &[]).await?;
+        let row = row
+            .first()
+            .ok_or_else(|| StoreError::internal("COUNT answered no row"))?;
+        let rows = u64::try_from(row.get::<_, i64>(0)).unwrap_or_default();
+        let oldest: Option<DateTime<Utc>> = row.get(1);
+        Ok(OutboxDepth {
+            rows,
+            oldest_at: oldest.map(format_timestamp),
+        })
     }
 
     async fn outbox_delete(&self, ids: Vec<i64>) -> StoreResult<()> {

@@ -12,8 +12,8 @@ use super::SqliteStore;
 use crate::domain::conversations::RoomKind;
 use crate::domain::events::RoomEvent;
 use crate::store::{
-    now_timestamp, Attachment, AttachmentOwner, Member, Message, NewUser, OutboxEntry, Page,
-    RelayLease, Room, Store, StoreError, StoreResult, User,
+    now_timestamp, Attachment, AttachmentOwner, Member, Message, NewUser, OutboxDepth, OutboxEntry,
+    Page, RelayLease, Room, Store, StoreError, StoreResult, User,
 };
 
 pub(super) const USER_COLUMNS: &str =
@@ -535,6 +535,17 @@ impl Store for SqliteStore {
                 delete.execute([id])?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn outbox_depth(&self) -> StoreResult<OutboxDepth> {
+        self.read(|conn| {
+            let (rows, oldest_at) = conn
+                .prepare_cached("SELECT COUNT(*), MIN(created_at) FROM outbox")?
+                .query_row([], |row| Ok((row.get::<_, i64>(0)?, row.get(1)?)))?;
+            let rows = u64::try_from(rows).unwrap_or_default();
+            Ok(OutboxDepth { rows, oldest_at })
         })
         .await
     }
