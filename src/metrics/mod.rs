@@ -14,7 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::domain::OutboxDepth;
 
@@ -68,97 +68,94 @@ pub struct Snapshot {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("chatnode");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by route template, method and status",
-            requests.clone(),
-        );
+        let r = &mut registry;
         // 1 ms to ~16 s.
         let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 15))
         });
-        registry.register(
-            "http_request_duration_seconds",
-            "Time from a request's head to its answer, by route template",
-            durations.clone(),
-        );
-        let messages_stored = Counter::default();
-        registry.register(
-            "messages_stored",
-            "Messages stored by this node (REST and WebSocket sends)",
-            messages_stored.clone(),
-        );
-        let open_sockets = Gauge::default();
-        registry.register(
-            "websocket_connections",
-            "WebSockets open on this node",
-            open_sockets.clone(),
-        );
-        let socket_closes = Family::<CloseLabels, Counter>::default();
-        registry.register(
-            "websocket_closes",
-            "WebSockets ended, by the close code this node sent (peer: the client closed first; none: dropped)",
-            socket_closes.clone(),
-        );
-        let frames_delivered = Counter::default();
-        registry.register(
-            "frames_delivered",
-            "Frames written to this node's WebSockets (messages, notices, receipts, signals)",
-            frames_delivered.clone(),
-        );
-        // 0.5 ms to ~8 s.
-        let delivery_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 15));
-        registry.register(
-            "delivery_latency_seconds",
-            "From a message's storing (its timestamp) to its hand-over to this node's sockets",
-            delivery_latency.clone(),
-        );
-        let transport_up = Gauge::default();
-        registry.register(
-            "transport_up",
-            "1 while the transport can carry events, else 0",
-            transport_up.clone(),
-        );
-        let relay_lease = Gauge::default();
-        registry.register(
-            "relay_lease_held",
-            "1 while this node's relay holds the lease (publishes the outbox), else 0",
-            relay_lease.clone(),
-        );
-        let outbox_rows = Gauge::default();
-        registry.register(
-            "outbox_events",
-            "Events stored and not yet published by a relay (every node sharing the database)",
-            outbox_rows.clone(),
-        );
-        let outbox_age = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "outbox_oldest_age_seconds",
-            "Age of the oldest event waiting in the outbox, 0 when it is empty",
-            outbox_age.clone(),
-        );
         let version = env!("CARGO_PKG_VERSION");
-        registry.register(
+        r.register(
             "build",
             "The running build",
             Info::new(BuildLabels { version }),
         );
         Self {
+            requests: registered(
+                r,
+                "http_requests",
+                "HTTP requests answered, by route template, method and status",
+                Family::default(),
+            ),
+            durations: registered(
+                r,
+                "http_request_duration_seconds",
+                "Time from a request's head to its answer, by route template",
+                durations,
+            ),
+            messages_stored: registered(
+                r,
+                "messages_stored",
+                "Messages stored by this node (REST and WebSocket sends)",
+                Counter::default(),
+            ),
+            open_sockets: registered(
+                r,
+                "websocket_connections",
+                "WebSockets open on this node",
+                Gauge::default(),
+            ),
+            socket_closes: registered(
+                r,
+                "websocket_closes",
+                "WebSockets ended, by the close code this node sent (peer: the client closed first; none: dropped)",
+                Family::default(),
+            ),
+            frames_delivered: registered(
+                r,
+                "frames_delivered",
+                "Frames written to this node's WebSockets (messages, notices, receipts, signals)",
+                Counter::default(),
+            ),
+            // 0.5 ms to ~8 s.
+            delivery_latency: registered(
+                r,
+                "delivery_latency_seconds",
+                "From a message's storing (its timestamp) to its hand-over to this node's sockets",
+                Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
+            ),
+            transport_up: registered(
+                r,
+                "transport_up",
+                "1 while the transport can carry events, else 0",
+                Gauge::default(),
+            ),
+            relay_lease: registered(
+                r,
+                "relay_lease_held",
+                "1 while this node's relay holds the lease (publishes the outbox), else 0",
+                Gauge::default(),
+            ),
+            outbox_rows: registered(
+                r,
+                "outbox_events",
+                "Events stored and not yet published by a relay (every node sharing the database)",
+                Gauge::default(),
+            ),
+            outbox_age: registered(
+                r,
+                "outbox_oldest_age_seconds",
+                "Age of the oldest event waiting in the outbox, 0 when it is empty",
+                Gauge::default(),
+            ),
             registry,
-            requests,
-            durations,
-            messages_stored,
-            open_sockets,
-            socket_closes,
-            frames_delivered,
-            delivery_latency,
-            transport_up,
-            relay_lease,
-            outbox_rows,
-            outbox_age,
         }
     }
+}
+
+/// Registers `metric` under `name` and hands it back (metrics are shared handles).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Metrics {

@@ -376,12 +376,17 @@ pub(super) async fn run_socket(
     // count drops first, so whoever sees the socket gone may open another.
     drop(slot);
     drop(registration);
-    match &close {
+    count_close(&state, &close);
+    finish(sink, stream, close).await;
+}
+
+/// Counts how the socket ended, for `/metrics`.
+fn count_close(state: &SharedState, end: &End) {
+    match end {
         End::Drop => state.metrics.socket_closed(None),
         End::Close(reason) => state.metrics.socket_closed(Some(reason.code)),
         End::Echo => state.metrics.socket_closed_by_peer(),
     }
-    finish(sink, stream, close).await;
 }
 
 /// Checks a read mark and queues it; the receipt reaches the room shortly.
