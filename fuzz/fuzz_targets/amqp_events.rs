@@ -78,8 +78,20 @@ fn round_trips(event: &RoomEvent) {
     assert_eq!(&decoded, event);
     let frame: Value = serde_json::from_str(&event.frame_json()).expect("the frame is JSON");
     let data = &frame["data"];
-    assert_eq!(data["event"], json!(event.kind));
     assert_eq!(data["chat_id"], event.chat_id);
+    if event.is_signal() {
+        let state = if event.kind == EventKind::TypingStarted {
+            "start"
+        } else {
+            "stop"
+        };
+        assert_eq!(data["purpose"], "typing");
+        assert_eq!(data["user_id"], json!(event.user_id));
+        assert_eq!(data["username"], event.sender.as_str());
+        assert_eq!(data["state"], state);
+        return;
+    }
+    assert_eq!(data["event"], json!(event.kind));
     if event.is_receipt() {
         assert_eq!(data["purpose"], "receipt");
         assert_eq!(data["user_id"], json!(event.user_id));
