@@ -35,6 +35,35 @@ pub const CLOSE_LEFT_ROOM: CloseReason = CloseReason {
     code: 1008,
     reason: "you are no longer a member of this chatroom",
 };
+/// `chatnode admin node drain`: the client should reconnect, to another node.
+pub const CLOSE_RESTART: CloseReason = CloseReason {
+    code: 1012,
+    reason: "service restart",
+};
+/// Codes of the private range (4000-4999) for operator actions, so a client can tell them
+/// apart without parsing the reason: 4401 sign in again, 4403 stop, 4404 the room is gone.
+pub const CLOSE_SIGNED_OUT: CloseReason = CloseReason {
+    code: 4401,
+    reason: "your sessions were revoked: sign in again",
+};
+pub const CLOSE_DISABLED: CloseReason = CloseReason {
+    code: 4403,
+    reason: "your account was disabled",
+};
+pub const CLOSE_ROOM_DELETED: CloseReason = CloseReason {
+    code: 4404,
+    reason: "this chatroom was deleted",
+};
+
+/// The close an operator's event asks of the sockets it concerns, if it is one.
+fn closing_reason(kind: EventKind) -> Option<CloseReason> {
+    match kind {
+        EventKind::MemberDisabled => Some(CLOSE_DISABLED),
+        EventKind::MemberSignedOut => Some(CLOSE_SIGNED_OUT),
+        EventKind::RoomDeleted => Some(CLOSE_ROOM_DELETED),
+        _ => None,
+    }
+}
 
 /// Lets the hub tell one socket task to close, and why.
 #[derive(Clone)]
@@ -172,6 +201,8 @@ pub struct Hub {
     next_id: AtomicU64,
     // Serialises subscribe/unsubscribe with the map change they follow.
     membership: Mutex<()>,
+    /// Set once by a drain (under `membership`): a socket registered after it closes at once.
+    draining: AtomicBool,
 }
 
 /// Keeps a socket registered; dropping it unregisters (even if the socket task panics).
@@ -194,6 +225,7 @@ impl Hub {
             transport,
             next_id: AtomicU64::new(1),
             membership: Mutex::new(()),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -209,6 +241,10 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let _serial = self.membership.lock().expect("hub poisoned");
+            if self.draining.load(Ordering::Acquire) {
+                // Its handshake passed before the drain began.
+                kick.fire(CLOSE_RESTART);
+            }
             let mut rooms = self.rooms.write().expect("hub poisoned");
             rooms.entry(room).or_default().insert(
                 id,
@@ -254,17 +290,45 @@ impl Hub {
 
     /// Closes every local socket `user_id` has open in `room`.
     pub fn evict(&self, room: i64, user_id: i64) {
+        self.close_in(room, Some(user_id), CLOSE_LEFT_ROOM);
+    }
+
+    /// Closes the local sockets of `room` (only `user`'s, if given) with `reason`.
+    fn close_in(&self, room: i64, user: Option<i64>, reason: CloseReason) {
         let rooms = self.rooms.read().expect("hub poisoned");
         if let Some(sockets) = rooms.get(&room) {
             sockets
                 .values()
-                .filter(|s| s.user_id == user_id)
-                .for_each(|s| s.kick.fire(CLOSE_LEFT_ROOM));
+                .filter(|s| user.is_none_or(|user| s.user_id == user))
+                .for_each(|s| s.kick.fire(reason));
         }
+    }
+
+    /// Starts a drain: every local socket closes with 1012 "service restart", and so does
+    /// any registered from now on. Returns how many were open.
+    pub fn drain(&self) -> usize {
+        let _serial = self.membership.lock().expect("hub poisoned");
+        self.draining.store(true, Ordering::Release);
+        let rooms = self.rooms.read().expect("hub poisoned");
+        let mut open = 0;
+        for socket in rooms.values().flat_map(HashMap::values) {
+            socket.kick.fire(CLOSE_RESTART);
+            open += 1;
+        }
+        open
+    }
+
+    /// Whether a drain began: new sockets are refused.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Hands one event to the room's local sockets, serialised once for all of them.
     pub fn deliver(&self, event: &RoomEvent) {
+        if let Some(reason) = closing_reason(event.kind) {
+            // An operator's change (`chatnode admin`): it closes sockets and is no frame.
+            return self.close_in(event.chat_id, event.user_id, reason);
+        }
         if event.kind == EventKind::MemberLeft {
             if let Some(user) = event.user_id {
                 self.evict(event.chat_id, user);

@@ -5,6 +5,7 @@
 //! publishes it, and the subscriber hands it to the room's local sockets through the
 //! [`hub::Hub`].
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod domain;

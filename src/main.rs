@@ -21,6 +21,8 @@ enum Command {
     Serve(Config),
     /// Apply pending database migrations and exit.
     Migrate(Config),
+    /// Manage users, tokens and rooms in the node's database; drain a running node.
+    Admin(chatnode::admin::AdminArgs),
     /// Drive running nodes with real HTTP and WebSocket load (runs `chatnode-bench`).
     #[command(disable_help_flag = true)]
     Bench {
@@ -86,6 +88,7 @@ async fn run() -> anyhow::Result<()> {
                 shutdown.cancel();
                 tracing::info!("shutdown requested");
             });
+            on_drain_signal(app.drain_trigger())?;
             app.run().await;
         }
         Command::Migrate(config) => {
@@ -95,8 +98,45 @@ async fn run() -> anyhow::Result<()> {
                 .context("migration failed")?;
             tracing::info!("database is up to date");
         }
+        Command::Admin(args) => run_admin(args).await,
         Command::Bench { args } => run_bench(&args)?,
     }
+    Ok(())
+}
+
+/// Prints the report, or the error as one line with exit code 1. Logs go to stderr, so
+/// `--json` output stays clean.
+async fn run_admin(args: chatnode::admin::AdminArgs) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let json = args.json;
+    match chatnode::admin::run(args).await {
+        Ok(report) => println!("{}", report.render(json)),
+        Err(error) => {
+            eprintln!("chatnode admin: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `chatnode admin node drain` signals SIGUSR1; installed before serving, since the
+/// signal's default action would end the process.
+fn on_drain_signal(drain: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut drains = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
+        tokio::spawn(async move {
+            if drains.recv().await.is_some() {
+                drain();
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(drain);
     Ok(())
 }
 

@@ -122,6 +122,17 @@ impl Application {
         self.state.shutdown.clone()
     }
 
+    /// What a drain (`chatnode admin node drain`) calls: sockets close with 1012 and new
+    /// ones are refused, then the node shuts down as on SIGTERM.
+    pub fn drain_trigger(&self) -> impl FnOnce() + Send + 'static {
+        let (hub, shutdown) = (self.state.hub.clone(), self.state.shutdown.clone());
+        move || {
+            let sockets = hub.drain();
+            tracing::info!(sockets, "draining: sockets closed with 1012, shutting down");
+            shutdown.cancel();
+        }
+    }
+
     /// Serves until the shutdown token fires, then closes sockets (1001) and waits briefly
     /// for in-flight work.
     pub async fn run(self) {

@@ -51,6 +51,9 @@ fuzz_target!(|data: &[u8]| {
                 EventKind::Read,
                 EventKind::TypingStarted,
                 EventKind::TypingStopped,
+                EventKind::MemberDisabled,
+                EventKind::MemberSignedOut,
+                EventKind::RoomDeleted,
             ];
             round_trips(&RoomEvent {
                 kind: kinds[usize::from(e.kind) % kinds.len()],

@@ -24,6 +24,12 @@ pub enum EventKind {
     TypingStarted,
     /// An ephemeral signal: `user_id` stopped typing.
     TypingStopped,
+    /// An operator disabled `user_id` (`chatnode admin users disable`): their sockets close.
+    MemberDisabled,
+    /// An operator revoked every token of `user_id`: their sockets close.
+    MemberSignedOut,
+    /// An operator deleted the room: every socket in it closes.
+    RoomDeleted,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +142,14 @@ impl RoomEvent {
             self.kind,
             EventKind::TypingStarted | EventKind::TypingStopped
         )
+    }
+
+    /// An operator's change that closes sockets: of `user` in `room`, or of the whole room.
+    pub fn closing(kind: EventKind, room: i64, user: Option<i64>, at: &str) -> Self {
+        Self {
+            user_id: user,
+            ..Self::notice(kind, room, 0, String::new(), at)
+        }
     }
 
     pub fn joined(room: i64, user_id: i64, username: &str, at: &str) -> Self {

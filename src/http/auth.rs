@@ -15,7 +15,7 @@ use super::{
 };
 use crate::auth::hasher::HashError;
 use crate::auth::validate::{self, FieldErrors, REQUIRED};
-use crate::auth::{AuthError, TokenKind};
+use crate::auth::TokenKind;
 use crate::domain::values::{Email, PhoneNumber};
 use crate::state::SharedState;
 use crate::store::{NewUser, User};
@@ -272,6 +272,7 @@ pub async fn register(
     responses((status = 200, description = "The user and a fresh access/refresh token pair", body = Session),
               (status = 400, description = "Missing fields"),
               (status = 401, description = "Wrong email or password"),
+              (status = 403, description = "The account is disabled (`chatnode admin users disable`)"),
               (status = 415, description = "The body is not sent as `application/json`"),
               (status = 429, description = "Too many attempts from this address or for this email",
                headers(("retry-after" = u64, description = "Seconds to wait"))),
@@ -300,6 +301,11 @@ pub async fn login(
     let matches = state.hasher.verify(plain, hash).await?;
     let user = user.filter(|_| matches);
     let user = user.ok_or_else(|| ApiError::unauthorized("Invalid email or password"))?;
+    if state.store.is_disabled(user.id).await? {
+        return Err(ApiError::forbidden(
+            "This account is disabled; contact the operator of this server",
+        ));
+    }
     Ok(ok(StatusCode::OK, session(&state, user)?))
 }
 
@@ -308,9 +314,7 @@ async fn live_refresh_claims(
     token: &str,
 ) -> Result<crate::auth::Claims, ApiError> {
     let claims = state.tokens.verify(token, TokenKind::Refresh)?;
-    if state.store.is_token_revoked(&claims.jti).await? {
-        return Err(AuthError::RevokedToken.into());
-    }
+    super::extract::token_owner(state, &claims).await?;
     Ok(claims)
 }
 
@@ -318,12 +322,10 @@ async fn live_refresh_claims(
 #[utoipa::path(post, path = "/api/v1/auth/refresh/", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, description = "A new access token", body = AccessToken),
               (status = 401, description = "Invalid, expired, revoked or non-refresh token"),
+              (status = 403, description = "The account is disabled (`chatnode admin users disable`)"),
               (status = 415, description = "The body is not sent as `application/json`")))]
 pub async fn refresh(state: SharedState, body: RefreshRequest) -> Result<Response, ApiError> {
     let claims = live_refresh_claims(&state, &body.refresh).await?;
-    if state.store.user(claims.user_id).await?.is_none() {
-        return Err(ApiError::unauthorized("User not found"));
-    }
     let access = state.tokens.issue(claims.user_id, TokenKind::Access)?;
     Ok(ok(StatusCode::OK, AccessToken { access }))
 }

@@ -8,9 +8,9 @@ use serde::de::DeserializeOwned;
 use warp::http::header;
 use warp::{Filter, Rejection};
 
-use crate::auth::{AuthError, TokenKind};
+use crate::auth::{AuthError, Claims, TokenKind};
 use crate::state::SharedState;
-use crate::store::{StoreError, User};
+use crate::store::{StoreError, TokenStanding, User};
 
 use super::{ApiError, MAX_JSON_BODY, MAX_JSON_DEPTH};
 
@@ -196,10 +196,22 @@ pub fn bearer(header: Option<&str>) -> Result<Option<&str>, AuthError> {
 pub async fn user_for_token(state: &SharedState, token: Option<&str>) -> Result<User, ApiError> {
     let token = token.ok_or(AuthError::MissingToken)?;
     let claims = state.tokens.verify(token, TokenKind::Access)?;
-    // Logout puts the access token's id on the shared denylist until it expires.
-    match state.store.token_user(claims.user_id, &claims.jti).await? {
-        Some((_, true)) => Err(AuthError::RevokedToken.into()),
-        Some((user, false)) => Ok(user),
+    token_owner(state, &claims).await
+}
+
+/// The user of a verified token, if the token still works: logout puts its id on the shared
+/// denylist until it expires; `chatnode admin` disables accounts and revokes all their tokens.
+pub async fn token_owner(state: &SharedState, claims: &Claims) -> Result<User, ApiError> {
+    let found = state
+        .store
+        .token_user(claims.user_id, &claims.jti, claims.iat)
+        .await?;
+    match found {
+        Some((user, TokenStanding::Live)) => Ok(user),
+        Some((_, TokenStanding::Revoked)) => Err(AuthError::RevokedToken.into()),
+        Some((_, TokenStanding::Disabled)) => Err(ApiError::forbidden(
+            "This account is disabled; contact the operator of this server",
+        )),
         None => Err(ApiError::unauthorized("User not found")),
     }
 }

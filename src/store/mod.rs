@@ -1,6 +1,7 @@
 //! The storage seam. Handlers only see [`Store`]; SQLite is the embedded implementation,
 //! PostgreSQL (the `postgres` feature) the one several nodes can share.
 
+pub mod admin;
 pub mod conversations;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -16,6 +17,7 @@ pub use crate::domain::{
     Attachment, AttachmentOwner, Member, Message, NewUser, OutboxDepth, OutboxEntry, Page, Room,
     User,
 };
+pub use admin::{AdminStore, TokenStanding};
 pub use conversations::ConversationStore;
 
 /// Errors a store reports. Domain outcomes (not found, not a member, ...) are variants so
@@ -139,7 +141,7 @@ pub fn probe_writable(dir: &Path) -> StoreResult<()> {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: ConversationStore + Send + Sync {
+pub trait Store: ConversationStore + AdminStore + Send + Sync {
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;
     /// The user with this email (case-insensitive) and their password hash.
     async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
@@ -147,9 +149,15 @@ pub trait Store: ConversationStore + Send + Sync {
 
     async fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
     async fn is_token_revoked(&self, jti: &str) -> StoreResult<bool>;
-    /// The user an access token names, and whether its `jti` was revoked, in one read: every
-    /// authenticated request asks both.
-    async fn token_user(&self, id: i64, jti: &str) -> StoreResult<Option<(User, bool)>>;
+    /// The user a token names and whether the token still works (its `jti` revoked, the
+    /// account's tokens up to its `issued_at` revoked, the account disabled), in one read:
+    /// every authenticated request asks.
+    async fn token_user(
+        &self,
+        id: i64,
+        jti: &str,
+        issued_at: i64,
+    ) -> StoreResult<Option<(User, TokenStanding)>>;
 
     /// Creates a room with `admin` and `members` (all must exist) as members; nothing is
     /// written when any id is unknown or the member count exceeds `cap`.

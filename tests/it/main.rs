@@ -1,6 +1,7 @@
 //! Black-box tests: each starts a real node on a random port and drives it over HTTP and
 //! WebSocket, the way a client does.
 
+mod admin;
 mod answers;
 mod attachments;
 mod auth;

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use chatnode::domain::events::{EventKind, RoomEvent, BOT_SENDER};
 use chatnode::domain::values::{Email, PhoneNumber};
-use chatnode::store::{format_timestamp, Attachment, NewUser, Page, Store, StoreError, User};
+use chatnode::store::{
+    format_timestamp, Attachment, NewUser, Page, Store, StoreError, TokenStanding, User,
+};
 
 use crate::helpers::{eventually, WAIT};
 
@@ -80,7 +82,8 @@ macro_rules! backend_suite {
     };
 }
 
-// After the macro: it uses it.
+// After the macro: they use it.
+mod admin;
 mod conversations;
 
 backend_suite!(
@@ -859,29 +862,33 @@ async fn a_token_user_is_read_with_its_revocation(backend: Backend) {
     let alice = add_user(&store, "alice").await;
     let now = chrono::Utc::now().timestamp();
     let (user, revoked) = store
-        .token_user(alice.id, "access-1")
+        .token_user(alice.id, "access-1", now)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
         (user.id, user.email.as_str(), revoked),
-        (alice.id, alice.email.as_str(), false)
+        (alice.id, alice.email.as_str(), TokenStanding::Live)
     );
     store.revoke_token("access-1", now + 3600).await.unwrap();
     let (_, revoked) = store
-        .token_user(alice.id, "access-1")
+        .token_user(alice.id, "access-1", now)
         .await
         .unwrap()
         .unwrap();
-    assert!(revoked);
+    assert_eq!(revoked, TokenStanding::Revoked);
     let (_, revoked) = store
-        .token_user(alice.id, "access-2")
+        .token_user(alice.id, "access-2", now)
         .await
         .unwrap()
         .unwrap();
-    assert!(!revoked, "only the revoked id is refused");
+    assert_eq!(
+        revoked,
+        TokenStanding::Live,
+        "only the revoked id is refused"
+    );
     assert!(store
-        .token_user(alice.id + 1000, "access-2")
+        .token_user(alice.id + 1000, "access-2", now)
         .await
         .unwrap()
         .is_none());

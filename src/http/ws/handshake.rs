@@ -83,7 +83,7 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
               (status = 429, description = "Too many connection attempts, or too many open sockets, for this user",
                headers(("retry-after" = u64, description = "Seconds to wait"))),
               (status = 426, description = "Not a WebSocket upgrade request"),
-              (status = 503, description = "The node has `--max-connections` sockets open; retry after `Retry-After` seconds")))]
+              (status = 503, description = "The node has `--max-connections` sockets open, or is draining (`chatnode admin node drain`); retry after `Retry-After` seconds")))]
 pub async fn handshake(
     id: String,
     state: SharedState,
@@ -92,6 +92,11 @@ pub async fn handshake(
     query: WsQuery,
     on_upgrade: Option<OnUpgrade>,
 ) -> Result<Response, ApiError> {
+    if state.hub.is_draining() {
+        return Err(ApiError::overloaded(
+            "This node is restarting; connect to another node",
+        ));
+    }
     // Taken first, so a full node spends nothing on the refused handshake; held by the socket.
     let connection = connections.take()?;
     let token = match query.token.as_deref() {

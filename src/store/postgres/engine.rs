@@ -41,6 +41,10 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "0006_conversations",
         include_str!("../../../sql/postgres/0006_conversations.sql"),
     ),
+    (
+        "0008_admin",
+        include_str!("../../../sql/postgres/0008_admin.sql"),
+    ),
 ];
 
 /// Advisory lock key ("chatnode" in ASCII) held while migrating, so nodes starting together

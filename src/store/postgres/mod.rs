@@ -6,6 +6,7 @@
 //! A trigger on the outbox NOTIFYs `chatnode_outbox` at commit; every store LISTENs on a
 //! connection of its own, so the relay holding the lease wakes for commits on any node.
 
+mod admin;
 mod conversations;
 mod engine;
 mod queries;

@@ -17,6 +17,7 @@ use super::rows::{
 use super::PostgresStore;
 use crate::domain::conversations::RoomKind;
 use crate::domain::events::RoomEvent;
+use crate::store::TokenStanding;
 use crate::store::{
     format_timestamp, Attachment, AttachmentOwner, Message, NewUser, OutboxDepth, OutboxEntry,
     Page, RelayLease, Room, Store, StoreError, StoreResult, User,
@@ -128,18 +129,29 @@ impl Store for PostgresStore {
         Ok(row.get(0))
     }
 
-    async fn token_user(&self, id: i64, jti: &str) -> StoreResult<Option<(User, bool)>> {
+    async fn token_user(
+        &self,
+        id: i64,
+        jti: &str,
+        issued_at: i64,
+    ) -> StoreResult<Option<(User, TokenStanding)>> {
         let db = self.pool.get().await?;
         let row = query_opt(
             &db,
             &format!(
                 "SELECT {USER_COLUMNS}, \
-                 EXISTS(SELECT 1 FROM revoked_tokens WHERE jti = $2) FROM users WHERE id = $1"
+                 EXISTS(SELECT 1 FROM revoked_tokens WHERE jti = $2), \
+                 disabled_at IS NOT NULL, tokens_revoked_at FROM users WHERE id = $1"
             ),
             &[&id, &jti],
         )
         .await?;
-        Ok(row.map(|row| (user_from_row(&row), row.get(8))))
+        let at = USER_COLUMNS.split(',').count();
+        Ok(row.map(|row| {
+            let standing =
+                TokenStanding::of(row.get(at), row.get(at + 1), row.get(at + 2), issued_at);
+            (user_from_row(&row), standing)
+        }))
     }
 
     async fn create_room(

@@ -38,6 +38,10 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "0006_conversations",
         include_str!("../../../sql/sqlite/0006_conversations.sql"),
     ),
+    (
+        "0008_admin",
+        include_str!("../../../sql/sqlite/0008_admin.sql"),
+    ),
 ];
 
 /// Prepared statements kept per connection: more than the hot paths use, so none of them is

@@ -5,6 +5,7 @@
 //! answered only after the shared COMMIT), and reads run in `spawn_blocking` on a small pool of
 //! read-only connections that WAL lets proceed while the writer works.
 
+mod admin;
 mod conversations;
 mod engine;
 mod lease;

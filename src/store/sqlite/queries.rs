@@ -11,6 +11,7 @@ use super::lease::{lease_path, FileLease};
 use super::SqliteStore;
 use crate::domain::conversations::RoomKind;
 use crate::domain::events::RoomEvent;
+use crate::store::TokenStanding;
 use crate::store::{
     now_timestamp, Attachment, AttachmentOwner, Member, Message, NewUser, OutboxDepth, OutboxEntry,
     Page, RelayLease, Room, Store, StoreError, StoreResult, User,
@@ -252,16 +253,29 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn token_user(&self, id: i64, jti: &str) -> StoreResult<Option<(User, bool)>> {
+    async fn token_user(
+        &self,
+        id: i64,
+        jti: &str,
+        issued_at: i64,
+    ) -> StoreResult<Option<(User, TokenStanding)>> {
         let jti = jti.to_string();
+        let at = USER_COLUMNS.split(',').count();
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached(&format!(
                     "SELECT {USER_COLUMNS}, \
-                     EXISTS(SELECT 1 FROM revoked_tokens WHERE jti = ?2) FROM users WHERE id = ?1"
+                     EXISTS(SELECT 1 FROM revoked_tokens WHERE jti = ?2), \
+                     disabled_at IS NOT NULL, tokens_revoked_at FROM users WHERE id = ?1"
                 ))?
                 .query_row(params![id, jti], |row| {
-                    Ok((user_from_row(row)?, row.get(8)?))
+                    let standing = TokenStanding::of(
+                        row.get(at)?,
+                        row.get(at + 1)?,
+                        row.get(at + 2)?,
+                        issued_at,
+                    );
+                    Ok((user_from_row(row)?, standing))
                 })
                 .optional()?)
         })
