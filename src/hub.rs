@@ -189,8 +189,27 @@ impl QueueReceiver {
     }
 }
 
+/// Whose socket it is, as delivery needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner {
+    pub user_id: i64,
+    /// The user hides their own last_seen, so they see no one else's either.
+    pub hides_last_seen: bool,
+}
+
+impl From<&crate::domain::User> for Owner {
+    fn from(user: &crate::domain::User) -> Self {
+        Self {
+            user_id: user.id,
+            hides_last_seen: !user.show_last_seen,
+        }
+    }
+}
+
 struct LocalSocket {
     user_id: i64,
+    /// The user hides their own last_seen, so they see no one else's either.
+    hides_last_seen: bool,
     queue: QueueSender,
     kick: Kick,
 }
@@ -234,7 +253,7 @@ impl Hub {
     pub async fn register(
         self: &Arc<Self>,
         room: i64,
-        user_id: i64,
+        owner: Owner,
         queue: QueueSender,
         kick: Kick,
     ) -> Registration {
@@ -249,7 +268,8 @@ impl Hub {
             rooms.entry(room).or_default().insert(
                 id,
                 LocalSocket {
-                    user_id,
+                    user_id: owner.user_id,
+                    hides_last_seen: owner.hides_last_seen,
                     queue,
                     kick,
                 },
@@ -388,15 +408,24 @@ impl Hub {
 }
 
 /// A signal goes to the room's sockets but the signaller's own, and only where there is
-/// room: it is not worth closing a slow reader for.
+/// room: it is not worth closing a slow reader for. A presence frame goes without its
+/// `last_seen` to sockets of users who hide their own.
 fn offer_signal(sockets: &HashMap<u64, LocalSocket>, event: &RoomEvent) {
-    let outgoing = Outgoing::Frame {
+    let signal = |frame: String| Outgoing::Frame {
         id: None,
         sender: event.user_id,
-        frame: Utf8Bytes::from(event.frame_json()),
+        frame: Utf8Bytes::from(frame),
     };
+    let outgoing = signal(event.frame_json());
+    let mut redacted = None;
     for socket in sockets.values() {
-        if Some(socket.user_id) != event.user_id && !socket.kick.token.is_cancelled() {
+        if Some(socket.user_id) == event.user_id || socket.kick.token.is_cancelled() {
+            continue;
+        }
+        if socket.hides_last_seen && event.last_seen.is_some() {
+            let redacted = redacted.get_or_insert_with(|| signal(event.presence_frame(true)));
+            socket.queue.offer(redacted);
+        } else {
             socket.queue.offer(&outgoing);
         }
     }
@@ -416,6 +445,13 @@ fn offer(socket: &LocalSocket, outgoing: &Outgoing) {
 mod tests {
     use super::*;
     use crate::transport::memory::MemoryTransport;
+
+    fn owner(user_id: i64) -> Owner {
+        Owner {
+            user_id,
+            hides_last_seen: false,
+        }
+    }
 
     fn frame(id: i64) -> Outgoing {
         Outgoing::Frame {
@@ -479,10 +515,10 @@ mod tests {
         let shutdown = CancellationToken::new();
         let (slow_tx, _slow_rx) = queue(1);
         let slow_kick = Kick::child_of(&shutdown);
-        let _slow = hub.register(7, 1, slow_tx, slow_kick.clone()).await;
+        let _slow = hub.register(7, owner(1), slow_tx, slow_kick.clone()).await;
         let (fast_tx, mut fast_rx) = queue(10);
         let fast_kick = Kick::child_of(&shutdown);
-        let _fast = hub.register(7, 2, fast_tx, fast_kick.clone()).await;
+        let _fast = hub.register(7, owner(2), fast_tx, fast_kick.clone()).await;
         for _ in 0..3 {
             hub.deliver(&RoomEvent::joined(7, 3, "carol", "2026-12-03T00:00:00Z"));
         }
@@ -499,7 +535,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let (tx, _rx) = queue(4);
         let kick = Kick::child_of(&shutdown);
-        let registration = hub.register(9, 5, tx, kick.clone()).await;
+        let registration = hub.register(9, owner(5), tx, kick.clone()).await;
         assert_eq!((hub.room_socket_count(9), hub.socket_count()), (1, 1));
         hub.deliver(&RoomEvent::left(9, 5, "eve", "2026-12-03T00:00:00Z"));
         assert_eq!(fired(kick).await, CLOSE_LEFT_ROOM);

@@ -155,6 +155,10 @@ impl Application {
         state
             .tasks
             .spawn(state.limits.clone().prune_until(state.shutdown.clone()));
+        state.tasks.spawn(crate::signals::presence::run(
+            state.clone(),
+            state.shutdown.clone(),
+        ));
         state.tasks.spawn(crate::signals::expire_typing(
             state.clone(),
             state.shutdown.clone(),

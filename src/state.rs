@@ -13,7 +13,7 @@ use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::receipts::Receipts;
-use crate::signals::Typing;
+use crate::signals::{Presence, Typing};
 use crate::store::Store;
 use crate::transport::Transport;
 
@@ -32,6 +32,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Who is typing in the rooms this node serves (bounded: `signals::typing::MAX_TYPING`).
     pub typing: Typing,
+    /// This node's sockets per user, for presence (bounded by the open sockets).
+    pub presence: Arc<Presence>,
     /// Fires when the node starts shutting down; socket tasks watch it.
     pub shutdown: CancellationToken,
     /// Tracks socket and background tasks so shutdown can wait for them.
@@ -51,11 +53,15 @@ impl AppState {
         shutdown: CancellationToken,
     ) -> Self {
         let hub = Arc::new(Hub::new(transport.clone()));
+        let metrics = Metrics::new(config.metrics_listen.is_some());
+        let store = metrics.timed(store);
+        metrics.probe(transport.as_ref());
         Self {
-            limits: Limits::new(&config.limits),
+            limits: Limits::new(&config.limits, &metrics),
             receipts: Arc::new(Receipts::new(hub.clone())),
             typing: Typing::default(),
-            metrics: Metrics::default(),
+            presence: Arc::default(),
+            metrics,
             config,
             store,
             hub,

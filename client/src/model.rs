@@ -25,6 +25,23 @@ pub struct Profile {
     pub last_name: String,
     pub created_at: String,
     pub updated_at: String,
+    /// Whether others may see when this user was last online.
+    #[serde(default = "shown")]
+    pub show_last_seen: bool,
+}
+
+fn shown() -> bool {
+    true
+}
+
+/// A person's presence (`GET /api/v1/users/<id>/presence/`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Presence {
+    pub user_id: i64,
+    /// `online` or `offline`.
+    pub status: String,
+    /// Null while online, when never seen, or when hidden.
+    pub last_seen: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +93,9 @@ pub struct Room {
     /// `group` or `direct`.
     pub kind: String,
     pub member_count: i64,
+    /// Members online now (absent from older nodes).
+    #[serde(default)]
+    pub online_count: i64,
     /// Direct conversations: the other person.
     pub peer: Option<Person>,
 }

@@ -24,6 +24,7 @@ struct Event {
     upto: Option<i64>,
     direct: bool,
     request_id: Option<String>,
+    last_seen: Option<String>,
 }
 
 // The first byte picks what the rest is: a message body as anyone may publish it (seeds are
@@ -51,6 +52,8 @@ fuzz_target!(|data: &[u8]| {
                 EventKind::Read,
                 EventKind::TypingStarted,
                 EventKind::TypingStopped,
+                EventKind::PresenceOnline,
+                EventKind::PresenceOffline,
                 EventKind::MemberDisabled,
                 EventKind::MemberSignedOut,
                 EventKind::RoomDeleted,
@@ -68,6 +71,7 @@ fuzz_target!(|data: &[u8]| {
                 upto: e.upto,
                 direct: e.direct,
                 request_id: e.request_id,
+                last_seen: e.last_seen,
             });
         }
         _ => {
@@ -82,6 +86,14 @@ fn round_trips(event: &RoomEvent) {
     let frame: Value = serde_json::from_str(&event.frame_json()).expect("the frame is JSON");
     let data = &frame["data"];
     assert_eq!(data["chat_id"], event.chat_id);
+    if event.is_presence() {
+        let online = event.kind == EventKind::PresenceOnline;
+        assert_eq!(data["purpose"], "presence");
+        assert_eq!(data["user_id"], json!(event.user_id));
+        assert_eq!(data["status"], if online { "online" } else { "offline" });
+        assert_eq!(data["last_seen"], json!(event.last_seen));
+        return;
+    }
     if event.is_signal() {
         let state = if event.kind == EventKind::TypingStarted {
             "start"

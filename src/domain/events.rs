@@ -24,6 +24,10 @@ pub enum EventKind {
     TypingStarted,
     /// An ephemeral signal: `user_id` stopped typing.
     TypingStopped,
+    /// An ephemeral signal: `user_id` came online (their first socket on any node).
+    PresenceOnline,
+    /// An ephemeral signal: `user_id` went offline (`last_seen`, unless they hide it).
+    PresenceOffline,
     /// An operator disabled `user_id` (`chatnode admin users disable`): their sockets close.
     MemberDisabled,
     /// An operator revoked every token of `user_id`: their sockets close.
@@ -57,6 +61,9 @@ pub struct RoomEvent {
     /// from node to node in the logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// When a user going offline was last seen; `None` when they hide it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
 }
 
 pub fn attachment_url(file: &Attachment) -> String {
@@ -78,6 +85,7 @@ impl RoomEvent {
             upto: None,
             direct: false,
             request_id: None,
+            last_seen: None,
         }
     }
 
@@ -107,6 +115,7 @@ impl RoomEvent {
             upto: Some(upto),
             direct: false,
             request_id: None,
+            last_seen: None,
         }
     }
 
@@ -133,15 +142,61 @@ impl RoomEvent {
             upto: None,
             direct: false,
             request_id: None,
+            last_seen: None,
         }
     }
 
-    /// An ephemeral signal (typing): carried best-effort, never stored or replayed.
+    /// `user` came online (`last_seen` none) or went offline in the eyes of `room`'s members.
+    pub fn presence(
+        room: i64,
+        user: i64,
+        online: bool,
+        last_seen: Option<String>,
+        at: &str,
+    ) -> Self {
+        Self {
+            kind: if online {
+                EventKind::PresenceOnline
+            } else {
+                EventKind::PresenceOffline
+            },
+            last_seen,
+            ..Self::typing(room, user, "", false, at)
+        }
+    }
+
+    /// An ephemeral signal (typing, presence): carried best-effort, never stored or replayed.
     pub fn is_signal(&self) -> bool {
         matches!(
             self.kind,
-            EventKind::TypingStarted | EventKind::TypingStopped
+            EventKind::TypingStarted
+                | EventKind::TypingStopped
+                | EventKind::PresenceOnline
+                | EventKind::PresenceOffline
         )
+    }
+
+    pub fn is_presence(&self) -> bool {
+        matches!(
+            self.kind,
+            EventKind::PresenceOnline | EventKind::PresenceOffline
+        )
+    }
+
+    /// A presence signal's frame; `redacted` leaves `last_seen` out (for a viewer who hides
+    /// their own, as WhatsApp does).
+    pub fn presence_frame(&self, redacted: bool) -> String {
+        let online = self.kind == EventKind::PresenceOnline;
+        json!({
+            "data": {
+                "purpose": "presence",
+                "chat_id": self.chat_id,
+                "user_id": self.user_id,
+                "status": if online { "online" } else { "offline" },
+                "last_seen": if redacted { None } else { self.last_seen.as_deref() },
+            }
+        })
+        .to_string()
     }
 
     /// An operator's change that closes sockets: of `user` in `room`, or of the whole room.
@@ -186,6 +241,7 @@ impl RoomEvent {
             upto: None,
             direct: false,
             request_id: None,
+            last_seen: None,
         }
     }
 
@@ -223,6 +279,9 @@ impl RoomEvent {
     }
 
     fn frame(&self, state: Option<MessageState>) -> String {
+        if self.is_presence() {
+            return self.presence_frame(false);
+        }
         if self.is_signal() {
             let started = self.kind == EventKind::TypingStarted;
             return json!({

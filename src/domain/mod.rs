@@ -22,6 +22,8 @@ pub struct User {
     pub last_name: String,
     pub created_at: String,
     pub updated_at: String,
+    /// Whether others may see when this user was last online (`PATCH /api/v1/users/me/`).
+    pub show_last_seen: bool,
 }
 
 #[derive(Debug, Clone)]

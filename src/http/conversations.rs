@@ -9,7 +9,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::rooms::{CreatedRoom, PersonView, RoomView};
+use super::rooms::{count_online, CreatedRoom, PersonView, RoomView};
 use super::{authenticated, json_body, ok, page_limit, respond, room_id, with_state, ApiError};
 use crate::domain::conversations::MemberPage;
 use crate::state::SharedState;
@@ -75,7 +75,8 @@ pub async fn direct(
     } else {
         StatusCode::OK
     };
-    let chatroom = RoomView::new(room, caller.id);
+    let mut chatroom = RoomView::new(room, caller.id);
+    count_online(&state, [&mut chatroom]).await?;
     Ok(ok(status, CreatedRoom { chatroom }))
 }
 

@@ -16,8 +16,8 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::{
-    auth, conversations, error_response, health, media, messages, receipts, rooms, users, ws,
-    ApiError, Detail,
+    asyncapi, auth, conversations, error_response, health, media, messages, presence, receipts,
+    rooms, users, ws, ApiError, Detail,
 };
 
 #[derive(OpenApi)]
@@ -36,8 +36,9 @@ use super::{
         conversations::direct, conversations::members,
         receipts::mark_read, receipts::message_receipts,
         users::lookup, users::blocked, users::block, users::unblock,
+        presence::presence, presence::me, presence::change_me,
         ws::handshake::handshake, media::download,
-        health::healthz, health::livez, health::readyz,
+        health::healthz, health::livez, health::readyz, asyncapi::document,
     ),
     components(schemas(
         auth::RegisterRequest, auth::LoginRequest, auth::RefreshRequest, crate::store::User,
@@ -50,6 +51,7 @@ use super::{
         receipts::ReadRequest, receipts::ReadPosition, receipts::ReadAnswer, receipts::ReceiptList,
         crate::domain::conversations::MessageReceipt, crate::domain::conversations::Position,
         users::FoundUser, users::BlockedUser, users::UnblockedUser, users::BlockedList,
+        presence::PresenceView, presence::Status, presence::AccountChange, presence::Account,
     )),
     modifiers(&BearerAuth, &Envelope),
     tags((name = "auth"), (name = "rooms"), (name = "messages"), (name = "users"), (name = "websocket"),

@@ -1,5 +1,6 @@
 //! The HTTP face: routes, the response envelope and the one place errors become statuses.
 
+pub mod asyncapi;
 pub mod auth;
 pub mod conversations;
 pub mod cors;
@@ -10,6 +11,7 @@ mod health;
 pub mod media;
 pub mod messages;
 mod metrics;
+pub mod presence;
 pub mod receipts;
 pub mod request_id;
 pub mod rooms;
@@ -53,16 +55,21 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(users::routes(state.clone()))
         .unify()
+        .or(presence::routes(state.clone()))
+        .unify()
         .or(ws::routes(state.clone()))
         .unify()
         .or(media::routes(state.clone()))
         .unify()
         .or(docs::routes())
+        .unify()
+        .or(asyncapi::routes())
         .unify();
     // Every request but the health checks holds an in-flight slot while it is handled.
     let inflight = shed::Slots::new(
         state.config.max_inflight_requests,
         "The server is busy; try again shortly",
+        state.metrics.shed(crate::metrics::Shed::Inflight).clone(),
     );
     let api = inflight
         .gate()

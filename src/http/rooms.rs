@@ -82,6 +82,8 @@ pub struct RoomView {
     pub updated_at: String,
     pub kind: RoomKind,
     pub member_count: i64,
+    /// Members with a socket open on any node now.
+    pub online_count: i64,
     /// Direct conversations: the other person.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<PersonView>,
@@ -111,9 +113,30 @@ impl RoomView {
             updated_at: room.updated_at,
             kind: room.kind,
             member_count: room.member_count,
+            online_count: 0,
             peer: peer.map(PersonView::from),
         }
     }
+}
+
+/// Sets each view's `online_count`, in one query for them all.
+pub async fn count_online<'a>(
+    state: &SharedState,
+    views: impl IntoIterator<Item = &'a mut RoomView>,
+) -> Result<(), ApiError> {
+    let mut views: Vec<&mut RoomView> = views.into_iter().collect();
+    let ids = views.iter().map(|view| view.id).collect();
+    let now = chrono::Utc::now().timestamp_millis();
+    let counts: HashMap<i64, i64> = state
+        .store
+        .online_counts(ids, now)
+        .await?
+        .into_iter()
+        .collect();
+    for view in &mut views {
+        view.online_count = counts.get(&view.id).copied().unwrap_or(0);
+    }
+    Ok(())
 }
 
 /// A chat-list entry: the room and the caller's news in it.
@@ -219,7 +242,7 @@ pub async fn list_rooms(
             }
             .encode()
         });
-    let chatrooms = page
+    let mut chatrooms: Vec<ChatListEntry> = page
         .into_iter()
         .map(|entry| ChatListEntry {
             room: RoomView::new(entry.room, user.id),
@@ -228,6 +251,7 @@ pub async fn list_rooms(
             last_read_id: entry.last_read_id,
         })
         .collect();
+    count_online(&state, chatrooms.iter_mut().map(|entry| &mut entry.room)).await?;
     Ok(ok(StatusCode::OK, RoomList { chatrooms, next }))
 }
 
@@ -274,7 +298,8 @@ pub async fn create_room(
         .store
         .create_room(name.as_str(), user.id, &body.members, cap)
         .await?;
-    let chatroom = RoomView::new(room, user.id);
+    let mut chatroom = RoomView::new(room, user.id);
+    count_online(&state, [&mut chatroom]).await?;
     Ok(ok(StatusCode::CREATED, CreatedRoom { chatroom }))
 }
 

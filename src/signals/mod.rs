@@ -1,6 +1,7 @@
-//! Ephemeral signals (typing): published through the transport's best-effort path, never
+//! Ephemeral signals (typing, presence): published through the transport's best-effort path, never
 //! through the store or the outbox, and expired by each receiving node on its own clock.
 
+pub mod presence;
 pub mod typing;
 
 use std::time::Duration;
@@ -11,6 +12,7 @@ use crate::domain::events::{EventKind, RoomEvent};
 use crate::state::SharedState;
 use crate::store::now_timestamp;
 
+pub use presence::Presence;
 pub use typing::Typing;
 
 /// How often expired typing starts are ended: a start lasts 6-6.5 s without a refresh.

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod conversations;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod presence;
 pub mod sqlite;
 
 use std::path::Path;
@@ -19,6 +20,7 @@ pub use crate::domain::{
 };
 pub use admin::{AdminStore, TokenStanding};
 pub use conversations::ConversationStore;
+pub use presence::PresenceStore;
 
 /// Errors a store reports. Domain outcomes (not found, not a member, ...) are variants so
 /// that every backend answers them the same way and the HTTP layer maps them in one place.
@@ -141,7 +143,7 @@ pub fn probe_writable(dir: &Path) -> StoreResult<()> {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: ConversationStore + AdminStore + Send + Sync {
+pub trait Store: ConversationStore + PresenceStore + AdminStore + Send + Sync {
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;
     /// The user with this email (case-insensitive) and their password hash.
     async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
@@ -198,6 +200,9 @@ pub trait Store: ConversationStore + AdminStore + Send + Sync {
     async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
     /// Notified after each commit that added outbox entries.
     fn outbox_signal(&self) -> Arc<Notify>;
+    /// Operations waiting for the database, for metrics: SQLite's writes queued for the
+    /// writer thread, PostgreSQL's requests waiting for a pooled connection.
+    fn queue_depth(&self) -> usize;
     /// Takes relay lease `key` when no live node holds it; `None` while one does. The lease
     /// ends when released, dropped, or when its holder dies (the database or the kernel
     /// releases it then), so another node can take over at once.

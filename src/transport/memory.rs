@@ -108,6 +108,7 @@ mod tests {
             upto: None,
             direct: false,
             request_id: None,
+            last_seen: None,
         }
     }
 

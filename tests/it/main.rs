@@ -30,6 +30,7 @@ mod limits;
 mod logs;
 mod messages;
 mod metrics;
+mod presence;
 mod properties;
 mod room_limits;
 mod rooms;

@@ -85,6 +85,7 @@ macro_rules! backend_suite {
 // After the macro: they use it.
 mod admin;
 mod conversations;
+mod presence;
 
 backend_suite!(
     users_have_one_account_per_email_whatever_its_case,

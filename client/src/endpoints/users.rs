@@ -1,11 +1,16 @@
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use crate::{Client, Error, Person};
+use crate::{Client, Error, Person, Presence, Profile};
 
 #[derive(Deserialize)]
 struct Found {
     user: Person,
+}
+
+#[derive(Deserialize)]
+struct Account {
+    user: Profile,
 }
 
 #[derive(Deserialize)]
@@ -14,6 +19,36 @@ struct Blocked {
 }
 
 impl Client {
+    /// `GET /api/v1/users/<id>/presence/`: online or offline and last seen, for the caller
+    /// and people sharing a room with them.
+    pub async fn presence(&self, access: &str, user_id: i64) -> Result<Presence, Error> {
+        self.get(&format!("/api/v1/users/{user_id}/presence/"))
+            .token(access)
+            .data(StatusCode::OK)
+            .await
+    }
+
+    /// `GET /api/v1/users/me/`: the caller's own account.
+    pub async fn me(&self, access: &str) -> Result<Profile, Error> {
+        let account: Account = self
+            .get("/api/v1/users/me/")
+            .token(access)
+            .data(StatusCode::OK)
+            .await?;
+        Ok(account.user)
+    }
+
+    /// `PATCH /api/v1/users/me/` `{"show_last_seen"}`: hide or show the caller's last seen.
+    pub async fn set_show_last_seen(&self, access: &str, show: bool) -> Result<Profile, Error> {
+        let account: Account = self
+            .request(reqwest::Method::PATCH, "/api/v1/users/me/")
+            .token(access)
+            .json(&serde_json::json!({ "show_last_seen": show }))
+            .data(StatusCode::OK)
+            .await?;
+        Ok(account.user)
+    }
+
     /// `GET /api/v1/users/lookup/?email=`: a person by their exact email.
     pub async fn lookup_email(&self, access: &str, email: &str) -> Result<Person, Error> {
         self.lookup(access, "email", email).await

@@ -73,6 +73,7 @@ impl Feed {
         frames: impl Iterator<Item = Frame> + Send,
     ) -> Result<(), End> {
         let metrics = &self.state.metrics;
+        let started = metrics.write_started();
         let write = async {
             let mut texts = 0;
             for frame in frames {
@@ -81,6 +82,7 @@ impl Feed {
             }
             sink.flush().await?;
             metrics.frames_delivered(texts);
+            metrics.socket_written(started);
             Ok::<(), WsError>(())
         };
         let mut write = pin!(write);
@@ -308,7 +310,11 @@ pub(super) async fn run_socket(
     let (queue, mut outgoing) = hub::queue(state.config.ws_queue);
     let kick = Kick::child_of(&state.shutdown);
     // Registered (and subscribed) before reading history, so nothing falls in between.
-    let registration = state.hub.register(room, user.id, queue, kick.clone()).await;
+    let registration = state
+        .hub
+        .register(room, (&user).into(), queue, kick.clone())
+        .await;
+    let present = state.presence.opened(user.id);
     let (mut sink, mut stream) = socket.split();
 
     let ping_every = state.config.ws_ping_interval();
@@ -376,6 +382,7 @@ pub(super) async fn run_socket(
     // count drops first, so whoever sees the socket gone may open another.
     drop(slot);
     drop(registration);
+    drop(present);
     count_close(&state, &close);
     finish(sink, stream, close).await;
 }

@@ -42,6 +42,10 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../sql/postgres/0006_conversations.sql"),
     ),
     (
+        "0007_presence",
+        include_str!("../../../sql/postgres/0007_presence.sql"),
+    ),
+    (
         "0008_admin",
         include_str!("../../../sql/postgres/0008_admin.sql"),
     ),

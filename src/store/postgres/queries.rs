@@ -86,7 +86,7 @@ impl Store for PostgresStore {
             &[&email],
         )
         .await?;
-        Ok(row.map(|row| (user_from_row(&row), row.get(8))))
+        Ok(row.map(|row| (user_from_row(&row), row.get(9))))
     }
 
     async fn user(&self, id: i64) -> StoreResult<Option<User>> {
@@ -468,6 +468,10 @@ impl Store for PostgresStore {
 
     fn outbox_signal(&self) -> Arc<Notify> {
         self.outbox.clone()
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.pool.status().waiting
     }
 
     async fn try_relay_lease(&self, key: u32) -> StoreResult<Option<Box<dyn RelayLease>>> {

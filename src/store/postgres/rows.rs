@@ -57,7 +57,7 @@ pub(super) fn timestamp(row: &Row, index: usize) -> String {
 }
 
 pub(super) const USER_COLUMNS: &str =
-    "id, email, username, phone_number, first_name, last_name, created_at, updated_at";
+    "id, email, username, phone_number, first_name, last_name, created_at, updated_at, show_last_seen";
 
 pub(super) fn user_from_row(row: &Row) -> User {
     User {
@@ -69,6 +69,7 @@ pub(super) fn user_from_row(row: &Row) -> User {
         last_name: row.get(5),
         created_at: timestamp(row, 6),
         updated_at: timestamp(row, 7),
+        show_last_seen: row.get(8),
     }
 }
 

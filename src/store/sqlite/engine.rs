@@ -39,6 +39,10 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../sql/sqlite/0006_conversations.sql"),
     ),
     (
+        "0007_presence",
+        include_str!("../../../sql/sqlite/0007_presence.sql"),
+    ),
+    (
         "0008_admin",
         include_str!("../../../sql/sqlite/0008_admin.sql"),
     ),

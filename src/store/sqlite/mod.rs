@@ -9,6 +9,7 @@ mod admin;
 mod conversations;
 mod engine;
 mod lease;
+mod presence;
 mod queries;
 
 pub use engine::SqliteStore;

@@ -18,7 +18,7 @@ use crate::store::{
 };
 
 pub(super) const USER_COLUMNS: &str =
-    "id, email, username, phone_number, first_name, last_name, created_at, updated_at";
+    "id, email, username, phone_number, first_name, last_name, created_at, updated_at, show_last_seen";
 
 pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -30,6 +30,7 @@ pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         last_name: row.get(5)?,
         created_at: row.get(6)?,
         updated_at: row.get(7)?,
+        show_last_seen: row.get(8)?,
     })
 }
 
@@ -210,7 +211,7 @@ impl Store for SqliteStore {
                 .query_row(
                     &format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = ?1"),
                     [email],
-                    |row| Ok((user_from_row(row)?, row.get(8)?)),
+                    |row| Ok((user_from_row(row)?, row.get(9)?)),
                 )
                 .optional()?)
         })
@@ -566,6 +567,10 @@ impl Store for SqliteStore {
 
     fn outbox_signal(&self) -> Arc<Notify> {
         self.outbox.clone()
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
     }
 
     async fn try_relay_lease(&self, key: u32) -> StoreResult<Option<Box<dyn RelayLease>>> {

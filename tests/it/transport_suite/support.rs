@@ -27,6 +27,7 @@ pub fn event(room: i64, message: &str) -> RoomEvent {
         upto: None,
         direct: false,
         request_id: None,
+        last_seen: None,
     }
 }
 
