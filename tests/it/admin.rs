@@ -59,8 +59,10 @@ async fn admin_error(node: &TestNode, args: &[&str]) -> String {
     stderr
 }
 
-async fn me_status(node: &TestNode, user: &TestUser) -> StatusCode {
-    node.get("/api/v1/users/me/", Some(&user.access)).await.0
+async fn list_status(node: &TestNode, user: &TestUser) -> StatusCode {
+    node.get("/api/v1/chat/chatrooms/", Some(&user.access))
+        .await
+        .0
 }
 
 async fn refresh_status(node: &TestNode, user: &TestUser) -> StatusCode {
@@ -106,13 +108,13 @@ async fn a_disabled_user_is_refused_everywhere_at_once_until_enabled() {
         socket.expect_close().await,
         (4403, "your account was disabled".to_string())
     );
-    assert_eq!(me_status(&node, &alice).await, StatusCode::FORBIDDEN);
+    assert_eq!(list_status(&node, &alice).await, StatusCode::FORBIDDEN);
     assert_eq!(refresh_status(&node, &alice).await, StatusCode::FORBIDDEN);
     assert_eq!(login_status(&node, &alice).await, StatusCode::FORBIDDEN);
     let (status, body) = node.refused_ws(&node.ws_url(room, &alice.access)).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(
-        me_status(&node, &bob).await,
+        list_status(&node, &bob).await,
         StatusCode::OK,
         "bob is not affected"
     );
@@ -120,7 +122,7 @@ async fn a_disabled_user_is_refused_everywhere_at_once_until_enabled() {
     assert_eq!(stats["disabled_users"], 1);
 
     admin_json(&node, &["users", "enable", &alice.id.to_string()]).await;
-    assert_eq!(me_status(&node, &alice).await, StatusCode::OK);
+    assert_eq!(list_status(&node, &alice).await, StatusCode::OK);
     assert_eq!(refresh_status(&node, &alice).await, StatusCode::OK);
     node.ws(room, &alice).await;
 
@@ -147,7 +149,7 @@ async fn revoking_a_users_tokens_ends_their_sessions_but_not_their_account() {
         refresh_status(&node, &alice).await,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(me_status(&node, &alice).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(list_status(&node, &alice).await, StatusCode::UNAUTHORIZED);
     // Tokens carry their issue time in seconds: one of the revoking second is refused too.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let again = node
@@ -155,7 +157,9 @@ async fn revoking_a_users_tokens_ends_their_sessions_but_not_their_account() {
         .login(&alice.email, PASSWORD)
         .await
         .expect("the account still signs in");
-    let (status, _) = node.get("/api/v1/users/me/", Some(again.access())).await;
+    let (status, _) = node
+        .get("/api/v1/chat/chatrooms/", Some(again.access()))
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     let error = admin_error(&node, &["tokens", "revoke", "--user", "424242"]).await;
