@@ -31,7 +31,7 @@ postgres_image=$(sed -n 2p <<<"$local_images")
 log "building $IMAGE (builder $builder_image, runtime $RUNTIME_IMAGE)"
 buildlog=/tmp/chatnode-compose-smoke-build.log
 build_started=$SECONDS
-DOCKER_BUILDKIT=0 docker build --network host \
+DOCKER_BUILDKIT=0 docker build --force-rm --network host \
     --build-arg "BUILDER_IMAGE=$builder_image" --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE" \
     -t "$IMAGE" . >"$buildlog" 2>&1 \
     || { tail -n 30 "$buildlog" >&2; die "docker build failed (see $buildlog)"; }

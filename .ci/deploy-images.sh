@@ -21,8 +21,9 @@ log() { echo "== [deploy-images ${SECONDS}s] $*" >&2; }
 die() { echo "deploy-images.sh: ERROR: $*" >&2; exit 1; }
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 # Classic builder (the engine is Debian's 20.10, there may be no buildx); host network, so the
-# build reaches the mirror and static.rust-lang.org exactly as the host does.
-build() { DOCKER_BUILDKIT=0 docker build --network host "$@"; }
+# build reaches the mirror and static.rust-lang.org exactly as the host does; --force-rm, so
+# a failed step leaves no container behind.
+build() { DOCKER_BUILDKIT=0 docker build --force-rm --network host "$@"; }
 
 image_exists "$BASE_IMAGE" || die "$BASE_IMAGE missing; run .ci/rabbitmq4.sh first"
 [[ $(uname -m) == x86_64 ]] || die "rustup-init is fetched for x86_64 only"
