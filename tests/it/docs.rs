@@ -26,6 +26,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/users/blocked/"),
     ("post", "/api/v1/users/{id}/block/"),
     ("post", "/api/v1/users/{id}/unblock/"),
+    ("get", "/api/v1/users/{id}/presence/"),
+    ("get", "/api/v1/users/me/"),
+    ("patch", "/api/v1/users/me/"),
     ("get", "/ws/chat/{id}/"),
     ("get", "/media/{file}"),
     ("get", "/healthz"),
@@ -59,6 +62,9 @@ async fn every_route_is_documented_and_every_documented_path_is_routed() {
             let request = match method.as_str() {
                 "get" => node.api.get(&concrete),
                 "post" => node.api.post(&concrete),
+                "patch" => node
+                    .api
+                    .request(chatnode_client::Method::PATCH, &concrete),
                 other => panic!("unexpected method {other}"),
             };
             let response = request.send().await.unwrap();

@@ -357,12 +357,12 @@ pub struct WsClient {
     pub socket: Socket,
 }
 
-/// Whether `frame` is a receipt frame (`receipt` or `receipts`), which the node writes on
-/// every socket besides messages: readers of messages and errors skip them.
-pub fn is_receipt(frame: &Value) -> bool {
+/// Whether `frame` is a receipt frame (`receipt` or `receipts`) or a presence frame, which
+/// the node writes on sockets besides messages: readers of messages and errors skip them.
+pub fn is_background(frame: &Value) -> bool {
     matches!(
         frame["data"]["purpose"].as_str(),
-        Some("receipt" | "receipts")
+        Some("receipt" | "receipts" | "presence")
     )
 }
 
@@ -395,17 +395,17 @@ impl WsClient {
             .expect("a frame arrives in time")
     }
 
-    /// The next text frame as JSON that is not a receipt frame (see [`is_receipt`]).
+    /// The next text frame as JSON that is neither a receipt nor a presence frame (see [`is_background`]).
     pub async fn next_json(&mut self) -> Value {
         loop {
             let frame = self.next_frame().await;
-            if !is_receipt(&frame) {
+            if !is_background(&frame) {
                 return frame;
             }
         }
     }
 
-    /// The `data` of the next broadcast frame (receipt frames skipped).
+    /// The `data` of the next broadcast frame (receipt and presence frames skipped).
     pub async fn next_data(&mut self) -> Value {
         let frame = self.next_json().await;
         assert!(frame["data"].is_object(), "not a broadcast frame: {frame}");
@@ -480,14 +480,14 @@ impl WsClient {
         }
     }
 
-    /// Asserts nothing but control frames and receipt frames arrives for `window`.
+    /// Asserts nothing but control, receipt and presence frames arrives for `window`.
     pub async fn expect_silence(&mut self, window: Duration) {
         let deadline = tokio::time::Instant::now() + window;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.socket.recv_within(left).await {
                 Ok(None) => return,
-                Ok(Some(Incoming::Frame(frame))) if is_receipt(&frame) => continue,
+                Ok(Some(Incoming::Frame(frame))) if is_background(&frame) => continue,
                 other => panic!("expected silence, got {other:?}"),
             }
         }

@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{eventually, is_receipt, spawn, spawn_with, stalled_ws, JWT_SECRET, WAIT};
+use crate::helpers::{eventually, is_background, spawn, spawn_with, stalled_ws, JWT_SECRET, WAIT};
 
 #[tokio::test]
 async fn bad_handshakes_are_refused_before_upgrading() {
@@ -273,7 +273,7 @@ async fn a_slow_reader_is_disconnected_without_stalling_the_room() {
                 // Messages only: receipt frames are not what was sent.
                 Some(Ok(Message::Text(text)))
                     if serde_json::from_str::<serde_json::Value>(&text)
-                        .is_ok_and(|f| is_receipt(&f)) => {}
+                        .is_ok_and(|f| is_background(&f)) => {}
                 Some(Ok(Message::Text(_))) => received += 1,
                 Some(Ok(Message::Close(frame))) => break (frame, received),
                 Some(Ok(_)) => {}

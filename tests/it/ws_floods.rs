@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpSocket;
 
-use crate::helpers::{eventually, is_receipt, spawn_with, WsClient, PASSWORD, WAIT};
+use crate::helpers::{eventually, is_background, spawn_with, WsClient, PASSWORD, WAIT};
 use crate::ws_close::{client_frame, upgrade};
 
 const MIB: u64 = 1024 * 1024;
@@ -103,7 +103,7 @@ async fn next_opcode(tcp: &mut (impl AsyncReadExt + Unpin)) -> Option<u8> {
         if opcode == 0x1 && len <= 64 * 1024 {
             let mut payload = vec![0u8; len as usize];
             tcp.read_exact(&mut payload).await.ok()?;
-            if serde_json::from_slice::<Value>(&payload).is_ok_and(|f| is_receipt(&f)) {
+            if serde_json::from_slice::<Value>(&payload).is_ok_and(|f| is_background(&f)) {
                 continue;
             }
             return Some(opcode);
