@@ -62,9 +62,7 @@ async fn every_route_is_documented_and_every_documented_path_is_routed() {
             let request = match method.as_str() {
                 "get" => node.api.get(&concrete),
                 "post" => node.api.post(&concrete),
-                "patch" => node
-                    .api
-                    .request(chatnode_client::Method::PATCH, &concrete),
+                "patch" => node.api.request(chatnode_client::Method::PATCH, &concrete),
                 other => panic!("unexpected method {other}"),
             };
             let response = request.send().await.unwrap();
