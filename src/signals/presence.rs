@@ -158,10 +158,9 @@ pub async fn run(state: SharedState, token: CancellationToken) {
                 let now = Instant::now();
                 let heartbeat_due = last_apply.is_none_or(|at| now >= at + HEARTBEAT);
                 let (arrived, left) = state.presence.due(now);
-                if heartbeat_due || !arrived.is_empty() || !left.is_empty() {
-                    if apply(&state, &node, arrived, left).await {
-                        last_apply = Some(now);
-                    }
+                let due = heartbeat_due || !arrived.is_empty() || !left.is_empty();
+                if due && apply(&state, &node, arrived, left).await {
+                    last_apply = Some(now);
                 }
             }
         }

@@ -3,7 +3,6 @@
 //! swept once, and last_seen is stored and hidden as the user asks.
 
 use chatnode::store::presence::PresenceChange;
-use chatnode::store::Store;
 
 use super::{add_user, Backend, TEST_LIMIT};
 
