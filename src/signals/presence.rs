@@ -125,7 +125,17 @@ impl Presence {
         }
     }
 
-    /// Users with sockets here (for tests and `/metrics`-style checks of the bound).
+    /// The store lost this node's sessions: nothing is stored any more, everyone with a
+    /// socket here is to arrive.
+    fn lapsed(&self) {
+        let mut local = self.local.lock().expect("presence poisoned");
+        local.stored.clear();
+        local.leaving.clear();
+        let users: Vec<i64> = local.sockets.keys().copied().collect();
+        local.arriving.extend(users);
+    }
+
+    /// Users with sockets here.
     pub fn local_users(&self) -> usize {
         self.local.lock().expect("presence poisoned").sockets.len()
     }
@@ -189,6 +199,11 @@ async fn apply(state: &SharedState, node: &str, arrived: Vec<i64>, left: Vec<i64
         .await;
     match result {
         Ok(changes) => {
+            if changes.lapsed {
+                // Swept while the store was out of reach (or a first batch): every user
+                // with a socket here arrives again.
+                state.presence.lapsed();
+            }
             state.presence.settled(&arrived, &left, Instant::now());
             for change in changes.online.iter().chain(&changes.offline) {
                 announce(state, change).await;
@@ -277,6 +292,18 @@ mod tests {
         let again = presence.opened(7);
         assert_eq!(due(&presence, Instant::now() + GRACE * 2), (vec![], vec![]));
         drop(again);
+    }
+
+    #[test]
+    fn a_lapsed_node_has_every_user_with_a_socket_arrive_again() {
+        let presence = Arc::new(Presence::default());
+        let now = Instant::now();
+        let (_one, _two) = (presence.opened(1), presence.opened(2));
+        presence.settled(&[1, 2], &[], now);
+        drop(presence.opened(3));
+        presence.settled(&[3], &[], now);
+        presence.lapsed();
+        assert_eq!(due(&presence, now + GRACE), (vec![1, 2], vec![]));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct PresenceChange {
 pub struct PresenceChanges {
     pub online: Vec<PresenceChange>,
     pub offline: Vec<PresenceChange>,
+    /// The node's heartbeat had expired (or it was swept) before this batch: the sessions it
+    /// thought it had are gone, and its users must arrive again.
+    pub lapsed: bool,
 }
 
 /// A user's presence as the store has it.

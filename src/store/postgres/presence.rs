@@ -66,6 +66,14 @@ impl PresenceStore for PostgresStore {
     ) -> StoreResult<PresenceChanges> {
         let mut db = self.pool.get().await?;
         let tx = db.transaction().await?;
+        // Locked, so a sweeper deciding it is dead waits and then sees it renewed.
+        let alive = query_opt(
+            &tx,
+            "SELECT expires_at >= $2 FROM presence_nodes WHERE node_id = $1 FOR UPDATE",
+            &[&node, &now],
+        )
+        .await?
+        .map(|row| row.get::<_, bool>(0));
         execute(
             &tx,
             "INSERT INTO presence_nodes (node_id, heartbeat_at, expires_at) VALUES ($1, $2, $3)
@@ -76,7 +84,10 @@ impl PresenceStore for PostgresStore {
         .await?;
         let everyone: Vec<i64> = arrived.iter().chain(&left).copied().collect();
         let known = lock_users(&tx, &everyone).await?;
-        let mut changes = PresenceChanges::default();
+        let mut changes = PresenceChanges {
+            lapsed: alive != Some(true),
+            ..PresenceChanges::default()
+        };
         for (user, show_last_seen) in known.iter().filter(|(u, _)| arrived.contains(u)) {
             if !held(&tx, *user, now).await? {
                 changes.online.push(PresenceChange {

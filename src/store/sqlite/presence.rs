@@ -47,13 +47,20 @@ fn apply(
     arrived: &[i64],
     left: &[i64],
 ) -> StoreResult<PresenceChanges> {
+    let alive: Option<bool> = conn
+        .prepare_cached("SELECT expires_at >= ?2 FROM presence_nodes WHERE node_id = ?1")?
+        .query_row(params![node, now], |row| row.get(0))
+        .optional()?;
     conn.prepare_cached(
         "INSERT INTO presence_nodes (node_id, heartbeat_at, expires_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (node_id) DO UPDATE
              SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
     )?
     .execute(params![node, now, now + ttl_ms])?;
-    let mut changes = PresenceChanges::default();
+    let mut changes = PresenceChanges {
+        lapsed: alive != Some(true),
+        ..PresenceChanges::default()
+    };
     for &user in arrived {
         let show: Option<bool> = conn
             .prepare_cached("SELECT show_last_seen FROM users WHERE id = ?1")?

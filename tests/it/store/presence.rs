@@ -112,6 +112,17 @@ async fn a_dead_node_is_swept_once_and_its_users_were_last_seen_at_its_heartbeat
         .await
         .unwrap();
     assert_eq!(users(&stopped), [bob.id]);
+    // The swept node comes back: it is told it lapsed, so its users arrive again.
+    let back = one
+        .presence_apply("dead", later, TTL, vec![], vec![])
+        .await
+        .unwrap();
+    assert!(back.lapsed);
+    let renewed = one
+        .presence_apply("dead", later + 1, TTL, vec![], vec![])
+        .await
+        .unwrap();
+    assert!(!renewed.lapsed);
 }
 
 async fn presence_is_for_people_sharing_a_room_and_rooms_count_who_is_online(backend: Backend) {
