@@ -66,6 +66,15 @@ pub struct Config {
     #[arg(long, env = "CHATNODE_MAX_UPLOAD_BYTES", default_value_t = 25 * 1024 * 1024)]
     pub max_upload_bytes: u64,
 
+    /// Seconds an attachment URL in an answer or a frame stays valid without credentials.
+    #[arg(
+        long = "media-url-ttl",
+        env = "CHATNODE_MEDIA_URL_TTL",
+        value_name = "SECS",
+        default_value_t = 3600
+    )]
+    pub media_url_ttl_secs: u64,
+
     /// Log format.
     #[arg(long, env = "CHATNODE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -179,6 +188,7 @@ impl Config {
             amqp10_addressing: Amqp10Addressing::Auto,
             node_id: random_node_id(),
             max_upload_bytes: 25 * 1024 * 1024,
+            media_url_ttl_secs: 3600,
             log_format: LogFormat::Human,
             max_room_members: 1024,
             ws_ping_secs: 30,

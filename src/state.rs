@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::hasher::Hasher;
+use crate::auth::media_url::MediaUrls;
 use crate::auth::Tokens;
 use crate::config::Config;
 use crate::hub::Hub;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub transport: Arc<dyn Transport>,
     pub hub: Arc<Hub>,
     pub tokens: Tokens,
+    /// Mints and checks the capability URLs of attachments.
+    pub media_urls: MediaUrls,
     /// The bounded password-hashing pool.
     pub hasher: Hasher,
     pub limits: Arc<Limits>,
@@ -53,6 +56,7 @@ impl AppState {
         shutdown: CancellationToken,
     ) -> Self {
         let hub = Arc::new(Hub::new(transport.clone()));
+        let media_urls = MediaUrls::new(&tokens, config.media_url_ttl_secs);
         let metrics = Metrics::new(config.metrics_listen.is_some());
         let store = metrics.timed(store);
         metrics.probe(transport.as_ref());
@@ -66,6 +70,7 @@ impl AppState {
             store,
             hub,
             transport,
+            media_urls,
             tokens,
             hasher,
             shutdown,

@@ -1,6 +1,7 @@
 //! Passwords, JWTs and registration rules. Pure functions and keys; no HTTP here.
 
 pub mod hasher;
+pub mod media_url;
 pub mod password;
 pub mod tokens;
 pub mod validate;

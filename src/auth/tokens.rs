@@ -127,6 +127,19 @@ impl Tokens {
         }
     }
 
+    /// A key per secret for another purpose (`label`), newest first: an HMAC of the label,
+    /// so it reveals nothing of the secret and never signs a JWT.
+    pub fn derived_keys(&self, label: &[u8]) -> Vec<EncodingKey> {
+        self.keys
+            .iter()
+            .map(|key| {
+                let derived = jsonwebtoken::crypto::sign(label, &key.encoding, Algorithm::HS256)
+                    .expect("HMAC-SHA256 accepts any key");
+                EncodingKey::from_secret(derived.as_bytes())
+            })
+            .collect()
+    }
+
     /// The key id new tokens carry.
     pub fn signing_kid(&self) -> &str {
         &self.keys[0].kid

@@ -217,6 +217,9 @@ fn is_svg(head: &[u8]) -> bool {
 #[derive(Deserialize)]
 pub struct TokenQuery {
     token: Option<String>,
+    /// A capability URL's expiry and signature (`MediaUrls::mint`).
+    exp: Option<String>,
+    sig: Option<String>,
 }
 
 /// `GET /media/<file>`: the file, for members of its message's room only.
@@ -237,11 +240,13 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
 #[utoipa::path(get, path = "/media/{file}", tag = "media", security(("bearer" = [])),
     params(("file" = String, Path, description = "File name from a message's attachment URL"),
            ("token" = Option<String>, Query, description = "Access token (or an Authorization header)"),
+           ("exp" = Option<i64>, Query, description = "Expiry of a signed URL (unix seconds), as minted in answers and frames"),
+           ("sig" = Option<String>, Query, description = "Signature of a signed URL: with `exp`, no credentials are needed"),
            ("range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`")),
     responses((status = 200, description = "The file, with its content type"),
               (status = 206, description = "The requested byte range"),
-              (status = 401, description = "Missing or invalid access token"),
-              (status = 403, description = "Not a member of the attachment's chatroom"),
+              (status = 401, description = "Neither a signed URL nor an access token"),
+              (status = 403, description = "Not a member of the attachment's chatroom, or a signed URL that expired or was altered"),
               (status = 404, description = "No such attachment, or its file is not on this node (`The file of this attachment is not on this node`)"),
               (status = 416, description = "The range starts past the end of the file")))]
 pub async fn download(
@@ -360,11 +365,30 @@ async fn authorize_download(
     auth: Option<String>,
     query: TokenQuery,
 ) -> Result<crate::store::AttachmentOwner, ApiError> {
-    let token = match query.token.as_deref() {
-        Some(token) => Some(token),
-        None => bearer(auth.as_deref()).map_err(ApiError::from)?,
+    let signed = match (query.exp.as_deref(), query.sig.as_deref()) {
+        (None, None) => false,
+        (Some(exp), Some(sig)) => {
+            state
+                .media_urls
+                .check(name, exp, sig)
+                .map_err(|refusal| ApiError::forbidden(refusal.to_string()))?;
+            true
+        }
+        _ => {
+            let refusal = crate::auth::media_url::MediaUrlRefusal::Invalid;
+            return Err(ApiError::forbidden(refusal.to_string()));
+        }
     };
-    let user = user_for_token(state, token).await?;
+    // A signed URL is a capability minted for a member; otherwise the caller must be one.
+    let user = if signed {
+        None
+    } else {
+        let token = match query.token.as_deref() {
+            Some(token) => Some(token),
+            None => bearer(auth.as_deref()).map_err(ApiError::from)?,
+        };
+        Some(user_for_token(state, token).await?)
+    };
     let not_found = || ApiError::not_found("Attachment not found");
     let plain_name = !name.is_empty()
         && !name.starts_with('.')
@@ -379,6 +403,9 @@ async fn authorize_download(
         .attachment_owner(name)
         .await?
         .ok_or_else(not_found)?;
+    let Some(user) = user else {
+        return Ok(owner);
+    };
     state
         .store
         .check_member(owner.room_id, user.id)

@@ -11,6 +11,7 @@ use warp::{Filter, Rejection};
 
 use super::media::{self, Upload};
 use super::{authenticated, json_body, ok, respond, room_id, with_state, ApiError};
+use crate::auth::media_url::MediaUrls;
 use crate::domain::conversations::{MessageState, ReceiptKind, ReceiptMark};
 use crate::domain::events::attachment_url;
 use crate::domain::values::Content;
@@ -106,6 +107,12 @@ impl From<&Message> for MessageView {
 }
 
 impl MessageView {
+    /// With its attachment URL minted for the member being answered.
+    pub fn signed(mut self, urls: &MediaUrls) -> Self {
+        self.attachment = self.attachment.map(|path| urls.mint(&path));
+        self
+    }
+
     /// The message with how far it got, as its sender sees it.
     fn with_state(m: &Message, state: MessageState) -> Self {
         Self {
@@ -212,6 +219,7 @@ pub async fn history(
             }
             _ => MessageView::from(m),
         })
+        .map(|view| view.signed(&state.media_urls))
         .collect();
     // A page the caller was given counts as delivered to them.
     if let Some(newest) = messages.iter().rev().find(|m| m.sender_id != user.id) {
@@ -234,13 +242,13 @@ fn send_error(err: StoreError) -> ApiError {
 }
 
 /// The stored message, as its sender sees it: delivered to and read by no one yet.
-fn created(message: &Message) -> Response {
+fn created(message: &Message, urls: &MediaUrls) -> Response {
     let fresh = MessageState {
         delivered_count: 0,
         read_count: 0,
         status: None,
     };
-    let detail = MessageView::with_state(message, fresh);
+    let detail = MessageView::with_state(message, fresh).signed(urls);
     ok(StatusCode::CREATED, SentMessage { detail })
 }
 
@@ -276,7 +284,7 @@ pub async fn send_json(
         .await
         .map_err(send_error)?;
     state.metrics.message_stored();
-    Ok(created(&message))
+    Ok(created(&message, &state.media_urls))
 }
 
 pub async fn send_multipart(
@@ -314,5 +322,5 @@ pub async fn send_multipart(
     if let Some(file) = attachment {
         file.keep();
     }
-    Ok(created(&message))
+    Ok(created(&message, &state.media_urls))
 }

@@ -28,7 +28,9 @@ pub async fn send_typing(state: &SharedState, room: i64, user: i64, name: &str, 
 }
 
 /// Hands an event from the transport to this node's sockets, with the typing stops it implies.
-pub fn deliver(state: &SharedState, event: RoomEvent) {
+pub fn deliver(state: &SharedState, mut event: RoomEvent) {
+    // Minted here, on the delivering node, for the members whose sockets it serves.
+    event.file = event.file.map(|path| state.media_urls.mint(&path));
     if event.kind == EventKind::Message {
         state.metrics.delivered(&event.created_at);
     }

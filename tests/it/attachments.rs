@@ -30,6 +30,11 @@ async fn upload(
     node.send(request, Some(&user.access)).await
 }
 
+/// An attachment URL without its signature: `/media/<file>`.
+pub fn path_of(url: &str) -> String {
+    url.split('?').next().unwrap().to_string()
+}
+
 /// Files in the media directory, ignoring the in-progress folder.
 fn stored_files(node: &TestNode) -> Vec<String> {
     let dir = node.data_dir.path().join("media");
@@ -73,15 +78,13 @@ async fn images_and_videos_are_stored_served_to_members_and_broadcast() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let message = &body["data"]["detail"];
     assert_eq!(message["content"], "look");
-    let url = message["attachment"].as_str().unwrap().to_string();
+    let url = path_of(message["attachment"].as_str().unwrap());
     assert!(url.starts_with("/media/") && url.ends_with(".png"), "{url}");
     let frame = bob_ws.next_data().await;
-    assert_eq!(frame["file"], url.as_str());
+    assert_eq!(path_of(frame["file"].as_str().unwrap()), url);
     assert_eq!(frame["message"], "look");
-    assert_eq!(
-        node.history(&bob, room, "").await[0]["attachment"],
-        url.as_str()
-    );
+    let history = node.history(&bob, room, "").await;
+    assert_eq!(path_of(history[0]["attachment"].as_str().unwrap()), url);
 
     let download = node.api.get(&url).token(&bob.access).send().await.unwrap();
     assert_eq!(download.status, StatusCode::OK);
@@ -103,10 +106,7 @@ async fn images_and_videos_are_stored_served_to_members_and_broadcast() {
     for (file, content_type) in [("clip.webm", "video/webm"), ("clip.mp4", "video/mp4")] {
         let (status, body) = upload(&node, &alice, room, None, file, fixture(file)).await;
         assert_eq!(status, StatusCode::CREATED, "{file}: {body}");
-        let url = body["data"]["detail"]["attachment"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let url = path_of(body["data"]["detail"]["attachment"].as_str().unwrap());
         let response = node
             .api
             .get(&url)
@@ -115,7 +115,8 @@ async fn images_and_videos_are_stored_served_to_members_and_broadcast() {
             .await
             .unwrap();
         assert_eq!(response.headers["content-type"], content_type);
-        assert_eq!(bob_ws.next_data().await["file"], url.as_str());
+        let frame = bob_ws.next_data().await;
+        assert_eq!(path_of(frame["file"].as_str().unwrap()), url);
     }
     assert_eq!(stored_files(&node).len(), 3);
 }
@@ -216,4 +217,86 @@ async fn media_paths_cannot_escape_the_media_directory() {
         let body: Value = response.json();
         assert_eq!(body["success"], false);
     }
+}
+
+/// `url` with the value of query parameter `key` replaced.
+fn with_param(url: &str, key: &str, value: &str) -> String {
+    let (path, query) = url.split_once('?').unwrap();
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k == key => format!("{k}={value}"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+#[tokio::test]
+async fn signed_attachment_urls_work_without_credentials_until_they_expire() {
+    let node = spawn_with(|c| c.media_url_ttl_secs = 2).await;
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node.create_room(&alice, "signed", &[&bob]).await;
+    let mut bob_ws = node.ws(room, &bob).await;
+    let png = fixture("pixel.png");
+    let (status, body) = upload(&node, &alice, room, None, "a.png", png.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let signed = body["data"]["detail"]["attachment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        signed.contains("?exp=") && signed.contains("&sig="),
+        "{signed}"
+    );
+
+    // As an <img src> fetches it: no header, no token.
+    let plain = node.api.get(&signed).send().await.unwrap();
+    assert_eq!(plain.status, StatusCode::OK);
+    assert_eq!(plain.bytes.to_vec(), png);
+    // The frame and the chat list carry URLs of their own that work the same way.
+    let frame_url = bob_ws.next_data().await["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        node.api.get(&frame_url).send().await.unwrap().status,
+        StatusCode::OK
+    );
+    let list = node.api.chat_list(&bob.access, None, None).await.unwrap();
+    let listed = list.items[0].last_message.as_ref().unwrap();
+    let listed = listed.attachment.clone().unwrap();
+    assert_eq!(
+        node.api.get(&listed).send().await.unwrap().status,
+        StatusCode::OK
+    );
+
+    // Altered: another file, another expiry, another signature, half a pair.
+    let (path, _) = signed.split_once('?').unwrap();
+    let other_file = signed.replacen(".png", "x.png", 1);
+    let later = with_param(&signed, "exp", "99999999999");
+    let forged = with_param(&signed, "sig", "AAAA");
+    let half = format!("{path}?exp=99999999999");
+    for altered in [other_file, later, forged, half] {
+        let (status, body) = node.get(&altered, None).await;
+        assert!(
+            status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND,
+            "{altered}: {status} {body}"
+        );
+        assert_eq!(body["success"], false, "{altered}");
+    }
+    let (status, body) = node.get(&with_param(&signed, "sig", "AAAA"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Unsigned and without credentials: 401; a member's header still works.
+    let (status, _) = node.get(path, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let by_header = node.api.get(path).token(&bob.access).send().await.unwrap();
+    assert_eq!(by_header.status, StatusCode::OK);
+
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let (status, body) = node.get(&signed, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let detail = body["errors"]["detail"].as_str().unwrap();
+    assert!(detail.contains("expired"), "{body}");
 }

@@ -144,7 +144,7 @@ async fn a_media_file_replaced_by_a_symlink_is_not_followed() {
     std::fs::write(&secret_file, &secret).unwrap();
     let stored = data_dir
         .join("media")
-        .join(url.trim_start_matches("/media/"));
+        .join(crate::attachments::path_of(&url).trim_start_matches("/media/"));
     std::fs::remove_file(&stored).unwrap();
     std::os::unix::fs::symlink(&secret_file, &stored).unwrap();
 

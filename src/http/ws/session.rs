@@ -204,7 +204,8 @@ impl Feed {
                 None
             };
             let frames = messages.iter().map(|m| {
-                let event = RoomEvent::message(m);
+                let mut event = RoomEvent::message(m);
+                event.file = event.file.map(|path| self.state.media_urls.mint(&path));
                 let frame = match &positions {
                     Some(positions) if m.sender_id == user => {
                         event.frame_for_sender(positions.state_of(m.id, user))
