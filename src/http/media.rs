@@ -230,7 +230,7 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
         .and(with_state(state))
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::query::<TokenQuery>())
-        .and(warp::header::optional::<String>("range"))
+        .and(warp::header::headers_cloned())
         .then(download)
         .and_then(super::respond)
         .boxed()
@@ -242,9 +242,11 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
            ("token" = Option<String>, Query, description = "Access token (or an Authorization header)"),
            ("exp" = Option<i64>, Query, description = "Expiry of a signed URL (unix seconds), as minted in answers and frames"),
            ("sig" = Option<String>, Query, description = "Signature of a signed URL: with `exp`, no credentials are needed"),
-           ("range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`")),
+           ("range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`"),
+           ("if-none-match" = Option<String>, Header, description = "The `ETag` of a copy the client holds")),
     responses((status = 200, description = "The file, with its content type"),
               (status = 206, description = "The requested byte range"),
+              (status = 304, description = "The client's copy (`If-None-Match`) is current"),
               (status = 401, description = "Neither a signed URL nor an access token"),
               (status = 403, description = "Not a member of the attachment's chatroom, or a signed URL that expired or was altered"),
               (status = 404, description = "No such attachment, or its file is not on this node (`The file of this attachment is not on this node`)"),
@@ -254,10 +256,25 @@ pub async fn download(
     state: SharedState,
     auth: Option<String>,
     query: TokenQuery,
-    range: Option<String>,
+    headers: warp::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = tail.as_str();
     let owner = authorize_download(name, &state, auth, query).await?;
+    // A stored file never changes (a new upload gets a new name): its name is its version.
+    let etag = format!("\"{name}\"");
+    let if_none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    if if_none_match.is_some_and(|tags| matches_etag(tags, &etag)) {
+        let mut unchanged =
+            warp::reply::with_status(warp::reply(), StatusCode::NOT_MODIFIED).into_response();
+        caching_headers(unchanged.headers_mut(), &etag);
+        return Ok(unchanged);
+    }
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut file = open_inside(&state.config.media_dir(), name).await?;
     let size = file
         .metadata()
@@ -286,6 +303,7 @@ pub async fn download(
     headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    caching_headers(headers, &etag);
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
@@ -344,6 +362,24 @@ fn byte_range(range: Option<&str>, size: u64) -> Option<(u64, u64)> {
         }
         _ => whole,
     }
+}
+
+/// `If-None-Match` lists `etag` (weak comparison, as RFC 9110 asks for it) or is `*`.
+fn matches_etag(tags: &str, etag: &str) -> bool {
+    tags.split(',')
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == "*" || tag == etag)
+}
+
+/// Caches may keep a file, for the one user who fetched it only: it is a member's.
+fn caching_headers(headers: &mut warp::http::HeaderMap, etag: &str) {
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
 }
 
 /// `length` bytes of `file` from where it stands, in chunks of at most 64 KiB.

@@ -300,3 +300,56 @@ async fn signed_attachment_urls_work_without_credentials_until_they_expire() {
     let detail = body["errors"]["detail"].as_str().unwrap();
     assert!(detail.contains("expired"), "{body}");
 }
+
+#[tokio::test]
+async fn a_client_holding_the_current_copy_gets_304_and_caches_stay_private() {
+    let node = spawn().await;
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "cached", &[]).await;
+    let (_, body) = upload(&node, &alice, room, None, "a.png", fixture("pixel.png")).await;
+    let url = body["data"]["detail"]["attachment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = node.api.get(&url).send().await.unwrap();
+    assert_eq!(first.status, StatusCode::OK);
+    let etag = first.headers["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let cache = first.headers["cache-control"].to_str().unwrap();
+    assert!(cache.starts_with("private"), "{cache}");
+    for held in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"other\", {etag}"),
+        "*".into(),
+    ] {
+        let again = node
+            .api
+            .get(&url)
+            .header("if-none-match", held.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{held}");
+        assert!(again.bytes.is_empty(), "{held}");
+        assert_eq!(again.headers["etag"].to_str().unwrap(), etag);
+    }
+    let stale = node
+        .api
+        .get(&url)
+        .header("if-none-match", "\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status, StatusCode::OK);
+    // The credentials still come first: no 304 for someone who may not read the file.
+    let path = path_of(&url);
+    let anonymous = node
+        .api
+        .get(&path)
+        .header("if-none-match", etag.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
