@@ -12,6 +12,7 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Buf, Filter, Reply};
 
+use super::ranges::{self, Ranges};
 use super::{bearer, user_for_token, with_state, ApiError};
 use crate::state::SharedState;
 use crate::store::{Attachment, StoreError};
@@ -242,7 +243,7 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
            ("token" = Option<String>, Query, description = "Access token (or an Authorization header)"),
            ("exp" = Option<i64>, Query, description = "Expiry of a signed URL (unix seconds), as minted in answers and frames"),
            ("sig" = Option<String>, Query, description = "Signature of a signed URL: with `exp`, no credentials are needed"),
-           ("range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`"),
+           ("range" = Option<String>, Header, description = "Byte ranges: `bytes=0-1023`, a suffix `bytes=-500`, or several (`bytes=0-99,200-299`: a `multipart/byteranges` answer)"),
            ("if-none-match" = Option<String>, Header, description = "The `ETag` of a copy the client holds")),
     responses((status = 200, description = "The file, with its content type"),
               (status = 206, description = "The requested byte range"),
@@ -275,45 +276,64 @@ pub async fn download(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let mut file = open_inside(&state.config.media_dir(), name).await?;
+    let file = open_inside(&state.config.media_dir(), name).await?;
     let size = file
         .metadata()
         .await
         .map_err(|e| ApiError::from(StoreError::from_io("cannot read an attachment", e)))?
         .len();
-    let Some((start, end)) = byte_range(range.as_deref(), size) else {
-        let mut refused = super::error_response(&ApiError::RangeNotSatisfiable(format!(
-            "The range starts past the end of the file ({size} bytes)"
-        )));
-        let total = HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii");
-        refused.headers_mut().insert(header::CONTENT_RANGE, total);
-        return Ok(refused);
-    };
-    if start > 0 {
-        use tokio::io::AsyncSeekExt;
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| ApiError::from(StoreError::from_io("cannot read an attachment", e)))?;
-    }
-    let length = end - start;
-    let mut response = warp::reply::stream(file_chunks(file, length)).into_response();
-    let headers = response.headers_mut();
     let content_type = HeaderValue::from_str(&owner.content_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-    headers.insert(header::CONTENT_TYPE, content_type);
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    let mut response = match ranges::parse(range.as_deref(), size) {
+        Ranges::Unsatisfiable => return Ok(unsatisfiable(size)),
+        asked => body(file, asked, size, content_type).await?,
+    };
+    let headers = response.headers_mut();
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     caching_headers(headers, &etag);
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
     );
-    if range.is_some() && (start, end) != (0, size) {
-        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        let span = format!("bytes {start}-{}/{size}", end - 1);
-        let span = HeaderValue::from_str(&span).expect("ascii");
-        response.headers_mut().insert(header::CONTENT_RANGE, span);
-    }
+    Ok(response)
+}
+
+/// The whole file (200), one range of it or several (206), with their length and type.
+async fn body(
+    mut file: tokio::fs::File,
+    asked: Ranges,
+    size: u64,
+    content_type: HeaderValue,
+) -> Result<Response, ApiError> {
+    let (status, length, mut response) = match asked {
+        Ranges::Unsatisfiable | Ranges::Whole => {
+            let body = warp::reply::stream(file_chunks(file, size)).into_response();
+            (StatusCode::OK, size, body)
+        }
+        Ranges::Parts(parts) if parts.len() == 1 => {
+            let (start, end) = parts[0];
+            seek(&mut file, start).await?;
+            let mut body = warp::reply::stream(file_chunks(file, end - start)).into_response();
+            let span = format!("bytes {start}-{}/{size}", end - 1);
+            let span = HeaderValue::from_str(&span).expect("ascii");
+            body.headers_mut().insert(header::CONTENT_RANGE, span);
+            (StatusCode::PARTIAL_CONTENT, end - start, body)
+        }
+        Ranges::Parts(parts) => {
+            let boundary = hex::encode(rand::random::<[u8; 12]>());
+            let content_type = content_type.to_str().unwrap_or("application/octet-stream");
+            let (length, body) = ranges::multipart(file, &parts, content_type, size, &boundary);
+            let mut body = warp::reply::stream(body).into_response();
+            let multipart = format!("multipart/byteranges; boundary={boundary}");
+            let multipart = HeaderValue::from_str(&multipart).expect("ascii");
+            body.headers_mut().insert(header::CONTENT_TYPE, multipart);
+            (StatusCode::PARTIAL_CONTENT, length, body)
+        }
+    };
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.entry(header::CONTENT_TYPE).or_insert(content_type);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     Ok(response)
 }
 
@@ -341,29 +361,6 @@ async fn open_inside(dir: &Path, name: &str) -> Result<tokio::fs::File, ApiError
     }
 }
 
-/// The `[start, end)` to send for a `Range` header: the whole file without one (or with one
-/// this server does not serve, such as several ranges, which RFC 9110 lets it ignore);
-/// `None` when the range starts past the end.
-fn byte_range(range: Option<&str>, size: u64) -> Option<(u64, u64)> {
-    let whole = Some((0, size));
-    let Some(spec) = range.and_then(|r| r.trim().strip_prefix("bytes=")) else {
-        return whole;
-    };
-    let Some((first, last)) = spec.trim().split_once('-').filter(|_| !spec.contains(',')) else {
-        return whole;
-    };
-    let (first, last) = (first.trim(), last.trim());
-    match (first.parse::<u64>(), last.parse::<u64>()) {
-        (Ok(start), _) if start >= size => None,
-        (Ok(start), Ok(last)) if last >= start => Some((start, (last + 1).min(size))),
-        (Ok(start), Err(_)) if last.is_empty() => Some((start, size)),
-        (Err(_), Ok(suffix)) if first.is_empty() && suffix > 0 => {
-            Some((size.saturating_sub(suffix), size))
-        }
-        _ => whole,
-    }
-}
-
 /// `If-None-Match` lists `etag` (weak comparison, as RFC 9110 asks for it) or is `*`.
 fn matches_etag(tags: &str, etag: &str) -> bool {
     tags.split(',')
@@ -380,6 +377,24 @@ fn caching_headers(headers: &mut warp::http::HeaderMap, etag: &str) {
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=3600"),
     );
+}
+
+/// 416, saying how long the file is.
+fn unsatisfiable(size: u64) -> Response {
+    let mut refused = super::error_response(&ApiError::RangeNotSatisfiable(format!(
+        "The range starts past the end of the file ({size} bytes)"
+    )));
+    let total = HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii");
+    refused.headers_mut().insert(header::CONTENT_RANGE, total);
+    refused
+}
+
+async fn seek(file: &mut tokio::fs::File, start: u64) -> Result<(), ApiError> {
+    use tokio::io::AsyncSeekExt;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map(|_| ())
+        .map_err(|e| ApiError::from(StoreError::from_io("cannot read an attachment", e)))
 }
 
 /// `length` bytes of `file` from where it stands, in chunks of at most 64 KiB.
@@ -457,27 +472,7 @@ async fn authorize_download(
 
 #[cfg(test)]
 mod tests {
-    use super::{byte_range, sniff};
-
-    #[test]
-    fn one_byte_range_is_served_and_others_fall_back_to_the_whole_file() {
-        let range = |r: &str| byte_range(Some(r), 100);
-        assert_eq!(byte_range(None, 100), Some((0, 100)));
-        assert_eq!(range("bytes=0-9"), Some((0, 10)));
-        assert_eq!(range("bytes=90-"), Some((90, 100)));
-        assert_eq!(range("bytes=-5"), Some((95, 100)));
-        assert_eq!(range("bytes=50-500"), Some((50, 100)));
-        assert_eq!(range("bytes=100-"), None, "starts past the end");
-        for ignored in [
-            "bytes=0-1,5-6",
-            "items=0-1",
-            "bytes=9-2",
-            "bytes=-0",
-            "bytes=x-",
-        ] {
-            assert_eq!(range(ignored), Some((0, 100)), "{ignored}");
-        }
-    }
+    use super::sniff;
 
     #[test]
     fn recognises_media_by_content() {

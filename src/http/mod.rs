@@ -12,6 +12,7 @@ pub mod media;
 pub mod messages;
 mod metrics;
 pub mod presence;
+mod ranges;
 pub mod receipts;
 pub mod request_id;
 pub mod rooms;

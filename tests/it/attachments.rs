@@ -353,3 +353,61 @@ async fn a_client_holding_the_current_copy_gets_304_and_caches_stay_private() {
         .unwrap();
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn several_ranges_come_as_multipart_byteranges_and_a_range_past_the_end_is_416() {
+    let node = spawn().await;
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "ranges", &[]).await;
+    let png = fixture("pixel.png");
+    let (_, body) = upload(&node, &alice, room, None, "a.png", png.clone()).await;
+    let url = body["data"]["detail"]["attachment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let get = |range: String| {
+        let request = node.api.get(&url).header("range", range.as_str());
+        async move { request.send().await.unwrap() }
+    };
+    let answer = get("bytes=0-1, -3".into()).await;
+    assert_eq!(answer.status, StatusCode::PARTIAL_CONTENT);
+    let content_type = answer.headers["content-type"].to_str().unwrap();
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("{content_type}"));
+    let length: usize = answer.headers["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(answer.bytes.len(), length);
+    let size = png.len();
+    let mut expected = Vec::new();
+    for (start, end) in [(0, 2), (size - 3, size)] {
+        let head = format!(
+            "\r\n--{boundary}\r\nContent-Type: image/png\r\nContent-Range: bytes {start}-{}/{size}\r\n\r\n",
+            end - 1
+        );
+        expected.extend_from_slice(head.as_bytes());
+        expected.extend_from_slice(&png[start..end]);
+    }
+    expected.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    assert_eq!(answer.bytes.to_vec(), expected);
+
+    let suffix = get("bytes=-4".into()).await;
+    assert_eq!(suffix.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(suffix.bytes.to_vec(), png[size - 4..]);
+    let past = get(format!("bytes={size}-")).await;
+    assert_eq!(past.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        past.headers["content-range"],
+        format!("bytes */{size}").as_str()
+    );
+    let nonsense = get("bytes=5-2".into()).await;
+    assert_eq!(
+        nonsense.status,
+        StatusCode::OK,
+        "an unreadable range is ignored"
+    );
+    assert_eq!(nonsense.bytes.to_vec(), png);
+}
