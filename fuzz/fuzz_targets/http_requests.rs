@@ -207,6 +207,7 @@ fn node() -> &'static Node {
                 file_name: attachment.clone(),
                 content_type: "image/png".into(),
                 size: PNG.len() as u64,
+                original_name: None,
             };
             store
                 .post_message(member_room.id, member.id, "hello", Some(file))

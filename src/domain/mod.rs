@@ -63,6 +63,8 @@ pub struct Attachment {
     pub file_name: String,
     pub content_type: String,
     pub size: u64,
+    /// The name the sender's client gave the file, cleaned; for `Content-Disposition`.
+    pub original_name: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,4 +108,5 @@ pub struct OutboxDepth {
 pub struct AttachmentOwner {
     pub room_id: i64,
     pub content_type: String,
+    pub original_name: Option<String>,
 }

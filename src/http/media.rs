@@ -122,6 +122,7 @@ async fn save_attachment(
     media_dir: &Path,
     max_bytes: u64,
 ) -> Result<SavedFile, ApiError> {
+    let original_name = clean_file_name(part.filename());
     let storage =
         |e: std::io::Error| ApiError::from(StoreError::from_io("cannot write an upload", e));
     let incoming_dir = media_dir.join(INCOMING_DIR);
@@ -172,9 +173,51 @@ async fn save_attachment(
             file_name,
             content_type: content_type.to_string(),
             size,
+            original_name,
         },
         path: Some(final_path),
     })
+}
+
+/// Longest original file name kept, in characters.
+const MAX_FILE_NAME: usize = 255;
+
+/// The last path component of a client's file name, without control characters, at most
+/// [`MAX_FILE_NAME`] characters; `None` if nothing is left.
+fn clean_file_name(raw: Option<&str>) -> Option<String> {
+    let last = raw?.rsplit(['/', '\\']).next()?;
+    let clean: String = last
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_FILE_NAME)
+        .collect();
+    let clean = clean.trim();
+    (!clean.is_empty() && clean != "." && clean != "..").then(|| clean.to_string())
+}
+
+/// `inline`, with the original name as an ASCII fallback and RFC 5987's UTF-8 form.
+fn content_disposition(name: &str) -> HeaderValue {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String =
+        name.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+                b'!' | b'#' | b'$' | b'&' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|'
+                | b'~' => (b as char).to_string(),
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+    let value = format!("inline; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("inline"))
 }
 
 /// The file's type from its first bytes: `(extension, content type)` for accepted media.
@@ -291,6 +334,9 @@ pub async fn download(
     let headers = response.headers_mut();
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     caching_headers(headers, &etag);
+    if let Some(original) = &owner.original_name {
+        headers.insert(header::CONTENT_DISPOSITION, content_disposition(original));
+    }
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
@@ -472,7 +518,31 @@ async fn authorize_download(
 
 #[cfg(test)]
 mod tests {
-    use super::sniff;
+    use super::{clean_file_name, content_disposition, sniff};
+
+    #[test]
+    fn file_names_lose_their_path_and_controls_and_are_encoded_safely() {
+        assert_eq!(
+            clean_file_name(Some("C:\\Users\\me\\pic.png")).as_deref(),
+            Some("pic.png")
+        );
+        assert_eq!(
+            clean_file_name(Some("../../etc/passwd")).as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(
+            clean_file_name(Some("a\r\nb.png")).as_deref(),
+            Some("ab.png")
+        );
+        assert_eq!(clean_file_name(Some("..")), None);
+        assert_eq!(clean_file_name(Some("  ")), None);
+        assert_eq!(clean_file_name(None), None);
+        let header = content_disposition("été \"1\".png");
+        assert_eq!(
+            header.to_str().unwrap(),
+            "inline; filename=\"_t_ _1_.png\"; filename*=UTF-8''%C3%A9t%C3%A9%20%221%22.png"
+        );
+    }
 
     #[test]
     fn recognises_media_by_content() {

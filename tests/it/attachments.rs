@@ -411,3 +411,22 @@ async fn several_ranges_come_as_multipart_byteranges_and_a_range_past_the_end_is
     );
     assert_eq!(nonsense.bytes.to_vec(), png);
 }
+
+#[tokio::test]
+async fn a_download_names_the_file_as_its_sender_did_safely_encoded() {
+    let node = spawn().await;
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "names", &[]).await;
+    let png = fixture("pixel.png");
+    let (_, body) = upload(&node, &alice, room, None, "../Été/holiday \"1\".png", png).await;
+    let url = body["data"]["detail"]["attachment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer = node.api.get(&url).send().await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.headers["content-disposition"].to_str().unwrap(),
+        "inline; filename=\"holiday _1_.png\"; filename*=UTF-8''holiday%20%221%22.png"
+    );
+}

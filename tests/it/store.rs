@@ -364,6 +364,7 @@ async fn messages_are_stored_with_their_events_in_commit_order(backend: Backend)
         file_name: "0123abcd.png".to_string(),
         content_type: "image/png".to_string(),
         size: 4096,
+        original_name: Some("holiday snap.png".to_string()),
     };
     let second = store
         .post_message(room.id, bob.id, "a picture", Some(file.clone()))
@@ -373,8 +374,18 @@ async fn messages_are_stored_with_their_events_in_commit_order(backend: Backend)
     assert!(second.created_at >= first.created_at);
     let stored = second.attachment.clone().expect("attachment kept");
     assert_eq!(
-        (stored.file_name, stored.content_type, stored.size),
-        (file.file_name, file.content_type, file.size)
+        (
+            stored.file_name,
+            stored.content_type,
+            stored.size,
+            stored.original_name
+        ),
+        (
+            file.file_name,
+            file.content_type,
+            file.size,
+            file.original_name
+        )
     );
 
     let intruder = store
@@ -485,6 +496,7 @@ async fn attachments_name_their_room(backend: Backend) {
         file_name: "feedface.pdf".to_string(),
         content_type: "application/pdf".to_string(),
         size: 12,
+        original_name: None,
     };
     store
         .post_message(room.id, alice.id, "the report", Some(file))

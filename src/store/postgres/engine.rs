@@ -49,6 +49,10 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "0008_admin",
         include_str!("../../../sql/postgres/0008_admin.sql"),
     ),
+    (
+        "0009_attachment_names",
+        include_str!("../../../sql/postgres/0009_attachment_names.sql"),
+    ),
 ];
 
 /// Advisory lock key ("chatnode" in ASCII) held while migrating, so nodes starting together

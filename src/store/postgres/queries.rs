@@ -344,13 +344,14 @@ impl Store for PostgresStore {
         if let Some(file) = &attachment {
             execute(
                 &tx,
-                "INSERT INTO attachments (message_id, file_name, content_type, size)
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO attachments (message_id, file_name, content_type, size, original_name)
+                 VALUES ($1, $2, $3, $4, $5)",
                 &[
                     &id,
                     &file.file_name,
                     &file.content_type,
                     &(file.size as i64),
+                    &file.original_name,
                 ],
             )
             .await?;
@@ -417,7 +418,7 @@ impl Store for PostgresStore {
         let db = self.pool.get().await?;
         let row = query_opt(
             &db,
-            "SELECT m.room_id, a.content_type FROM attachments a
+            "SELECT m.room_id, a.content_type, a.original_name FROM attachments a
              JOIN messages m ON m.id = a.message_id WHERE a.file_name = $1",
             &[&file_name],
         )
@@ -425,6 +426,7 @@ impl Store for PostgresStore {
         Ok(row.map(|row| AttachmentOwner {
             room_id: row.get(0),
             content_type: row.get(1),
+            original_name: row.get(2),
         }))
     }
 

@@ -174,7 +174,7 @@ pub(super) async fn enqueue<C: GenericClient>(
 
 pub(super) const MESSAGE_SELECT: &str =
     "SELECT m.id, m.room_id, m.sender_id, u.username, m.content, m.created_at,
-            a.file_name, a.content_type, a.size
+            a.file_name, a.content_type, a.size, a.original_name
      FROM messages m JOIN users u ON u.id = m.sender_id
      LEFT JOIN attachments a ON a.message_id = m.id";
 
@@ -183,6 +183,7 @@ pub(super) fn message_from_row(row: &Row) -> Message {
         file_name,
         content_type: row.get(7),
         size: row.get::<_, i64>(8) as u64,
+        original_name: row.get(9),
     });
     Message {
         id: row.get(0),

@@ -46,6 +46,10 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "0008_admin",
         include_str!("../../../sql/sqlite/0008_admin.sql"),
     ),
+    (
+        "0009_attachment_names",
+        include_str!("../../../sql/sqlite/0009_attachment_names.sql"),
+    ),
 ];
 
 /// Prepared statements kept per connection: more than the hot paths use, so none of them is

@@ -146,7 +146,7 @@ fn touch_room(conn: &Connection, room: i64) -> StoreResult<()> {
 
 pub(super) const MESSAGE_SELECT: &str =
     "SELECT m.id, m.room_id, m.sender_id, u.username, m.content, m.created_at,
-            a.file_name, a.content_type, a.size
+            a.file_name, a.content_type, a.size, a.original_name
      FROM messages m JOIN users u ON u.id = m.sender_id
      LEFT JOIN attachments a ON a.message_id = m.id";
 
@@ -157,6 +157,7 @@ pub(super) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
             file_name,
             content_type: row.get(7)?,
             size: row.get::<_, i64>(8)? as u64,
+            original_name: row.get(9)?,
         }),
         None => None,
     };
@@ -451,9 +452,9 @@ impl Store for SqliteStore {
                 .execute(params![room, id, activity_now()])?;
                 if let Some(file) = &attachment {
                     conn.execute(
-                        "INSERT INTO attachments (message_id, file_name, content_type, size)
-                     VALUES (?1, ?2, ?3, ?4)",
-                        params![id, file.file_name, file.content_type, file.size as i64],
+                        "INSERT INTO attachments (message_id, file_name, content_type, size, original_name)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![id, file.file_name, file.content_type, file.size as i64, file.original_name],
                     )?;
                 }
                 let message = conn
@@ -507,13 +508,14 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT m.room_id, a.content_type FROM attachments a
+                    "SELECT m.room_id, a.content_type, a.original_name FROM attachments a
                      JOIN messages m ON m.id = a.message_id WHERE a.file_name = ?1",
                     [file_name],
                     |row| {
                         Ok(AttachmentOwner {
                             room_id: row.get(0)?,
                             content_type: row.get(1)?,
+                            original_name: row.get(2)?,
                         })
                     },
                 )

@@ -146,6 +146,7 @@ async fn a_deleted_room_goes_with_its_history_and_queues_room_deleted(backend: B
         file_name: "abc123.png".into(),
         content_type: "image/png".into(),
         size: 3,
+        original_name: None,
     };
     store
         .post_message(room.id, alice.id, "with a file", Some(file))
