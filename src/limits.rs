@@ -15,7 +15,10 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
+use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
 
 /// How often keys whose bucket is full again are forgotten, so memory follows recent traffic.
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
@@ -194,22 +197,25 @@ fn whole_seconds(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
-/// One rate per key.
+/// One rate per key, and the count of attempts it refused.
 struct Keyed<K: std::hash::Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
     what: &'static str,
+    refused: Counter,
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
-    fn new(rate: Rate, what: &'static str) -> Self {
+    fn new(rate: Rate, what: &'static str, refused: Counter) -> Self {
         Self {
             limiter: DefaultKeyedRateLimiter::keyed(rate.quota()),
             what,
+            refused,
         }
     }
 
     fn check(&self, key: &K) -> Result<(), LimitError> {
         self.limiter.check_key(key).map_err(|not_until| {
+            self.refused.inc();
             let retry_after = not_until.wait_time_from(self.limiter.clock().now());
             LimitError::TooFast {
                 what: self.what,
@@ -237,6 +243,7 @@ struct Enforced {
     room_create: Keyed<i64>,
     lookup: Keyed<i64>,
     sockets_per_user: usize,
+    sockets_refused: Counter,
     /// Open sockets per user; a user leaves the map with their last socket.
     sockets: Mutex<HashMap<i64, usize>>,
     /// Emails are keyed by a keyed hash: fixed-size keys whatever a client sends.
@@ -249,25 +256,54 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(config: &LimitConfig) -> Arc<Self> {
+    /// The limits of `config`; each counts its refusals in `metrics` under its name.
+    pub fn new(config: &LimitConfig, metrics: &Metrics) -> Arc<Self> {
+        let counted = |limit| metrics.limit_refusals(limit);
         let enforced = config.enabled.then(|| Enforced {
-            login_ip: Keyed::new(config.login_ip, "Too many login attempts from your address"),
-            login_email: Keyed::new(config.login_email, "Too many login attempts for this email"),
+            login_ip: Keyed::new(
+                config.login_ip,
+                "Too many login attempts from your address",
+                counted("login_ip"),
+            ),
+            login_email: Keyed::new(
+                config.login_email,
+                "Too many login attempts for this email",
+                counted("login_email"),
+            ),
             register_ip: Keyed::new(
                 config.register_ip,
                 "Too many registration attempts from your address",
+                counted("register_ip"),
             ),
             register_email: Keyed::new(
                 config.register_email,
                 "Too many registration attempts for this email",
+                counted("register_email"),
             ),
-            send: Keyed::new(config.send, "Too many messages"),
-            ws_connect: Keyed::new(config.ws_connect, "Too many WebSocket connection attempts"),
-            catch_up: Keyed::new(config.catch_up, "Too many catch-up requests"),
-            typing: Keyed::new(config.typing, "Too many typing notices"),
-            room_create: Keyed::new(config.room_create, "Too many chatrooms created"),
-            lookup: Keyed::new(config.lookup, "Too many people looked up"),
+            send: Keyed::new(config.send, "Too many messages", counted("send")),
+            ws_connect: Keyed::new(
+                config.ws_connect,
+                "Too many WebSocket connection attempts",
+                counted("ws_connect"),
+            ),
+            catch_up: Keyed::new(
+                config.catch_up,
+                "Too many catch-up requests",
+                counted("catch_up"),
+            ),
+            typing: Keyed::new(config.typing, "Too many typing notices", counted("typing")),
+            room_create: Keyed::new(
+                config.room_create,
+                "Too many chatrooms created",
+                counted("room_create"),
+            ),
+            lookup: Keyed::new(
+                config.lookup,
+                "Too many people looked up",
+                counted("lookup"),
+            ),
             sockets_per_user: config.sockets_per_user,
+            sockets_refused: counted("sockets_per_user"),
             sockets: Mutex::new(HashMap::new()),
             emails: RandomState::new(),
         });
@@ -345,6 +381,7 @@ impl Limits {
         let mut sockets = e.sockets.lock().expect("socket counts poisoned");
         let open = sockets.entry(user).or_insert(0);
         if *open >= e.sockets_per_user {
+            e.sockets_refused.inc();
             return Err(LimitError::TooManySockets {
                 max: e.sockets_per_user,
             });
@@ -473,6 +510,10 @@ mod tests {
         assert!(Cli::try_parse_from(["chatnode", "--rate-limits", "maybe"]).is_err());
     }
 
+    fn limited(config: LimitConfig) -> Arc<Limits> {
+        Limits::new(&config, &Metrics::new(false))
+    }
+
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
         assert_eq!(whole_seconds(Duration::ZERO), 1);
@@ -496,7 +537,7 @@ mod tests {
 
     #[test]
     fn a_burst_is_allowed_then_refused_with_the_wait_and_keys_are_separate() {
-        let limits = Limits::new(&LimitConfig {
+        let limits = limited(LimitConfig {
             send: "2/h".parse().unwrap(),
             ..LimitConfig::default()
         });
@@ -510,7 +551,7 @@ mod tests {
 
     #[test]
     fn emails_share_a_bucket_whatever_their_case() {
-        let limits = Limits::new(&LimitConfig {
+        let limits = limited(LimitConfig {
             login_email: "1/h".parse().unwrap(),
             ..LimitConfig::default()
         });
@@ -521,7 +562,7 @@ mod tests {
 
     #[test]
     fn socket_slots_are_capped_per_user_and_freed_on_drop() {
-        let limits = Limits::new(&LimitConfig {
+        let limits = limited(LimitConfig {
             sockets_per_user: 2,
             ..LimitConfig::default()
         });
@@ -538,7 +579,7 @@ mod tests {
 
     #[test]
     fn off_allows_everything() {
-        let limits = Limits::new(&LimitConfig {
+        let limits = limited(LimitConfig {
             enabled: false,
             send: "1/h".parse().unwrap(),
             catch_up: "1/h".parse().unwrap(),

@@ -221,6 +221,14 @@ impl From<HashError> for ApiError {
     }
 }
 
+/// `hashed`, a full hashing queue counted as shed on its way to becoming a 503.
+fn shed_counted<T>(state: &SharedState, hashed: Result<T, HashError>) -> Result<T, HashError> {
+    if matches!(hashed, Err(HashError::Busy)) {
+        state.metrics.shed(crate::metrics::Shed::HashQueue).inc();
+    }
+    hashed
+}
+
 fn session(state: &SharedState, user: User) -> Result<Session, ApiError> {
     let credentials = Credentials {
         access: state.tokens.issue(user.id, TokenKind::Access)?,
@@ -252,7 +260,7 @@ pub async fn register(
         last_name,
     } = RegisterRequest::parse(&body)?;
     state.limits.register_for(email.as_str())?;
-    let password_hash = state.hasher.hash(plain).await?;
+    let password_hash = shed_counted(&state, state.hasher.hash(plain).await)?;
     let user = state
         .store
         .create_user(NewUser {
@@ -298,7 +306,7 @@ pub async fn login(
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
-    let matches = state.hasher.verify(plain, hash).await?;
+    let matches = shed_counted(&state, state.hasher.verify(plain, hash).await)?;
     let user = user.filter(|_| matches);
     let user = user.ok_or_else(|| ApiError::unauthorized("Invalid email or password"))?;
     if state.store.is_disabled(user.id).await? {

@@ -34,6 +34,7 @@ async fn scrape(state: &SharedState) -> Response {
         open_sockets: state.hub.socket_count(),
         transport_up: state.transport.health().is_ok(),
         outbox,
+        queue_depth: state.store.queue_depth(),
     };
     let mut response = state.metrics.render(now).into_response();
     response

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use warp::{Filter, Rejection};
 
@@ -14,23 +15,26 @@ use super::ApiError;
 pub struct Slots {
     free: Arc<Semaphore>,
     refusal: &'static str,
+    refused: Counter,
 }
 
 impl Slots {
-    /// `max` slots (at least one); `refusal` is the detail of the 503 when none is free.
-    pub fn new(max: usize, refusal: &'static str) -> Self {
+    /// `max` slots (at least one); `refusal` is the detail of the 503 when none is free,
+    /// `refused` counts those 503s.
+    pub fn new(max: usize, refusal: &'static str, refused: Counter) -> Self {
         Self {
             free: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
             refusal,
+            refused,
         }
     }
 
     /// A slot, or the 503 to answer when all are taken.
     pub fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.free
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ApiError::overloaded(self.refusal))
+        self.free.clone().try_acquire_owned().map_err(|_| {
+            self.refused.inc();
+            ApiError::overloaded(self.refusal)
+        })
     }
 
     /// A filter that holds a slot for as long as its extract lives.
@@ -51,7 +55,8 @@ mod tests {
 
     #[test]
     fn slots_are_refused_when_taken_and_come_back_when_released() {
-        let slots = Slots::new(2, "busy");
+        let counted = Counter::default();
+        let slots = Slots::new(2, "busy", counted.clone());
         let first = slots.take().unwrap();
         let _second = slots.take().unwrap();
         let refused = slots.take().unwrap_err();
@@ -60,6 +65,7 @@ mod tests {
             warp::http::StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(refused.errors()["detail"], "busy");
+        assert_eq!(counted.get(), 1);
         drop(first);
         assert!(slots.take().is_ok());
     }

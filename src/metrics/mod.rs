@@ -1,60 +1,95 @@
-//! Prometheus metrics: what a node counts on its hot paths (a relaxed atomic add each) and
-//! the text exposition `/metrics` serves on `--metrics-listen`. No user or room id is ever a
-//! label: routes are their templates, so the series stay a fixed, small set.
+//! Prometheus metrics: what a node counts on its hot paths and the text exposition `/metrics`
+//! serves on `--metrics-listen`. No user or room id is ever a label: routes are their
+//! templates, so the series stay a fixed, small set. Without `--metrics-listen` the hot paths
+//! record nothing (one branch each), the store is not wrapped and the transport not probed.
 
+mod families;
 pub mod routes;
+mod store;
 
-use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::{Metric, Registry};
+use prometheus_client::registry::Registry;
 
+use self::families::{
+    Backlog, CloseLabels, Http, LimitLabels, Refusals, RequestLabels, RouteLabels, Sockets,
+};
+use self::store::{StoreProbe, TimedStore};
 use crate::domain::OutboxDepth;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    route: &'static str,
-    method: &'static str,
-    status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CloseLabels {
-    /// The close code this node sent, `peer` when the client closed first, or `none` when
-    /// the peer was dropped without a close frame.
-    code: &'static str,
-}
+use crate::store::Store;
+use crate::transport::Transport;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
 
+/// Why a request was shed with a 503 (the `cause` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shed {
+    /// `--max-inflight-requests` requests were being handled.
+    Inflight,
+    /// `--max-connections` WebSockets were open.
+    Sockets,
+    /// `--max-queued-writes` writes waited for the SQLite writer.
+    WriteQueue,
+    /// Every password-hashing worker was busy and `--hash-queue` full.
+    HashQueue,
+}
+
+impl Shed {
+    const ALL: [Shed; 4] = [
+        Shed::Inflight,
+        Shed::Sockets,
+        Shed::WriteQueue,
+        Shed::HashQueue,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Shed::Inflight => "inflight",
+            Shed::Sockets => "sockets",
+            Shed::WriteQueue => "write_queue",
+            Shed::HashQueue => "hash_queue",
+        }
+    }
+}
+
+/// What a broker transport records; handed to it only when metrics are on.
+#[derive(Clone)]
+pub struct TransportProbe {
+    reconnects: Counter,
+    confirms: Histogram,
+}
+
+impl TransportProbe {
+    /// A broker connection came back after one was lost or failed.
+    pub fn reconnected(&self) {
+        self.reconnects.inc();
+    }
+
+    /// The broker confirmed (or settled) a batch published at `since`.
+    pub fn confirmed(&self, since: Instant) {
+        self.confirms.observe(since.elapsed().as_secs_f64());
+    }
+}
+
 pub struct Metrics {
+    /// `--metrics-listen` is set: without it nothing reads what would be recorded.
+    on: bool,
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    durations: Family<RouteLabels, Histogram>,
-    messages_stored: Counter,
-    open_sockets: Gauge,
-    socket_closes: Family<CloseLabels, Counter>,
-    frames_delivered: Counter,
-    delivery_latency: Histogram,
-    transport_up: Gauge,
-    relay_lease: Gauge,
-    outbox_rows: Gauge,
-    outbox_age: Gauge<f64, AtomicU64>,
+    http: Http,
+    sockets: Sockets,
+    backlog: Backlog,
+    refusals: Refusals,
+    transport: TransportProbe,
+    store: StoreProbe,
 }
 
 /// What a scrape reads from the node itself rather than counts.
@@ -63,118 +98,88 @@ pub struct Snapshot {
     pub transport_up: bool,
     /// `None` when the store did not answer: the outbox gauges keep their last value.
     pub outbox: Option<OutboxDepth>,
+    pub queue_depth: usize,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// The node's metrics; `on` when they are served (`--metrics-listen`).
+    pub fn new(on: bool) -> Self {
         let mut registry = Registry::with_prefix("chatnode");
         let r = &mut registry;
-        // 1 ms to ~16 s.
-        let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.001, 2.0, 15))
-        });
         let version = env!("CARGO_PKG_VERSION");
         r.register(
             "build",
             "The running build",
             Info::new(BuildLabels { version }),
         );
+        let http = Http::register(r);
+        let sockets = Sockets::register(r);
+        let backlog = Backlog::register(r);
+        let refusals = Refusals::register(r);
+        let transport = families::transport(r);
+        let write_queue_full = refusals.shed[Shed::WriteQueue as usize].clone();
+        let store = families::store(r, write_queue_full);
         Self {
-            requests: registered(
-                r,
-                "http_requests",
-                "HTTP requests answered, by route template, method and status",
-                Family::default(),
-            ),
-            durations: registered(
-                r,
-                "http_request_duration_seconds",
-                "Time from a request's head to its answer, by route template",
-                durations,
-            ),
-            messages_stored: registered(
-                r,
-                "messages_stored",
-                "Messages stored by this node (REST and WebSocket sends)",
-                Counter::default(),
-            ),
-            open_sockets: registered(
-                r,
-                "websocket_connections",
-                "WebSockets open on this node",
-                Gauge::default(),
-            ),
-            socket_closes: registered(
-                r,
-                "websocket_closes",
-                "WebSockets ended, by the close code this node sent (peer: the client closed first; none: dropped)",
-                Family::default(),
-            ),
-            frames_delivered: registered(
-                r,
-                "frames_delivered",
-                "Frames written to this node's WebSockets (messages, notices, receipts, signals)",
-                Counter::default(),
-            ),
-            // 0.5 ms to ~8 s.
-            delivery_latency: registered(
-                r,
-                "delivery_latency_seconds",
-                "From a message's storing (its timestamp) to its hand-over to this node's sockets",
-                Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
-            ),
-            transport_up: registered(
-                r,
-                "transport_up",
-                "1 while the transport can carry events, else 0",
-                Gauge::default(),
-            ),
-            relay_lease: registered(
-                r,
-                "relay_lease_held",
-                "1 while this node's relay holds the lease (publishes the outbox), else 0",
-                Gauge::default(),
-            ),
-            outbox_rows: registered(
-                r,
-                "outbox_events",
-                "Events stored and not yet published by a relay (every node sharing the database)",
-                Gauge::default(),
-            ),
-            outbox_age: registered(
-                r,
-                "outbox_oldest_age_seconds",
-                "Age of the oldest event waiting in the outbox, 0 when it is empty",
-                Gauge::default(),
-            ),
+            on,
             registry,
+            http,
+            sockets,
+            backlog,
+            refusals,
+            transport,
+            store,
         }
     }
-}
 
-/// Registers `metric` under `name` and hands it back (metrics are shared handles).
-fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
-    registry.register(name, help, metric.clone());
-    metric
-}
+    /// `store`, timed per operation when metrics are on; as it is otherwise.
+    pub fn timed(&self, store: Arc<dyn Store>) -> Arc<dyn Store> {
+        if !self.on {
+            return store;
+        }
+        Arc::new(TimedStore::new(store, self.store.clone()))
+    }
 
-impl Metrics {
+    /// Lets a broker transport record reconnects and confirm latency, when metrics are on.
+    pub fn probe(&self, transport: &dyn Transport) {
+        if self.on {
+            transport.observe(self.transport.clone());
+        }
+    }
+
+    /// The counter of refusals by rate limit `limit` (a name from `limits.rs`' fixed set).
+    pub fn limit_refusals(&self, limit: &'static str) -> Counter {
+        self.refusals
+            .limits
+            .get_or_create_owned(&LimitLabels { limit })
+    }
+
+    /// The counter of 503s for `cause`.
+    pub fn shed(&self, cause: Shed) -> &Counter {
+        &self.refusals.shed[cause as usize]
+    }
+
     /// One answered request; `path` is mapped to its route template.
     pub fn request(&self, method: &str, path: &str, status: u16, took: Duration) {
+        if !self.on {
+            return;
+        }
         let route = routes::template(path);
         let labels = RequestLabels {
             route,
             method: routes::method(method),
             status,
         };
-        self.requests.get_or_create(&labels).inc();
-        self.durations
+        self.http.requests.get_or_create(&labels).inc();
+        self.http
+            .durations
             .get_or_create(&RouteLabels { route })
             .observe(took.as_secs_f64());
     }
 
     pub fn message_stored(&self) {
-        self.messages_stored.inc();
+        if self.on {
+            self.http.messages_stored.inc();
+        }
     }
 
     /// A socket ended with `code` (`None`: dropped without a close frame).
@@ -190,50 +195,75 @@ impl Metrics {
             Some(_) => "other",
             None => "none",
         };
-        self.socket_closes
-            .get_or_create(&CloseLabels { code })
-            .inc();
+        self.socket_closes(code);
     }
 
     pub fn socket_closed_by_peer(&self) {
-        let code = "peer";
-        self.socket_closes
-            .get_or_create(&CloseLabels { code })
-            .inc();
+        self.socket_closes("peer");
+    }
+
+    fn socket_closes(&self, code: &'static str) {
+        if self.on {
+            self.sockets
+                .closes
+                .get_or_create(&CloseLabels { code })
+                .inc();
+        }
     }
 
     pub fn frames_delivered(&self, frames: usize) {
-        self.frames_delivered.inc_by(frames as u64);
+        if self.on {
+            self.sockets.frames.inc_by(frames as u64);
+        }
+    }
+
+    /// The start of a socket write to time, `None` when metrics are off.
+    pub fn write_started(&self) -> Option<Instant> {
+        self.on.then(Instant::now)
+    }
+
+    /// A socket write begun at `started` has been flushed.
+    pub fn socket_written(&self, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.sockets.writes.observe(started.elapsed().as_secs_f64());
+        }
     }
 
     /// A message stored at `stored_at` (RFC 3339) reached this node's sockets now.
     pub fn delivered(&self, stored_at: &str) {
+        if !self.on {
+            return;
+        }
         if let Ok(at) = chrono::DateTime::parse_from_rfc3339(stored_at) {
             let took = chrono::Utc::now().signed_duration_since(at);
             // Clocks of two nodes may disagree: a negative span says nothing.
             if let Ok(took) = took.to_std() {
-                self.delivery_latency.observe(took.as_secs_f64());
+                self.sockets.delivery_latency.observe(took.as_secs_f64());
             }
         }
     }
 
     pub fn relay_lease_held(&self, held: bool) {
-        self.relay_lease.set(i64::from(held));
+        self.backlog.relay_lease.set(i64::from(held));
     }
 
     /// The text exposition, with the gauges read now.
     pub fn render(&self, now: Snapshot) -> String {
-        self.open_sockets
-            .set(i64::try_from(now.open_sockets).unwrap_or(i64::MAX));
-        self.transport_up.set(i64::from(now.transport_up));
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let backlog = &self.backlog;
+        self.sockets.open.set(gauge(now.open_sockets));
+        backlog.transport_up.set(i64::from(now.transport_up));
+        backlog.queue_depth.set(gauge(now.queue_depth));
         if let Some(outbox) = now.outbox {
-            self.outbox_rows
+            backlog
+                .outbox_rows
                 .set(i64::try_from(outbox.rows).unwrap_or(i64::MAX));
             let age = outbox.oldest_at.as_deref().and_then(|at| {
                 let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
                 chrono::Utc::now().signed_duration_since(at).to_std().ok()
             });
-            self.outbox_age
+            backlog
+                .outbox_age
                 .set(age.map_or(0.0, |age| age.as_secs_f64()));
         }
         let mut text = String::new();
@@ -248,7 +278,7 @@ mod tests {
 
     #[test]
     fn requests_are_counted_by_template_and_rendered_with_the_prefix() {
-        let metrics = Metrics::default();
+        let metrics = Metrics::new(true);
         let took = Duration::from_millis(3);
         metrics.request("GET", "/api/v1/chat/chatrooms/7/messages/", 200, took);
         metrics.request("GET", "/api/v1/chat/chatrooms/8/messages/", 200, took);
@@ -270,6 +300,7 @@ mod tests {
             open_sockets: 3,
             transport_up: true,
             outbox: Some(outbox),
+            queue_depth: 2,
         });
         assert!(text.contains(
             "chatnode_http_requests_total{route=\"/api/v1/chat/chatrooms/{id}/messages/\",method=\"GET\",status=\"200\"} 2"
@@ -303,8 +334,32 @@ mod tests {
             .unwrap();
         assert!((90.0..120.0).contains(&age), "{age}");
         assert!(text.contains("chatnode_build_info{version="), "{text}");
+        assert!(text.contains("chatnode_store_queue_depth 2"), "{text}");
         assert!(
             text.contains("chatnode_http_request_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_metrics_listen_the_hot_paths_record_nothing() {
+        let metrics = Metrics::new(false);
+        metrics.request("GET", "/livez", 200, Duration::from_millis(1));
+        metrics.message_stored();
+        metrics.frames_delivered(3);
+        metrics.delivered(&crate::store::now_timestamp());
+        assert_eq!(metrics.write_started(), None);
+        let text = metrics.render(Snapshot {
+            open_sockets: 0,
+            transport_up: true,
+            outbox: None,
+            queue_depth: 0,
+        });
+        assert!(!text.contains("chatnode_http_requests_total{"), "{text}");
+        assert!(text.contains("chatnode_messages_stored_total 0"), "{text}");
+        assert!(text.contains("chatnode_frames_delivered_total 0"), "{text}");
+        assert!(
+            text.contains("chatnode_delivery_latency_seconds_count 0"),
             "{text}"
         );
     }

@@ -125,6 +125,9 @@ pub trait Transport: Send + Sync {
     async fn events(&self) -> Result<EventStream, TransportError>;
     /// Short state for `/readyz`; `Err` when events cannot flow.
     fn health(&self) -> Result<&'static str, String>;
+    /// Where to record reconnects and confirm latency (metrics on); the memory transport
+    /// has neither.
+    fn observe(&self, _probe: crate::metrics::TransportProbe) {}
 }
 
 /// The transport `config` asks for. Broker transports only check their URL here and connect

@@ -28,6 +28,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/users/{id}/unblock/"),
     ("get", "/api/v1/users/{id}/presence/"),
     ("get", "/api/v1/users/me/"),
+    ("get", "/api/v1/asyncapi.json"),
     ("patch", "/api/v1/users/me/"),
     ("get", "/ws/chat/{id}/"),
     ("get", "/media/{file}"),

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use chatnode::config::TransportKind;
 use chatnode_client::{Client, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::helpers::{eventually, spawn, spawn_with, TestNode};
+use crate::helpers::{eventually, spawn, spawn_with, TestNode, WAIT};
 
 async fn node_with_metrics() -> TestNode {
     spawn_with(|config| config.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await
@@ -91,6 +92,171 @@ async fn metrics_are_served_only_on_their_own_address() {
     .await;
 }
 
+/// The node's exposition now.
+async fn scrape(node: &TestNode) -> String {
+    let metrics = node
+        .metrics
+        .as_ref()
+        .expect("started with --metrics-listen");
+    let answer = metrics
+        .get("/metrics")
+        .send()
+        .await
+        .expect("/metrics answers");
+    assert_eq!(answer.status, StatusCode::OK);
+    answer.text()
+}
+
+/// The value of the sample named exactly `series` (with its labels), if exported.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test]
+async fn refusals_shed_requests_store_operations_and_socket_writes_are_counted() {
+    let node = spawn_with(|config| {
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.limits.enabled = true;
+        config.limits.send = "1/h".parse().unwrap();
+        config.max_connections = 1;
+    })
+    .await;
+    let alice = node.register("alice").await;
+    let room = node.create_room(&alice, "refused", &[]).await;
+    let mut socket = node.ws(room, &alice).await;
+    node.send_message(&alice, room, "one").await;
+    let send = format!("/api/v1/chat/chatrooms/{room}/messages/send/");
+    let (status, _) = node
+        .post(&send, Some(&alice.access), json!({"content": "two"}))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _) = node.refused_ws(&node.ws_url(room, &alice.access)).await;
+    assert_eq!(status, 503, "the one socket allowed is open");
+    assert_eq!(socket.next_data().await["message"], "one");
+
+    let text = scrape(&node).await;
+    let exact = [
+        ("chatnode_rate_limit_refusals_total{limit=\"send\"}", 1.0),
+        (
+            "chatnode_rate_limit_refusals_total{limit=\"login_ip\"}",
+            0.0,
+        ),
+        ("chatnode_load_shed_total{cause=\"sockets\"}", 1.0),
+        ("chatnode_load_shed_total{cause=\"inflight\"}", 0.0),
+        ("chatnode_load_shed_total{cause=\"write_queue\"}", 0.0),
+        ("chatnode_load_shed_total{cause=\"hash_queue\"}", 0.0),
+        (
+            "chatnode_store_operation_duration_seconds_count{op=\"store_message\"}",
+            1.0,
+        ),
+        (
+            "chatnode_store_operation_duration_seconds_count{op=\"register\"}",
+            1.0,
+        ),
+        ("chatnode_store_queue_depth", 0.0),
+        // The memory transport has no broker: nothing to reconnect to or confirm.
+        ("chatnode_transport_reconnects_total", 0.0),
+        ("chatnode_publish_confirm_duration_seconds_count", 0.0),
+    ];
+    for (series, value) in exact {
+        assert_eq!(sample(&text, series), Some(value), "{series}:\n{text}");
+    }
+    let at_least = [
+        // Every authenticated request reads its token's user.
+        (
+            "chatnode_store_operation_duration_seconds_count{op=\"auth_lookup\"}",
+            3.0,
+        ),
+        // Stored and deleted once published, on the relay's side.
+        (
+            "chatnode_store_operation_duration_seconds_count{op=\"outbox_fetch\"}",
+            1.0,
+        ),
+        // The positions frame and the message.
+        ("chatnode_websocket_write_duration_seconds_count", 2.0),
+    ];
+    for (series, least) in at_least {
+        let value = sample(&text, series);
+        assert!(
+            value.is_some_and(|v| v >= least),
+            "{series} >= {least}:\n{text}"
+        );
+    }
+}
+
+/// A node of `transport` on each broker: its publishes are confirmed and timed, and closing
+/// its broker connections counts a reconnect once it is back.
+async fn confirms_and_reconnects(transport: TransportKind) {
+    for broker in crate::broker::brokers().await {
+        let exchange = format!("chatnode-it-{}", uuid::Uuid::new_v4().simple());
+        let node_id = format!("metrics-{}", uuid::Uuid::new_v4().simple());
+        let node = spawn_with(|config| {
+            config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+            config.transport = transport;
+            config.broker_url = Some(broker.url.clone());
+            config.exchange = exchange.clone();
+            config.node_id = node_id.clone();
+        })
+        .await;
+        let label = format!("{transport:?} on {}", broker.label);
+        let alice = node.register("alice").await;
+        let room = node.create_room(&alice, "confirmed", &[]).await;
+        node.send_message(&alice, room, "one").await;
+        let confirms = "chatnode_publish_confirm_duration_seconds_count";
+        let published = |least: f64| {
+            let node = &node;
+            move || async move { (sample(&scrape(node).await, confirms)? >= least).then_some(()) }
+        };
+        eventually(
+            WAIT,
+            &format!("{label}: a confirm is timed"),
+            published(1.0),
+        )
+        .await;
+        let before = sample(&scrape(&node).await, confirms).unwrap();
+        let text = scrape(&node).await;
+        assert_eq!(
+            sample(&text, "chatnode_transport_reconnects_total"),
+            Some(0.0),
+            "{label}"
+        );
+
+        let closed = broker
+            .close_connections_of(std::slice::from_ref(&node_id))
+            .await;
+        assert!(closed >= 1, "{label}: the node had a broker connection");
+        node.send_message(&alice, room, "two").await;
+        let reconnected = || async {
+            let text = scrape(&node).await;
+            (sample(&text, "chatnode_transport_reconnects_total")? >= 1.0).then_some(())
+        };
+        eventually(
+            Duration::from_secs(30),
+            &format!("{label}: a reconnect"),
+            reconnected,
+        )
+        .await;
+        let what = format!("{label}: the send after the reconnect is confirmed");
+        eventually(Duration::from_secs(30), &what, published(before + 1.0)).await;
+        drop(node);
+        broker.delete_exchange(&exchange).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ: set CHATNODE_TEST_AMQP_URL"]
+async fn amqp091_publish_confirms_and_reconnects_are_counted() {
+    confirms_and_reconnects(TransportKind::Amqp091).await;
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ: set CHATNODE_TEST_AMQP_URL"]
+async fn amqp10_publish_settlements_and_reconnects_are_counted() {
+    confirms_and_reconnects(TransportKind::Amqp10).await;
+}
+
 /// Every PromQL expression of the Grafana dashboard shipped in `docs/`.
 fn dashboard_queries() -> Vec<String> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana-dashboard.json");
@@ -106,7 +272,12 @@ fn dashboard_queries() -> Vec<String> {
 
 #[tokio::test]
 async fn the_grafana_dashboard_uses_only_metrics_the_node_exports() {
-    let node = node_with_metrics().await;
+    // Rate limits on (at their defaults), so each limit's refusal count is exported.
+    let node = spawn_with(|config| {
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.limits.enabled = true;
+    })
+    .await;
     // A family shows once it has a sample: a send seen on a socket the client then closes.
     let alice = node.register("alice").await;
     let room = node.create_room(&alice, "dashboard", &[]).await;

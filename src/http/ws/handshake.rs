@@ -41,6 +41,7 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
     let connections = Slots::new(
         state.config.max_connections,
         "Too many open connections; try again shortly",
+        state.metrics.shed(crate::metrics::Shed::Sockets).clone(),
     );
     warp::path!("ws" / "chat" / String)
         .and(warp::get())

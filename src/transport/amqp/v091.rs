@@ -5,7 +5,7 @@
 //! auto-delete, server-named queue, bound to `room.<id>` while the node has sockets in that
 //! room. The exchange is live-only fan-out: messages are transient, the database is the record.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use futures_util::{stream, StreamExt};
@@ -24,6 +24,7 @@ use super::topology::{
     bounded, declare_exchange, routing_key, signal_within_bound, Bindings, PUBLISH_TIMEOUT,
     RECONNECT_COOLDOWN, REQUEST_ID_PROPERTY,
 };
+use crate::metrics::TransportProbe;
 use crate::store::redact;
 use crate::transport::{EventStream, Refusal, RoomEvent, Transport, TransportError, SIGNAL_TTL};
 /// Unacknowledged deliveries the broker may push to this node.
@@ -38,6 +39,7 @@ pub struct Amqp091Transport {
     /// The live connection's status, or why there is none (for `/readyz`).
     health: Mutex<Result<ConnectionStatus, String>>,
     subscriptions: Arc<Subscriptions>,
+    probe: OnceLock<TransportProbe>,
 }
 
 /// The node's single connection and its publishing channel.
@@ -46,6 +48,8 @@ struct Link {
     connection: Option<Connection>,
     publisher: Option<Channel>,
     last_failure: Option<(Instant, TransportError)>,
+    /// A connection was made before: the next one is a reconnect.
+    connected_once: bool,
 }
 
 impl Amqp091Transport {
@@ -67,6 +71,7 @@ impl Amqp091Transport {
             link: tokio::sync::Mutex::new(Link::default()),
             health: Mutex::new(Err("not connected to the broker yet".to_string())),
             subscriptions: Arc::default(),
+            probe: OnceLock::new(),
         })
     }
 
@@ -95,6 +100,11 @@ impl Amqp091Transport {
             }
             match self.connect().await {
                 Ok(connection) => {
+                    if std::mem::replace(&mut link.connected_once, true) {
+                        if let Some(probe) = self.probe.get() {
+                            probe.reconnected();
+                        }
+                    }
                     link.last_failure = None;
                     self.set_health(Ok(connection.status().clone()));
                     link.connection = Some(connection);
@@ -147,6 +157,7 @@ impl Amqp091Transport {
     /// one round trip per batch instead of one per event.
     async fn publish_confirmed(&self, events: Vec<RoomEvent>) -> Result<(), TransportError> {
         let channel = self.publisher().await?;
+        let started = std::time::Instant::now();
         let mut confirms = Vec::with_capacity(events.len());
         for event in &events {
             let body = event.encode();
@@ -180,6 +191,9 @@ impl Amqp091Transport {
             if !bounded("publisher confirm", confirm).await?.is_ack() {
                 return Err(TransportError::NotTaken(Refusal::Nacked));
             }
+        }
+        if let Some(probe) = self.probe.get() {
+            probe.confirmed(started);
         }
         Ok(())
     }
@@ -315,6 +329,11 @@ impl Transport for Amqp091Transport {
             Ok(_) => Err("the broker connection was lost; reconnecting".to_string()),
             Err(reason) => Err(reason.clone()),
         }
+    }
+
+    fn observe(&self, probe: TransportProbe) {
+        // Set once by the node's state; a second probe would only duplicate the first.
+        let _ = self.probe.set(probe);
     }
 }
 

@@ -23,7 +23,7 @@ mod consume;
 mod publish;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use fe2o3_amqp::connection::ConnectionHandle;
@@ -37,6 +37,7 @@ use self::publish::Publisher;
 use super::rooms::Subscriptions;
 use super::topology::{bounded, signal_within_bound, PUBLISH_TIMEOUT, RECONNECT_COOLDOWN};
 use crate::config::Amqp10Addressing;
+use crate::metrics::TransportProbe;
 use crate::store::redact;
 use crate::transport::{EventStream, RoomEvent, Transport, TransportError};
 
@@ -55,6 +56,7 @@ pub struct Amqp10Transport {
     subscriptions: Arc<Subscriptions>,
     /// Makes link names unique on the connection.
     links_attached: AtomicU64,
+    probe: OnceLock<TransportProbe>,
 }
 
 /// The node's two broker connections.
@@ -65,6 +67,8 @@ struct Link {
     /// AMQP 1.0, for the events, with the address format it speaks.
     events: Option<(ConnectionHandle<()>, AddressFormat)>,
     last_failure: Option<(Instant, TransportError)>,
+    /// Both connections were up before: connecting again is a reconnect.
+    connected_once: bool,
 }
 
 impl Link {
@@ -114,6 +118,7 @@ impl Amqp10Transport {
             ))),
             subscriptions: Arc::default(),
             links_attached: AtomicU64::new(0),
+            probe: OnceLock::new(),
         })
     }
 
@@ -161,6 +166,11 @@ impl Amqp10Transport {
                 return Err(reason);
             }
             link.last_failure = None;
+            if std::mem::replace(&mut link.connected_once, true) {
+                if let Some(probe) = self.probe.get() {
+                    probe.reconnected();
+                }
+            }
         }
         if let Some((connection, _)) = &link.topology {
             self.set_health(Ok(connection.status().clone()));
@@ -231,5 +241,10 @@ impl Transport for Amqp10Transport {
             Ok(_) => Err("the broker connection was lost; reconnecting".to_string()),
             Err(reason) => Err(reason.clone()),
         }
+    }
+
+    fn observe(&self, probe: TransportProbe) {
+        // Set once by the node's state; a second probe would only duplicate the first.
+        let _ = self.probe.set(probe);
     }
 }

@@ -59,7 +59,11 @@ impl Amqp10Transport {
     ) -> Result<(), TransportError> {
         let mut publisher = self.publisher.lock().await;
         let live = self.ready(&mut publisher).await?;
+        let started = std::time::Instant::now();
         let sent = Self::send_all(live, &self.exchange, &events).await;
+        if let (Ok(()), Some(probe)) = (&sent, self.probe.get()) {
+            probe.confirmed(started);
+        }
         if sent.is_err() {
             // The link's state is unknown now: the next publish starts afresh.
             *publisher = None;
