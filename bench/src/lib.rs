@@ -3,7 +3,7 @@
 //!
 //! Modes: a load run (default), a latency-versus-load sweep (`--sweep`), connection scale
 //! (`--idle-sockets`), a soak (`--soak`), password hashing (`--auth-flood`) and the chat list of
-//! a user in many rooms (`--chat-list`). Each prints a table (unless `--json`) and exactly one
+//! a user in many rooms (`--chat-list`) and presence under churn (`--presence`). Each prints a table (unless `--json`) and exactly one
 //! JSON line.
 
 pub mod api;
@@ -15,6 +15,7 @@ pub mod idle;
 pub mod ledger;
 pub mod load;
 pub mod memory;
+pub mod presence;
 pub mod procstat;
 mod progress;
 mod report;
@@ -129,6 +130,27 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub passes: u64,
 
+    /// Presence under churn instead of messages: N users in one room (2000 when bare), all
+    /// but --churn connected; --rate messages/s (default 20) for --phase-secs without churn,
+    /// then as long again while the --churn others connect within one second. Reports
+    /// presence frames/s and message latency of both, and the --presence-rooms check.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "2000",
+          conflicts_with_all = ["idle_sockets", "soak", "auth_flood", "sweep", "chat_list"])]
+    pub presence: Option<usize>,
+
+    /// Members of --presence who connect within one second of the churn phase.
+    #[arg(long, value_name = "K", default_value_t = 500)]
+    pub churn: usize,
+
+    /// Seconds each phase of --presence sends for.
+    #[arg(long, default_value_t = 5.0)]
+    pub phase_secs: f64,
+
+    /// Rooms of the one user whose coming online --presence counts (one frame per watching
+    /// socket expected, and none for a flap).
+    #[arg(long, value_name = "M", default_value_t = 1000)]
+    pub presence_rooms: usize,
+
     /// Latency against offered load: one run as fast as possible, then fixed-rate runs at
     /// --sweep-percent of its rate, drawn to --svg.
     #[arg(long, conflicts_with_all = ["idle_sockets", "rate"])]
@@ -203,6 +225,11 @@ pub struct BenchArgs {
         requires = "spawn"
     )]
     pub node_args: Vec<String>,
+
+    /// With --spawn: serve each node's metrics on a free loopback port
+    /// (`--metrics-listen 127.0.0.1:0`), to measure what recording them costs.
+    #[arg(long, requires = "spawn")]
+    pub spawn_metrics: bool,
 }
 
 /// Runs the bench the arguments ask for and prints its report.
@@ -210,7 +237,18 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
     // Before any socket is opened and before a spawned node inherits the limit.
     let fd_limit = procstat::raise_open_files_limit()?;
     let spawned = if args.spawn {
-        Some(spawn::SpawnedNodes::start(usize::from(args.nodes), &args.node_args).await?)
+        let mut node_args = args.node_args.clone();
+        if args.spawn_metrics {
+            node_args.push("--metrics-listen=127.0.0.1:0".to_string());
+        }
+        // One room of --presence holds every user: above the node's default cap of 1,024.
+        let cap_given = node_args
+            .iter()
+            .any(|a| a.starts_with("--max-room-members"));
+        if let (Some(users), false) = (args.presence, cap_given) {
+            node_args.push(format!("--max-room-members={}", users.max(1024)));
+        }
+        Some(spawn::SpawnedNodes::start(usize::from(args.nodes), &node_args).await?)
     } else {
         None
     };
@@ -262,6 +300,11 @@ async fn drive(
         })
         .await?;
         return emit(args.json, chat_list::table(&report), &report);
+    }
+
+    if let Some(users) = args.presence {
+        fits_fd_limit(users as u64, fd_limit)?;
+        return presence(args, targets, users).await;
     }
 
     if args.soak {
@@ -363,6 +406,24 @@ async fn load(json_only: bool, options: &LoadOptions) -> anyhow::Result<()> {
             report.completeness.duplicates,
             report.errors
         );
+    }
+    Ok(())
+}
+
+async fn presence(args: &BenchArgs, targets: Vec<Target>, users: usize) -> anyhow::Result<()> {
+    let report = presence::run(&presence::PresenceOptions {
+        targets,
+        users,
+        churn: args.churn,
+        rate: args.rate.unwrap_or(20.0),
+        phase: seconds(args.phase_secs, "--phase-secs")?,
+        wide_rooms: args.presence_rooms,
+        progress: !args.json,
+    })
+    .await?;
+    emit(args.json, presence::table(&report), &report)?;
+    if !report.wide.exact {
+        bail!("the user in many rooms was not one presence frame per watching socket, or a flap announced");
     }
     Ok(())
 }

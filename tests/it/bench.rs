@@ -8,6 +8,7 @@ use std::time::Duration;
 use chatnode_bench::api::Target;
 use chatnode_bench::chat_list::{self, ChatListOptions};
 use chatnode_bench::load::{self, LoadOptions, SendOver};
+use chatnode_bench::presence::{self, PresenceOptions};
 use chatnode_bench::soak::{self, SoakOptions};
 
 use crate::broker::brokers;
@@ -198,4 +199,43 @@ async fn chatnode_bench_without_the_bench_binary_says_how_to_build_it() {
         stderr.contains("cargo build --release -p chatnode-bench"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_presence_churn_reports_frames_latency_and_one_frame_per_watching_socket() {
+    let node = spawn().await;
+    let target = Target::resolve(node.api.base_url(), false).await.unwrap();
+    let options = PresenceOptions {
+        targets: vec![target],
+        users: 20,
+        churn: 5,
+        rate: 20.0,
+        phase: Duration::from_secs(1),
+        wide_rooms: 12,
+        progress: false,
+    };
+    let report = tokio::time::timeout(Duration::from_secs(120), presence::run(&options))
+        .await
+        .expect("the bench finishes in time")
+        .expect("the bench runs");
+    assert_eq!(report.send_errors, 0, "{report:#?}");
+    for phase in [&report.steady, &report.churned] {
+        assert_eq!(phase.messages_sent, 20, "{report:#?}");
+        assert!(phase.deliveries > 0 && phase.latency_ms.samples == phase.deliveries);
+        assert!(phase.latency_ms.p99 > 0.0);
+    }
+    // Each of the 5 arrivals is announced to the room's sockets; nobody arrives while steady.
+    assert_eq!(report.steady.presence_frames, 0, "{report:#?}");
+    assert!(report.churned.presence_frames >= 5 * 15, "{report:#?}");
+    assert!(report.churned.presence_frames_per_sec > 0.0);
+    assert_eq!(
+        report.wide.online_frames_per_socket,
+        vec![1; 10],
+        "{report:#?}"
+    );
+    assert_eq!(report.wide.flap_frames, 0);
+    assert!(report.wide.exact);
+    let table = presence::table(&report);
+    assert!(table.contains("presence frames/s") && table.contains("latency p99 ms"));
+    node.stop().await;
 }
