@@ -3,6 +3,7 @@
 
 mod admin;
 mod answers;
+mod asyncapi;
 mod attachments;
 mod auth;
 #[cfg(feature = "postgres")]
