@@ -2,7 +2,7 @@
 # `make test`: every test that needs nothing, then the #[ignore]d tests of each service this
 # environment provides (named by the filters below), and again with `--features postgres`
 # on PostgreSQL when CHATNODE_TEST_DATABASE_URL is set. What did not run is listed at the
-# end with why; with CHATNODE_TEST_REQUIRE_{BROKER,DB,FAULTS,PROMETHEUS}=1 (CI) a missing service fails.
+# end with why; with CHATNODE_TEST_REQUIRE_{BROKER,DB,FAULTS,PROMETHEUS,NPM}=1 (CI) a missing service fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
@@ -40,7 +40,10 @@ service "RabbitMQ" "$(present set_ CHATNODE_TEST_AMQP_URL)" CHATNODE_TEST_REQUIR
     "set CHATNODE_TEST_AMQP_URL" \
     rabbitmq_3 cluster::amqp faults::amqp091_a_node_killed \
     bench::a_spawned_two_node_bench_over_the_broker takeover::amqp091 typing::amqp \
-    logs::amqp091 metrics::amqp presence::amqp
+    logs::amqp091 metrics::amqp presence::amqp asyncapi::amqp091
+service "AsyncAPI parser (npm)" "$(present test -d tests/asyncapi/node_modules)" \
+    CHATNODE_TEST_REQUIRE_NPM "needs Node.js; run npm ci --prefix tests/asyncapi" \
+    asyncapi::
 service "RabbitMQ 4" "$(present set_ CHATNODE_TEST_AMQP4_URL)" CHATNODE_TEST_REQUIRE_BROKER \
     "set CHATNODE_TEST_AMQP4_URL" \
     rabbitmq_4
