@@ -25,6 +25,7 @@ struct Event {
     direct: bool,
     request_id: Option<String>,
     last_seen: Option<String>,
+    seq: Option<i64>,
 }
 
 // The first byte picks what the rest is: a message body as anyone may publish it (seeds are
@@ -72,6 +73,7 @@ fuzz_target!(|data: &[u8]| {
                 direct: e.direct,
                 request_id: e.request_id,
                 last_seen: e.last_seen,
+                seq: e.seq,
             });
         }
         _ => {
@@ -107,6 +109,7 @@ fn round_trips(event: &RoomEvent) {
         return;
     }
     assert_eq!(data["event"], json!(event.kind));
+    assert_eq!(data["seq"], json!(event.seq));
     if event.is_receipt() {
         assert_eq!(data["purpose"], "receipt");
         assert_eq!(data["user_id"], json!(event.user_id));

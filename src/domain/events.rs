@@ -64,6 +64,9 @@ pub struct RoomEvent {
     /// When a user going offline was last seen; `None` when they hide it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<String>,
+    /// The event's position in its room's log (durable events only; assigned at commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
 }
 
 pub fn attachment_url(file: &Attachment) -> String {
@@ -86,6 +89,7 @@ impl RoomEvent {
             direct: false,
             request_id: None,
             last_seen: None,
+            seq: None,
         }
     }
 
@@ -116,7 +120,21 @@ impl RoomEvent {
             direct: false,
             request_id: None,
             last_seen: None,
+            seq: None,
         }
+    }
+
+    /// A change to the room that its log keeps, with a `seq`, for replay: messages, joins,
+    /// leaves and receipts (not signals, nor an operator's closing of sockets).
+    pub fn is_logged(&self) -> bool {
+        matches!(
+            self.kind,
+            EventKind::Message
+                | EventKind::MemberJoined
+                | EventKind::MemberLeft
+                | EventKind::Delivered
+                | EventKind::Read
+        )
     }
 
     pub fn is_receipt(&self) -> bool {
@@ -143,6 +161,7 @@ impl RoomEvent {
             direct: false,
             request_id: None,
             last_seen: None,
+            seq: None,
         }
     }
 
@@ -242,6 +261,7 @@ impl RoomEvent {
             direct: false,
             request_id: None,
             last_seen: None,
+            seq: None,
         }
     }
 
@@ -295,19 +315,40 @@ impl RoomEvent {
             })
             .to_string();
         }
-        if self.is_receipt() {
-            return json!({
-                "data": {
-                    "purpose": "receipt",
-                    "event": self.kind,
-                    "chat_id": self.chat_id,
-                    "user_id": self.user_id,
-                    "upto": self.upto,
-                }
+        json!({ "data": self.frame_data(state) }).to_string()
+    }
+
+    /// A durable event's frame data (what `frame` wraps in `{"data": ...}`), also one entry
+    /// of a page of the room's log.
+    pub fn frame_data(&self, state: Option<MessageState>) -> Value {
+        let mut data = if self.is_receipt() {
+            json!({
+                "purpose": "receipt",
+                "event": self.kind,
+                "chat_id": self.chat_id,
+                "user_id": self.user_id,
+                "upto": self.upto,
             })
-            .to_string();
+        } else {
+            self.message_data()
+        };
+        if let Value::Object(fields) = &mut data {
+            if let Some(seq) = self.seq {
+                fields.insert("seq".into(), seq.into());
+            }
+            if let Some(state) = state.filter(|_| !self.is_receipt()) {
+                fields.insert("delivered_count".into(), state.delivered_count.into());
+                fields.insert("read_count".into(), state.read_count.into());
+                if let Some(status) = state.status {
+                    fields.insert("status".into(), status.into());
+                }
+            }
         }
-        let mut data = json!({
+        data
+    }
+
+    fn message_data(&self) -> Value {
+        json!({
             "purpose": "new_chat_message",
             "event": self.kind,
             "message": self.message,
@@ -317,15 +358,7 @@ impl RoomEvent {
             "sender_id": self.sender_id,
             "file": self.file,
             "created_at": self.created_at,
-        });
-        if let (Some(state), Value::Object(fields)) = (state, &mut data) {
-            fields.insert("delivered_count".into(), state.delivered_count.into());
-            fields.insert("read_count".into(), state.read_count.into());
-            if let Some(status) = state.status {
-                fields.insert("status".into(), status.into());
-            }
-        }
-        json!({ "data": data }).to_string()
+        })
     }
 
     /// A live message's state for its sender: delivered to and read by no one yet.

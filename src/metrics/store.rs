@@ -16,10 +16,11 @@ use crate::domain::conversations::{
     ListPage, MemberPage, MessageReceipt, ReceiptMark, RoomPositions, RoomSummary, UserLookup,
 };
 use crate::store::admin::{Account, AdminPage, Counts, DeletedRoom, RoomRecord};
+use crate::store::events::LogRead;
 use crate::store::presence::{PresenceChange, PresenceChanges, PresenceState};
 use crate::store::{
-    AdminStore, Attachment, AttachmentOwner, ConversationStore, Member, Message, NewUser,
-    OutboxDepth, OutboxEntry, Page, PresenceStore, RelayLease, Room, Store, StoreError,
+    AdminStore, Attachment, AttachmentOwner, ConversationStore, EventLogStore, Member, Message,
+    NewUser, OutboxDepth, OutboxEntry, Page, PresenceStore, RelayLease, Room, Store, StoreError,
     StoreResult, TokenStanding, User,
 };
 
@@ -44,10 +45,11 @@ pub(super) enum Op {
     Setup,
     Presence,
     Admin,
+    EventLog,
 }
 
 impl Op {
-    pub(super) const ALL: [Op; 18] = [
+    pub(super) const ALL: [Op; 19] = [
         Op::Register,
         Op::AuthLookup,
         Op::TokenRevoke,
@@ -66,6 +68,7 @@ impl Op {
         Op::Setup,
         Op::Presence,
         Op::Admin,
+        Op::EventLog,
     ];
 
     pub(super) fn label(self) -> &'static str {
@@ -88,6 +91,7 @@ impl Op {
             Op::Setup => "setup",
             Op::Presence => "presence",
             Op::Admin => "admin",
+            Op::EventLog => "event_log",
         }
     }
 }
@@ -187,6 +191,11 @@ timed!(PresenceStore {
     async fn online_counts(rooms: Vec<i64>, now: i64) -> Vec<(i64, i64)> => Presence;
     async fn room_ids_of(user: i64) -> Vec<i64> => RoomRead;
     async fn set_show_last_seen(user: i64, show: bool) -> User => Presence;
+});
+
+timed!(EventLogStore {
+    async fn events_after(room: i64, user: i64, after_seq: i64, limit: u32) -> LogRead => EventLog;
+    async fn prune_events(before: chrono::DateTime<chrono::Utc>) -> u64 => EventLog;
 });
 
 timed!(AdminStore {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod conversations;
+pub mod events;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod presence;
@@ -20,6 +21,7 @@ pub use crate::domain::{
 };
 pub use admin::{AdminStore, TokenStanding};
 pub use conversations::ConversationStore;
+pub use events::EventLogStore;
 pub use presence::PresenceStore;
 
 /// Errors a store reports. Domain outcomes (not found, not a member, ...) are variants so
@@ -143,7 +145,9 @@ pub fn probe_writable(dir: &Path) -> StoreResult<()> {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: ConversationStore + PresenceStore + AdminStore + Send + Sync {
+pub trait Store:
+    ConversationStore + EventLogStore + PresenceStore + AdminStore + Send + Sync
+{
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;
     /// The user with this email (case-insensitive) and their password hash.
     async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;

@@ -109,6 +109,7 @@ mod tests {
             direct: false,
             request_id: None,
             last_seen: None,
+            seq: None,
         }
     }
 

@@ -9,6 +9,7 @@
 mod admin;
 mod conversations;
 mod engine;
+mod events;
 mod presence;
 mod queries;
 mod rows;

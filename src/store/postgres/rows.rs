@@ -161,8 +161,29 @@ pub(super) async fn enqueue<C: GenericClient>(
     event: &RoomEvent,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let body = serde_json::to_string(&event.stamped())
-        .map_err(|e| StoreError::backend("encoding an event", e))?;
+    let mut event = event.stamped();
+    if event.is_logged() {
+        // Locks the room's row until commit: the next transaction of the room waits for
+        // this one, so positions follow commit order whichever node writes.
+        let seq: i64 = query_one(
+            tx,
+            "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+            &[&event.chat_id],
+        )
+        .await?
+        .get(0);
+        event.to_mut().seq = Some(seq);
+    }
+    let body =
+        serde_json::to_string(&event).map_err(|e| StoreError::backend("encoding an event", e))?;
+    if let Some(seq) = event.seq {
+        execute(
+            tx,
+            "INSERT INTO room_events (room_id, seq, event, created_at) VALUES ($1, $2, $3, $4)",
+            &[&event.chat_id, &seq, &body, &at],
+        )
+        .await?;
+    }
     execute(
         tx,
         "INSERT INTO outbox (event, created_at) VALUES ($1, $2)",

@@ -50,6 +50,10 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "0009_attachment_names",
         include_str!("../../../sql/sqlite/0009_attachment_names.sql"),
     ),
+    (
+        "0010_event_log",
+        include_str!("../../../sql/sqlite/0010_event_log.sql"),
+    ),
 ];
 
 /// Prepared statements kept per connection: more than the hot paths use, so none of them is

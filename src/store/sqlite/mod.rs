@@ -8,6 +8,7 @@
 mod admin;
 mod conversations;
 mod engine;
+mod events;
 mod lease;
 mod presence;
 mod queries;

@@ -28,6 +28,7 @@ pub fn event(room: i64, message: &str) -> RoomEvent {
         direct: false,
         request_id: None,
         last_seen: None,
+        seq: None,
     }
 }
 
