@@ -75,6 +75,17 @@ pub struct Config {
     )]
     pub media_url_ttl_secs: u64,
 
+    /// Seconds a room's event log keeps an event for replay (`after_seq`); a position older
+    /// than that is answered with a reset. Messages themselves stay in history.
+    #[arg(
+        long = "event-retention",
+        env = "CHATNODE_EVENT_RETENTION",
+        value_name = "SECS",
+        default_value_t = 30 * 24 * 3600,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub event_retention_secs: u64,
+
     /// Log format.
     #[arg(long, env = "CHATNODE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -189,6 +200,7 @@ impl Config {
             node_id: random_node_id(),
             max_upload_bytes: 25 * 1024 * 1024,
             media_url_ttl_secs: 3600,
+            event_retention_secs: 30 * 24 * 3600,
             log_format: LogFormat::Human,
             max_room_members: 1024,
             ws_ping_secs: 30,

@@ -135,6 +135,16 @@ pub struct Message {
     pub status: Option<String>,
 }
 
+/// A page of a room's event log (`GET .../events/`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EventPage {
+    /// Each event as its socket frame's `data`, with its `seq`.
+    pub events: Vec<serde_json::Value>,
+    /// The room's newest position.
+    pub last_seq: i64,
+    pub has_more: bool,
+}
+
 /// Where history reading starts and how much it reads.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HistoryQuery {

@@ -6,7 +6,7 @@
 #![no_main]
 
 use chatnode::domain::values::{Content, MAX_CONTENT_CHARS};
-use chatnode::http::ws::ClientRequest;
+use chatnode::http::ws::{ClientRequest, Start};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -42,8 +42,19 @@ fn expected(text: &str) -> Option<ClientRequest> {
                 .map(ClientRequest::Send)
         }
         "catch_up" => {
-            let since = frame.get("since")?.as_i64()?;
-            (since >= 0).then_some(ClientRequest::CatchUp(since))
+            // A null field is an absent one; exactly one of the two, a non-negative integer.
+            let field = |name| frame.get(name).filter(|v: &&Value| !v.is_null());
+            match (field("since"), field("after_seq")) {
+                (Some(since), None) => since
+                    .as_i64()
+                    .filter(|&n| n >= 0)
+                    .map(|n| ClientRequest::CatchUp(Start::Since(n))),
+                (None, Some(seq)) => seq
+                    .as_i64()
+                    .filter(|&n| n >= 0)
+                    .map(|n| ClientRequest::CatchUp(Start::AfterSeq(n))),
+                _ => None,
+            }
         }
         "typing" => Some(ClientRequest::Typing(true)),
         "typing_stop" => Some(ClientRequest::Typing(false)),

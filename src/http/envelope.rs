@@ -44,6 +44,8 @@ pub enum ApiError {
     SendRoomNotFound,
     /// 405.
     MethodNotAllowed,
+    /// 410: what was asked for is no longer kept (a replay position the log has pruned).
+    Gone(String),
     /// 411.
     LengthRequired,
     /// 413.
@@ -109,6 +111,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::SendRoomNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Gone(_) => StatusCode::GONE,
             Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -137,6 +140,7 @@ impl ApiError {
             | Self::Unauthorized(detail)
             | Self::Forbidden(detail)
             | Self::NotFound(detail)
+            | Self::Gone(detail)
             | Self::PayloadTooLarge(detail)
             | Self::UnsupportedMediaType(detail)
             | Self::RangeNotSatisfiable(detail)

@@ -6,6 +6,7 @@ pub mod conversations;
 pub mod cors;
 pub mod docs;
 mod envelope;
+pub mod events;
 mod extract;
 mod health;
 pub mod media;
@@ -49,6 +50,8 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
         .or(rooms::routes(state.clone()))
         .unify()
         .or(messages::routes(state.clone()))
+        .unify()
+        .or(events::routes(state.clone()))
         .unify()
         .or(conversations::routes(state.clone()))
         .unify()

@@ -14,6 +14,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/chat/chatrooms/{id}/enter/"),
     ("post", "/api/v1/chat/chatrooms/{id}/leave/"),
     ("get", "/api/v1/chat/chatrooms/{id}/messages/"),
+    ("get", "/api/v1/chat/chatrooms/{id}/events/"),
     ("post", "/api/v1/chat/chatrooms/{id}/messages/send/"),
     ("post", "/api/v1/chat/chatrooms/{id}/read/"),
     ("get", "/api/v1/chat/chatrooms/{id}/members/"),

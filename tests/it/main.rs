@@ -19,6 +19,7 @@ mod cors;
 mod docs;
 mod echo_bot;
 mod errors;
+mod events;
 mod faults;
 mod hashing;
 mod health;

@@ -3,7 +3,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{Client, Error, HistoryQuery, Message, ReadPosition, Receipt};
+use crate::{Client, Error, EventPage, HistoryQuery, Message, ReadPosition, Receipt};
 
 #[derive(Deserialize)]
 struct Messages {
@@ -43,6 +43,19 @@ impl Client {
         let path = format!("/api/v1/chat/chatrooms/{room}/messages/{}", query.query());
         let page: Messages = self.get(&path).token(access).data(StatusCode::OK).await?;
         Ok(page.detail)
+    }
+
+    /// `GET .../<room>/events/?after_seq=&limit=`: a page of the room's event log.
+    pub async fn events(
+        &self,
+        access: &str,
+        room: i64,
+        after_seq: i64,
+        limit: Option<u32>,
+    ) -> Result<EventPage, Error> {
+        let limit = limit.map(|l| format!("&limit={l}")).unwrap_or_default();
+        let path = format!("/api/v1/chat/chatrooms/{room}/events/?after_seq={after_seq}{limit}");
+        self.get(&path).token(access).data(StatusCode::OK).await
     }
 
     /// `POST .../<room>/messages/send/`: the stored message, once it is committed.
