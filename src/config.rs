@@ -86,6 +86,15 @@ pub struct Config {
     )]
     pub event_retention_secs: u64,
 
+    /// Seconds after sending that its sender may edit a message (WhatsApp's 15 minutes).
+    #[arg(long = "edit-window", env = "CHATNODE_EDIT_WINDOW", value_name = "SECS", default_value_t = 15 * 60)]
+    pub edit_window_secs: u32,
+
+    /// Seconds after sending that its sender may delete a message for everyone (the room's
+    /// admin may at any time).
+    #[arg(long = "delete-window", env = "CHATNODE_DELETE_WINDOW", value_name = "SECS", default_value_t = 2 * 24 * 3600)]
+    pub delete_window_secs: u32,
+
     /// Log format.
     #[arg(long, env = "CHATNODE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -201,6 +210,8 @@ impl Config {
             max_upload_bytes: 25 * 1024 * 1024,
             media_url_ttl_secs: 3600,
             event_retention_secs: 30 * 24 * 3600,
+            edit_window_secs: 15 * 60,
+            delete_window_secs: 2 * 24 * 3600,
             log_format: LogFormat::Human,
             max_room_members: 1024,
             ws_ping_secs: 30,

@@ -369,8 +369,10 @@ impl Hub {
             return offer_signal(sockets, event);
         }
         let seq = event.seq.unwrap_or(0);
+        // Only a new message moves a socket's message cursor (an edit names an older one).
+        let id = event.id.filter(|_| event.kind == EventKind::Message);
         let outgoing = Outgoing::Frame {
-            id: event.id,
+            id,
             seq,
             sender: event.sender_id,
             frame: Utf8Bytes::from(event.frame_json()),
@@ -380,7 +382,7 @@ impl Hub {
         for socket in sockets.values() {
             if event.kind == EventKind::Message && event.sender_id == Some(socket.user_id) {
                 let own = own.get_or_insert_with(|| Outgoing::Frame {
-                    id: event.id,
+                    id,
                     seq,
                     sender: event.sender_id,
                     frame: Utf8Bytes::from(event.frame_for_sender(event.fresh_state())),

@@ -26,6 +26,8 @@ struct Event {
     request_id: Option<String>,
     last_seen: Option<String>,
     seq: Option<i64>,
+    edited_at: Option<String>,
+    deleted: bool,
 }
 
 // The first byte picks what the rest is: a message body as anyone may publish it (seeds are
@@ -47,6 +49,8 @@ fuzz_target!(|data: &[u8]| {
             };
             let kinds = [
                 EventKind::Message,
+                EventKind::MessageEdited,
+                EventKind::MessageDeleted,
                 EventKind::MemberJoined,
                 EventKind::MemberLeft,
                 EventKind::Delivered,
@@ -74,6 +78,8 @@ fuzz_target!(|data: &[u8]| {
                 request_id: e.request_id,
                 last_seen: e.last_seen,
                 seq: e.seq,
+                edited_at: e.edited_at,
+                deleted: e.deleted,
             });
         }
         _ => {
@@ -108,8 +114,34 @@ fn round_trips(event: &RoomEvent) {
         assert_eq!(data["state"], state);
         return;
     }
-    assert_eq!(data["event"], json!(event.kind));
     assert_eq!(data["seq"], json!(event.seq));
+    assert_eq!(
+        data["deleted"],
+        if event.deleted {
+            json!(true)
+        } else {
+            Value::Null
+        }
+    );
+    if matches!(
+        event.kind,
+        EventKind::MessageEdited | EventKind::MessageDeleted
+    ) {
+        let edited = event.kind == EventKind::MessageEdited;
+        let purpose = if edited {
+            "message_edited"
+        } else {
+            "message_deleted"
+        };
+        assert_eq!(data["purpose"], purpose);
+        assert_eq!(data["id"], json!(event.id));
+        if edited {
+            assert_eq!(data["message"], event.message.as_str());
+            assert_eq!(data["edited_at"], json!(event.edited_at));
+        }
+        return;
+    }
+    assert_eq!(data["event"], json!(event.kind));
     if event.is_receipt() {
         assert_eq!(data["purpose"], "receipt");
         assert_eq!(data["user_id"], json!(event.user_id));

@@ -56,6 +56,15 @@ fn expected(text: &str) -> Option<ClientRequest> {
                 _ => None,
             }
         }
+        "edit_message" => {
+            let id = frame.get("id")?.as_i64().filter(|&id| id > 0)?;
+            let content = frame.get("message")?.as_str()?.to_string();
+            Some(ClientRequest::Edit { id, content })
+        }
+        "delete_message" => {
+            let id = frame.get("id")?.as_i64().filter(|&id| id > 0)?;
+            Some(ClientRequest::Delete(id))
+        }
         "typing" => Some(ClientRequest::Typing(true)),
         "typing_stop" => Some(ClientRequest::Typing(false)),
         "mark_read" => {

@@ -11,8 +11,11 @@ ALTER TABLE rooms ADD COLUMN log_floor BIGINT NOT NULL DEFAULT 0;
 CREATE TABLE room_events (
     room_id    BIGINT      NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
     seq        BIGINT      NOT NULL,
+    -- The message an event is about, so deleting the message can redact its events.
+    message_id BIGINT,
     event      TEXT        NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (room_id, seq)
 );
 CREATE INDEX room_events_created_at ON room_events (created_at);
+CREATE INDEX room_events_message ON room_events (room_id, message_id) WHERE message_id IS NOT NULL;

@@ -16,6 +16,10 @@ pub enum EventKind {
     Message,
     MemberJoined,
     MemberLeft,
+    /// The sender edited message `id`: `message` is its new content.
+    MessageEdited,
+    /// Message `id` was deleted for everyone.
+    MessageDeleted,
     /// A member's delivered position moved forward to `upto`.
     Delivered,
     /// A member's read position moved forward to `upto`.
@@ -67,6 +71,12 @@ pub struct RoomEvent {
     /// The event's position in its room's log (durable events only; assigned at commit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<i64>,
+    /// When a message was edited (a `message_edited` event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    /// The message this event is about was deleted since: its content is gone from the log.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 pub fn attachment_url(file: &Attachment) -> String {
@@ -90,7 +100,48 @@ impl RoomEvent {
             request_id: None,
             last_seen: None,
             seq: None,
+            edited_at: m.edited_at.clone(),
+            deleted: false,
         }
+    }
+
+    /// `m` as edited by its sender at `m.edited_at`.
+    pub fn edited(m: &Message) -> Self {
+        Self {
+            kind: EventKind::MessageEdited,
+            file: None,
+            edited_at: m.edited_at.clone(),
+            ..Self::message(m)
+        }
+    }
+
+    /// `m` deleted for everyone: nothing of its content.
+    pub fn deleted(m: &Message) -> Self {
+        Self {
+            kind: EventKind::MessageDeleted,
+            message: String::new(),
+            file: None,
+            deleted: true,
+            ..Self::message(m)
+        }
+    }
+
+    /// This logged event with nothing left of its message's content, once the message was
+    /// deleted: what a replay serves from then on.
+    pub fn redacted(mut self) -> Self {
+        self.message.clear();
+        self.file = None;
+        self.deleted = true;
+        self
+    }
+
+    /// Whether the event is about one message (its `id`): the log redacts it with the
+    /// message.
+    pub fn is_about_message(&self) -> bool {
+        matches!(
+            self.kind,
+            EventKind::Message | EventKind::MessageEdited | EventKind::MessageDeleted
+        )
     }
 
     /// A message of a room of `kind`.
@@ -121,6 +172,8 @@ impl RoomEvent {
             request_id: None,
             last_seen: None,
             seq: None,
+            edited_at: None,
+            deleted: false,
         }
     }
 
@@ -130,6 +183,8 @@ impl RoomEvent {
         matches!(
             self.kind,
             EventKind::Message
+                | EventKind::MessageEdited
+                | EventKind::MessageDeleted
                 | EventKind::MemberJoined
                 | EventKind::MemberLeft
                 | EventKind::Delivered
@@ -162,6 +217,8 @@ impl RoomEvent {
             request_id: None,
             last_seen: None,
             seq: None,
+            edited_at: None,
+            deleted: false,
         }
     }
 
@@ -262,6 +319,8 @@ impl RoomEvent {
             request_id: None,
             last_seen: None,
             seq: None,
+            edited_at: None,
+            deleted: false,
         }
     }
 
@@ -321,22 +380,43 @@ impl RoomEvent {
     /// A durable event's frame data (what `frame` wraps in `{"data": ...}`), also one entry
     /// of a page of the room's log.
     pub fn frame_data(&self, state: Option<MessageState>) -> Value {
-        let mut data = if self.is_receipt() {
-            json!({
+        let mut data = match self.kind {
+            _ if self.is_receipt() => json!({
                 "purpose": "receipt",
                 "event": self.kind,
                 "chat_id": self.chat_id,
                 "user_id": self.user_id,
                 "upto": self.upto,
-            })
-        } else {
-            self.message_data()
+            }),
+            EventKind::MessageEdited => json!({
+                "purpose": "message_edited",
+                "chat_id": self.chat_id,
+                "id": self.id,
+                "message": self.message,
+                "sender_id": self.sender_id,
+                "edited_at": self.edited_at,
+            }),
+            EventKind::MessageDeleted => json!({
+                "purpose": "message_deleted",
+                "chat_id": self.chat_id,
+                "id": self.id,
+                "sender": self.sender,
+                "sender_id": self.sender_id,
+                "created_at": self.created_at,
+            }),
+            _ => self.message_data(),
         };
         if let Value::Object(fields) = &mut data {
             if let Some(seq) = self.seq {
                 fields.insert("seq".into(), seq.into());
             }
-            if let Some(state) = state.filter(|_| !self.is_receipt()) {
+            if self.deleted {
+                fields.insert("deleted".into(), true.into());
+            }
+            if let (EventKind::Message, Some(edited)) = (self.kind, &self.edited_at) {
+                fields.insert("edited_at".into(), edited.as_str().into());
+            }
+            if let Some(state) = state.filter(|_| self.kind == EventKind::Message) {
                 fields.insert("delivered_count".into(), state.delivered_count.into());
                 fields.insert("read_count".into(), state.read_count.into());
                 if let Some(status) = state.status {

@@ -76,6 +76,10 @@ pub struct Message {
     pub content: String,
     pub attachment: Option<Attachment>,
     pub created_at: String,
+    /// When the sender last edited it.
+    pub edited_at: Option<String>,
+    /// Deleted for everyone: a tombstone, its content and attachment gone.
+    pub deleted: bool,
 }
 
 /// A window of a room's history, always returned oldest first.

@@ -184,6 +184,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::UserNotFound => Self::not_found("No such user"),
             StoreError::MessageNotFound => Self::not_found("No such message in this chatroom"),
+            StoreError::NotSender => Self::forbidden("Only its sender can change this message"),
+            StoreError::ChangeWindowClosed => {
+                Self::forbidden("This message is too old to be changed")
+            }
             StoreError::Blocked => {
                 Self::forbidden("You cannot message this user: one of you blocked the other")
             }

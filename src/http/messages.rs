@@ -88,6 +88,39 @@ pub struct MessageView {
     /// The caller's own messages in a direct conversation: `sent`, `delivered` or `read`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'static str>,
+    /// When its sender last edited it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+}
+
+/// What history keeps of a message deleted for everyone.
+#[derive(Serialize, ToSchema)]
+pub struct Tombstone {
+    pub id: i64,
+    /// Always `true`.
+    pub deleted: bool,
+    /// Sender's user id.
+    pub sender: i64,
+    pub created_at: String,
+}
+
+impl From<&Message> for Tombstone {
+    fn from(m: &Message) -> Self {
+        Self {
+            id: m.id,
+            deleted: true,
+            sender: m.sender_id,
+            created_at: m.created_at.clone(),
+        }
+    }
+}
+
+/// An entry of a history page: a message, or the tombstone of a deleted one.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum HistoryEntry {
+    Message(MessageView),
+    Deleted(Tombstone),
 }
 
 impl From<&Message> for MessageView {
@@ -102,6 +135,7 @@ impl From<&Message> for MessageView {
             delivered_count: None,
             read_count: None,
             status: None,
+            edited_at: m.edited_at.clone(),
         }
     }
 }
@@ -127,7 +161,7 @@ impl MessageView {
 /// A page of history, oldest first.
 #[derive(Serialize, ToSchema)]
 pub struct MessagePage {
-    pub detail: Vec<MessageView>,
+    pub detail: Vec<HistoryEntry>,
 }
 
 /// What a send answers: the stored message.
@@ -214,12 +248,13 @@ pub async fn history(
     let detail = messages
         .iter()
         .map(|m| match &positions {
-            Some(positions) if m.sender_id == user.id => {
+            _ if m.deleted => HistoryEntry::Deleted(Tombstone::from(m)),
+            Some(positions) if m.sender_id == user.id => HistoryEntry::Message(
                 MessageView::with_state(m, positions.state_of(m.id, user.id))
-            }
-            _ => MessageView::from(m),
+                    .signed(&state.media_urls),
+            ),
+            _ => HistoryEntry::Message(MessageView::from(m).signed(&state.media_urls)),
         })
-        .map(|view| view.signed(&state.media_urls))
         .collect();
     // A page the caller was given counts as delivered to them.
     if let Some(newest) = messages.iter().rev().find(|m| m.sender_id != user.id) {

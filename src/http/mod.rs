@@ -5,6 +5,7 @@ pub mod auth;
 pub mod conversations;
 pub mod cors;
 pub mod docs;
+pub mod edits;
 mod envelope;
 pub mod events;
 mod extract;
@@ -50,6 +51,8 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
         .or(rooms::routes(state.clone()))
         .unify()
         .or(messages::routes(state.clone()))
+        .unify()
+        .or(edits::routes(state.clone()))
         .unify()
         .or(events::routes(state.clone()))
         .unify()

@@ -16,12 +16,13 @@ use crate::domain::conversations::{
     ListPage, MemberPage, MessageReceipt, ReceiptMark, RoomPositions, RoomSummary, UserLookup,
 };
 use crate::store::admin::{Account, AdminPage, Counts, DeletedRoom, RoomRecord};
+use crate::store::edits::ChangeRule;
 use crate::store::events::LogRead;
 use crate::store::presence::{PresenceChange, PresenceChanges, PresenceState};
 use crate::store::{
-    AdminStore, Attachment, AttachmentOwner, ConversationStore, EventLogStore, Member, Message,
-    NewUser, OutboxDepth, OutboxEntry, Page, PresenceStore, RelayLease, Room, Store, StoreError,
-    StoreResult, TokenStanding, User,
+    AdminStore, Attachment, AttachmentOwner, ConversationStore, EditStore, EventLogStore, Member,
+    Message, NewUser, OutboxDepth, OutboxEntry, Page, PresenceStore, RelayLease, Room, Store,
+    StoreError, StoreResult, TokenStanding, User,
 };
 
 /// The `op` label: what a store call does, not which method (several share a kind).
@@ -191,6 +192,11 @@ timed!(PresenceStore {
     async fn online_counts(rooms: Vec<i64>, now: i64) -> Vec<(i64, i64)> => Presence;
     async fn room_ids_of(user: i64) -> Vec<i64> => RoomRead;
     async fn set_show_last_seen(user: i64, show: bool) -> User => Presence;
+});
+
+timed!(EditStore {
+    async fn edit_message(room: i64, user: i64, id: i64, content: &str, rule: ChangeRule) -> Message => StoreMessage;
+    async fn delete_message(room: i64, user: i64, id: i64, rule: ChangeRule) -> (Message, Option<Attachment>) => StoreMessage;
 });
 
 timed!(EventLogStore {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod conversations;
+pub mod edits;
 pub mod events;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -21,6 +22,7 @@ pub use crate::domain::{
 };
 pub use admin::{AdminStore, TokenStanding};
 pub use conversations::ConversationStore;
+pub use edits::EditStore;
 pub use events::EventLogStore;
 pub use presence::PresenceStore;
 
@@ -44,6 +46,12 @@ pub enum StoreError {
     UserNotFound,
     #[error("no such message in this chatroom")]
     MessageNotFound,
+    /// Only the sender may edit a message (or delete it, the room's admin aside).
+    #[error("the message is someone else's")]
+    NotSender,
+    /// The edit or delete window after sending has passed.
+    #[error("the message is too old to change")]
+    ChangeWindowClosed,
     /// One of the two people blocked the other.
     #[error("blocked")]
     Blocked,
@@ -146,7 +154,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
 pub trait Store:
-    ConversationStore + EventLogStore + PresenceStore + AdminStore + Send + Sync
+    ConversationStore + EditStore + EventLogStore + PresenceStore + AdminStore + Send + Sync
 {
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;
     /// The user with this email (case-insensitive) and their password hash.

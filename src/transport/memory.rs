@@ -110,6 +110,8 @@ mod tests {
             request_id: None,
             last_seen: None,
             seq: None,
+            edited_at: None,
+            deleted: false,
         }
     }
 

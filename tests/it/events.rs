@@ -121,7 +121,17 @@ async fn the_events_endpoint_pages_every_change_in_order() {
         }
     }
     assert_eq!(paged, seqs);
+}
 
+#[tokio::test]
+async fn bad_log_requests_are_named_and_strangers_read_nothing() {
+    let node = spawn().await;
+    let alice = node.register("alice").await;
+    let carol = node.register("carol").await;
+    let room = node.create_room(&alice, "log", &[]).await;
+    for text in ["one", "two", "three", "four", "five"] {
+        send(&node, &alice, room, text).await;
+    }
     for (query, status) in [
         ("?after_seq=-1", StatusCode::BAD_REQUEST),
         ("?after_seq=soon", StatusCode::BAD_REQUEST),
@@ -270,8 +280,9 @@ async fn a_position_the_retention_pruned_is_answered_with_a_reset_never_a_gap() 
     }
 }
 
-/// Alice on `a` and bob on `b` send at once; bob's live socket on `b` sees every change once,
-/// in `seq` order from 1; a late socket on `a` with `after_seq=0` replays the same log.
+/// Alice on `a` and bob on `b` send at once, then edit and delete; bob's live socket on `b`
+/// sees every change once, in `seq` order from 1; a late socket on `a` with `after_seq=0`
+/// replays the same log.
 async fn one_log_across_nodes(a: &TestNode, b: &TestNode, label: &str) {
     let alice = a.register("alice").await;
     let bob = b.register("bob").await;
@@ -285,12 +296,29 @@ async fn one_log_across_nodes(a: &TestNode, b: &TestNode, label: &str) {
             tokio::spawn(async move { api.send(&access, room, &format!("n{i}")).await.unwrap() })
         })
         .collect();
+    let mut sent = Vec::new();
     for send in sends {
-        send.await.unwrap();
+        sent.push(send.await.unwrap());
     }
+    // An edit on one node and a delete on the other are changes of the same log.
+    a.api
+        .edit(&alice.access, room, sent[0].id, "edited")
+        .await
+        .unwrap();
+    b.api
+        .delete_message(&bob.access, room, sent[1].id)
+        .await
+        .unwrap();
     let last = send(a, &alice, room, "last").await;
     let last_seq = seq_of(b, &bob, room, last).await;
     let seen = seqs_until(&mut live, last_seq).await;
+    let purposes: Vec<&Value> = seen.iter().map(|(_, data)| &data["purpose"]).collect();
+    for change in ["message_edited", "message_deleted"] {
+        assert!(
+            purposes.contains(&&json!(change)),
+            "{label}: {change} in {purposes:?}"
+        );
+    }
     assert_eq!(
         positions(&seen),
         (1..=last_seq).collect::<Vec<_>>(),

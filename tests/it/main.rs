@@ -18,6 +18,7 @@ mod conversations;
 mod cors;
 mod docs;
 mod echo_bot;
+mod edits;
 mod errors;
 mod events;
 mod faults;

@@ -16,6 +16,16 @@ struct Sent {
 }
 
 #[derive(Deserialize)]
+struct Edited {
+    message: Message,
+}
+
+#[derive(Deserialize)]
+struct Deleted {
+    deleted: Message,
+}
+
+#[derive(Deserialize)]
 struct ReadAnswer {
     read: ReadPosition,
 }
@@ -56,6 +66,39 @@ impl Client {
         let limit = limit.map(|l| format!("&limit={l}")).unwrap_or_default();
         let path = format!("/api/v1/chat/chatrooms/{room}/events/?after_seq={after_seq}{limit}");
         self.get(&path).token(access).data(StatusCode::OK).await
+    }
+
+    /// `PATCH .../<room>/messages/<id>/`: the message with its new content.
+    pub async fn edit(
+        &self,
+        access: &str,
+        room: i64,
+        id: i64,
+        content: &str,
+    ) -> Result<Message, Error> {
+        let edited: Edited = self
+            .request(
+                reqwest::Method::PATCH,
+                &format!("/api/v1/chat/chatrooms/{room}/messages/{id}/"),
+            )
+            .token(access)
+            .json(&json!({ "content": content }))
+            .data(StatusCode::OK)
+            .await?;
+        Ok(edited.message)
+    }
+
+    /// `DELETE .../<room>/messages/<id>/`: deleted for everyone; the tombstone.
+    pub async fn delete_message(&self, access: &str, room: i64, id: i64) -> Result<Message, Error> {
+        let deleted: Deleted = self
+            .request(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/chat/chatrooms/{room}/messages/{id}/"),
+            )
+            .token(access)
+            .data(StatusCode::OK)
+            .await?;
+        Ok(deleted.deleted)
     }
 
     /// `POST .../<room>/messages/send/`: the stored message, once it is committed.

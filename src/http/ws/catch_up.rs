@@ -153,7 +153,8 @@ impl Feed {
                 true => Some(self.positions().await?),
                 false => None,
             };
-            let frames = messages.iter().map(|m| {
+            // Nothing of a deleted message is served again.
+            let frames = messages.iter().filter(|m| !m.deleted).map(|m| {
                 let mut event = RoomEvent::message(m);
                 event.file = event.file.map(|path| self.state.media_urls.mint(&path));
                 let frame = match &positions {

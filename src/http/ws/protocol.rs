@@ -34,6 +34,16 @@ impl Start {
     }
 }
 
+/// The message an edit or delete frame names: a positive integer `id`.
+fn message_id(frame: &ClientFrame) -> Result<i64, Frame> {
+    frame
+        .id
+        .as_ref()
+        .and_then(Value::as_i64)
+        .filter(|id| *id > 0)
+        .ok_or_else(|| error_frame("\"id\" must be a message id (a positive integer)"))
+}
+
 /// A `catch_up` frame's start: exactly one of `since` and `after_seq`, each an integer.
 fn catch_up(frame: &ClientFrame) -> Result<Start, Frame> {
     let number = |field: &Option<Value>, name: &str| match field {
@@ -63,6 +73,10 @@ pub enum ClientRequest {
     CatchUp(Start),
     /// `{"purpose": "mark_read", "upto": <message id>}`
     MarkRead(i64),
+    /// `{"purpose": "edit_message", "id": <message id>, "message": "..."}`
+    Edit { id: i64, content: String },
+    /// `{"purpose": "delete_message", "id": <message id>}`
+    Delete(i64),
     /// `{"purpose": "typing"}` (repeated every 3 s while the user types) and
     /// `{"purpose": "typing_stop"}`: `Typing(true)` and `Typing(false)`.
     Typing(bool),
@@ -74,6 +88,7 @@ struct ClientFrame {
     message: Option<Value>,
     since: Option<Value>,
     after_seq: Option<Value>,
+    id: Option<Value>,
     upto: Option<Value>,
 }
 
@@ -102,11 +117,16 @@ impl ClientRequest {
                     "\"upto\" must be a message id (a non-negative integer)",
                 )),
             },
+            Some("edit_message") => match (message_id(&frame)?, frame.message) {
+                (id, Some(Value::String(content))) => Ok(Self::Edit { id, content }),
+                _ => Err(error_frame("\"message\" must be a string")),
+            },
+            Some("delete_message") => message_id(&frame).map(Self::Delete),
             Some("typing") => Ok(Self::Typing(true)),
             Some("typing_stop") => Ok(Self::Typing(false)),
             Some(other) => Err(error_frame(format!("Unknown purpose: {other}"))),
             None => Err(error_frame(
-                "Missing \"purpose\": expected \"send_chat_message\", \"catch_up\", \"mark_read\", \"typing\" or \"typing_stop\"",
+                "Missing \"purpose\": expected \"send_chat_message\", \"catch_up\", \"mark_read\", \"edit_message\", \"delete_message\", \"typing\" or \"typing_stop\"",
             )),
         }
     }

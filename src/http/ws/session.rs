@@ -232,6 +232,14 @@ impl Feed {
                 Err(limited) => Some(error_frame(limited.to_string())),
             },
             ClientRequest::MarkRead(upto) => mark_read(&state, room, user, upto).await.err(),
+            ClientRequest::Edit { id, content } => {
+                let edited = crate::http::edits::edit(&state, room, user, id, content).await;
+                edited.err().map(|e| refusal(&e))
+            }
+            ClientRequest::Delete(id) => {
+                let deleted = crate::http::edits::delete(&state, room, user, id).await;
+                deleted.err().map(|e| refusal(&e))
+            }
             // Signals need no answer: the other sockets see them, or (best effort) do not.
             ClientRequest::Typing(started) => match state.limits.typing(user) {
                 Ok(()) => {
@@ -347,6 +355,13 @@ fn count_close(state: &SharedState, end: &End) {
         End::Close(reason) => state.metrics.socket_closed(Some(reason.code)),
         End::Echo => state.metrics.socket_closed_by_peer(),
     }
+}
+
+/// The error frame answering a refused request with the REST answer's words.
+fn refusal(error: &ApiError) -> Frame {
+    let errors = error.errors();
+    let detail = errors["detail"].as_str().map(str::to_string);
+    error_frame(detail.unwrap_or_else(|| errors.to_string()))
 }
 
 /// Checks a read mark and queues it; the receipt reaches the room shortly.

@@ -57,6 +57,10 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "0010_event_log",
         include_str!("../../../sql/postgres/0010_event_log.sql"),
     ),
+    (
+        "0011_edits",
+        include_str!("../../../sql/postgres/0011_edits.sql"),
+    ),
 ];
 
 /// Advisory lock key ("chatnode" in ASCII) held while migrating, so nodes starting together

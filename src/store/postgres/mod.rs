@@ -8,6 +8,7 @@
 
 mod admin;
 mod conversations;
+mod edits;
 mod engine;
 mod events;
 mod presence;

@@ -364,6 +364,8 @@ impl Store for PostgresStore {
             content: content.to_string(),
             attachment,
             created_at: format_timestamp(at),
+            edited_at: None,
+            deleted: false,
         };
         let kind = if direct {
             RoomKind::Direct

@@ -177,10 +177,12 @@ pub(super) async fn enqueue<C: GenericClient>(
     let body =
         serde_json::to_string(&event).map_err(|e| StoreError::backend("encoding an event", e))?;
     if let Some(seq) = event.seq {
+        let message = event.id.filter(|_| event.is_about_message());
         execute(
             tx,
-            "INSERT INTO room_events (room_id, seq, event, created_at) VALUES ($1, $2, $3, $4)",
-            &[&event.chat_id, &seq, &body, &at],
+            "INSERT INTO room_events (room_id, seq, message_id, event, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&event.chat_id, &seq, &message, &body, &at],
         )
         .await?;
     }
@@ -195,7 +197,7 @@ pub(super) async fn enqueue<C: GenericClient>(
 
 pub(super) const MESSAGE_SELECT: &str =
     "SELECT m.id, m.room_id, m.sender_id, u.username, m.content, m.created_at,
-            a.file_name, a.content_type, a.size, a.original_name
+            a.file_name, a.content_type, a.size, a.original_name, m.edited_at, m.deleted_at
      FROM messages m JOIN users u ON u.id = m.sender_id
      LEFT JOIN attachments a ON a.message_id = m.id";
 
@@ -214,5 +216,9 @@ pub(super) fn message_from_row(row: &Row) -> Message {
         content: row.get(4),
         created_at: timestamp(row, 5),
         attachment,
+        edited_at: row
+            .get::<_, Option<DateTime<Utc>>>(10)
+            .map(format_timestamp),
+        deleted: row.get::<_, Option<DateTime<Utc>>>(11).is_some(),
     }
 }

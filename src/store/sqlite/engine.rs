@@ -54,6 +54,10 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "0010_event_log",
         include_str!("../../../sql/sqlite/0010_event_log.sql"),
     ),
+    (
+        "0011_edits",
+        include_str!("../../../sql/sqlite/0011_edits.sql"),
+    ),
 ];
 
 /// Prepared statements kept per connection: more than the hot paths use, so none of them is

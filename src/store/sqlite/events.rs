@@ -8,8 +8,36 @@ use rusqlite::{params, Connection};
 
 use super::queries::check_member;
 use super::SqliteStore;
+use crate::domain::events::RoomEvent;
 use crate::store::events::{page_from_rows, LogRead, PRUNE_BATCH};
 use crate::store::{format_timestamp, EventLogStore, StoreError, StoreResult};
+
+/// Queues `event` for the relay and, if the room's log keeps it, gives it the room's next
+/// `seq` and logs it: one writer, so positions follow commit order.
+pub(super) fn enqueue(conn: &Connection, event: &RoomEvent) -> StoreResult<()> {
+    let mut event = event.stamped();
+    if event.is_logged() {
+        let seq: i64 = conn
+            .prepare_cached(
+                "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
+            )?
+            .query_row([event.chat_id], |row| row.get(0))?;
+        event.to_mut().seq = Some(seq);
+    }
+    let body =
+        serde_json::to_string(&event).map_err(|e| StoreError::backend("encoding an event", e))?;
+    if let Some(seq) = event.seq {
+        let message = event.id.filter(|_| event.is_about_message());
+        conn.prepare_cached(
+            "INSERT INTO room_events (room_id, seq, message_id, event, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![event.chat_id, seq, message, body, event.created_at])?;
+    }
+    conn.prepare_cached("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)")?
+        .execute(params![body, event.created_at])?;
+    Ok(())
+}
 
 fn events_after(
     conn: &Connection,

@@ -7,6 +7,7 @@
 
 mod admin;
 mod conversations;
+mod edits;
 mod engine;
 mod events;
 mod lease;

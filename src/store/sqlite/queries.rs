@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 use tokio::sync::Notify;
 
 use super::engine::database_dir;
+use super::events::enqueue;
 use super::lease::{lease_path, FileLease};
 use super::SqliteStore;
 use crate::domain::conversations::RoomKind;
@@ -95,31 +96,6 @@ pub(super) fn check_member(conn: &Connection, room: i64, user: i64) -> StoreResu
     }
 }
 
-/// Queues `event` for the relay and, if the room's log keeps it, gives it the room's next
-/// `seq` and logs it: one writer, so positions follow commit order.
-pub(super) fn enqueue(conn: &Connection, event: &RoomEvent) -> StoreResult<()> {
-    let mut event = event.stamped();
-    if event.is_logged() {
-        let seq: i64 = conn
-            .prepare_cached(
-                "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
-            )?
-            .query_row([event.chat_id], |row| row.get(0))?;
-        event.to_mut().seq = Some(seq);
-    }
-    let body =
-        serde_json::to_string(&event).map_err(|e| StoreError::backend("encoding an event", e))?;
-    if let Some(seq) = event.seq {
-        conn.prepare_cached(
-            "INSERT INTO room_events (room_id, seq, event, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![event.chat_id, seq, body, event.created_at])?;
-    }
-    conn.prepare_cached("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)")?
-        .execute(params![body, event.created_at])?;
-    Ok(())
-}
-
 /// Now in microseconds since the epoch: a room's activity.
 pub(super) fn activity_now() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -163,7 +139,7 @@ fn touch_room(conn: &Connection, room: i64) -> StoreResult<()> {
 
 pub(super) const MESSAGE_SELECT: &str =
     "SELECT m.id, m.room_id, m.sender_id, u.username, m.content, m.created_at,
-            a.file_name, a.content_type, a.size, a.original_name
+            a.file_name, a.content_type, a.size, a.original_name, m.edited_at, m.deleted_at
      FROM messages m JOIN users u ON u.id = m.sender_id
      LEFT JOIN attachments a ON a.message_id = m.id";
 
@@ -186,6 +162,8 @@ pub(super) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         content: row.get(4)?,
         created_at: row.get(5)?,
         attachment,
+        edited_at: row.get(10)?,
+        deleted: row.get::<_, Option<String>>(11)?.is_some(),
     })
 }
 

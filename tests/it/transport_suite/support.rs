@@ -29,6 +29,8 @@ pub fn event(room: i64, message: &str) -> RoomEvent {
         request_id: None,
         last_seen: None,
         seq: None,
+        edited_at: None,
+        deleted: false,
     }
 }
 

@@ -1,0 +1,5 @@
+-- Editing and deleting messages: when a message was last edited, and when it was deleted for
+-- everyone (its content is emptied and its attachment removed then; the row stays as a
+-- tombstone, so ids, replies and receipts keep their meaning).
+ALTER TABLE messages ADD COLUMN edited_at TEXT;
+ALTER TABLE messages ADD COLUMN deleted_at TEXT;
