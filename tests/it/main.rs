@@ -34,6 +34,7 @@ mod messages;
 mod metrics;
 mod presence;
 mod properties;
+mod replay_property;
 mod room_limits;
 mod rooms;
 mod skips;
