@@ -80,6 +80,7 @@ fuzz_target!(|data: &[u8]| {
                 seq: e.seq,
                 edited_at: e.edited_at,
                 deleted: e.deleted,
+                reply_to: None,
             });
         }
         _ => {

@@ -38,8 +38,13 @@ fn expected(text: &str) -> Option<ClientRequest> {
             let fits = !message.trim().is_empty() && message.chars().count() <= MAX_CONTENT_CHARS;
             // Text of only invisible characters is blank too (Content's rule, which the
             // json_bodies target checks against is_blank).
+            // A null reply_to is an absent one; any other must be an integer.
+            let reply_to = match frame.get("reply_to").filter(|v| !v.is_null()) {
+                None => None,
+                Some(id) => Some(id.as_i64()?),
+            };
             fits.then(|| Content::parse(message.to_string(), false).ok())?
-                .map(ClientRequest::Send)
+                .map(|content| ClientRequest::Send { content, reply_to })
         }
         "catch_up" => {
             // A null field is an absent one; exactly one of the two, a non-negative integer.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::conversations::{MessageState, ReceiptKind, RoomKind};
-use super::{Attachment, Message};
+use super::{Attachment, Message, ReplyRef};
 
 pub const BOT_SENDER: &str = "WhatsApp MessengerBot";
 
@@ -77,6 +77,9 @@ pub struct RoomEvent {
     /// The message this event is about was deleted since: its content is gone from the log.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// The message a new message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyRef>,
 }
 
 pub fn attachment_url(file: &Attachment) -> String {
@@ -102,6 +105,7 @@ impl RoomEvent {
             seq: None,
             edited_at: m.edited_at.clone(),
             deleted: false,
+            reply_to: m.reply_to.clone(),
         }
     }
 
@@ -111,6 +115,7 @@ impl RoomEvent {
             kind: EventKind::MessageEdited,
             file: None,
             edited_at: m.edited_at.clone(),
+            reply_to: None,
             ..Self::message(m)
         }
     }
@@ -122,6 +127,7 @@ impl RoomEvent {
             message: String::new(),
             file: None,
             deleted: true,
+            reply_to: None,
             ..Self::message(m)
         }
     }
@@ -132,6 +138,15 @@ impl RoomEvent {
         self.message.clear();
         self.file = None;
         self.deleted = true;
+        self
+    }
+
+    /// This logged event without the excerpt of the message it answers, once that message
+    /// was deleted.
+    pub fn without_excerpt(mut self) -> Self {
+        if let Some(reply) = &mut self.reply_to {
+            reply.excerpt = None;
+        }
         self
     }
 
@@ -174,6 +189,7 @@ impl RoomEvent {
             seq: None,
             edited_at: None,
             deleted: false,
+            reply_to: None,
         }
     }
 
@@ -219,6 +235,7 @@ impl RoomEvent {
             seq: None,
             edited_at: None,
             deleted: false,
+            reply_to: None,
         }
     }
 
@@ -321,6 +338,7 @@ impl RoomEvent {
             seq: None,
             edited_at: None,
             deleted: false,
+            reply_to: None,
         }
     }
 
@@ -415,6 +433,9 @@ impl RoomEvent {
             }
             if let (EventKind::Message, Some(edited)) = (self.kind, &self.edited_at) {
                 fields.insert("edited_at".into(), edited.as_str().into());
+            }
+            if let (EventKind::Message, Some(reply)) = (self.kind, &self.reply_to) {
+                fields.insert("reply_to".into(), json!(reply));
             }
             if let Some(state) = state.filter(|_| self.kind == EventKind::Message) {
                 fields.insert("delivered_count".into(), state.delivered_count.into());

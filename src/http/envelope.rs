@@ -184,6 +184,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::UserNotFound => Self::not_found("No such user"),
             StoreError::MessageNotFound => Self::not_found("No such message in this chatroom"),
+            StoreError::BadReply => Self::bad_request(
+                "`reply_to` must be the id of a message of this chatroom that was not deleted",
+            ),
             StoreError::NotSender => Self::forbidden("Only its sender can change this message"),
             StoreError::ChangeWindowClosed => {
                 Self::forbidden("This message is too old to be changed")

@@ -15,6 +15,7 @@ use crate::auth::media_url::MediaUrls;
 use crate::domain::conversations::{MessageState, ReceiptKind, ReceiptMark};
 use crate::domain::events::attachment_url;
 use crate::domain::values::Content;
+use crate::domain::ReplyRef;
 use crate::state::SharedState;
 use crate::store::{Message, Page, StoreError, User};
 
@@ -26,6 +27,8 @@ const LIMIT_RANGE: &str = "a whole number from 1 to 200 (larger is read as 200)"
 pub struct SendRequest {
     #[schema(example = "Hello!")]
     pub content: String,
+    /// The id of the message of this chatroom this one answers.
+    pub reply_to: Option<i64>,
 }
 
 #[derive(IntoParams)]
@@ -91,6 +94,9 @@ pub struct MessageView {
     /// When its sender last edited it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<String>,
+    /// The message this one answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyRef>,
 }
 
 /// What history keeps of a message deleted for everyone.
@@ -136,6 +142,7 @@ impl From<&Message> for MessageView {
             read_count: None,
             status: None,
             edited_at: m.edited_at.clone(),
+            reply_to: m.reply_to.clone(),
         }
     }
 }
@@ -315,7 +322,7 @@ pub async fn send_json(
     let content = Content::parse(body.content, false)?;
     let message = state
         .store
-        .post_message(id, user.id, content.as_str(), None)
+        .post_reply(id, user.id, content.as_str(), None, body.reply_to)
         .await
         .map_err(send_error)?;
     state.metrics.message_stored();

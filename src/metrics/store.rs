@@ -158,7 +158,7 @@ timed!(Store {
     async fn check_member(room: i64, user: i64) -> () => RoomRead;
     async fn join_room(room: i64, user: i64, cap: usize) -> Room => RoomWrite;
     async fn leave_room(room: i64, user: i64) -> Room => RoomWrite;
-    async fn post_message(room: i64, sender: i64, content: &str, attachment: Option<Attachment>) -> Message => StoreMessage;
+    async fn post_reply(room: i64, sender: i64, content: &str, attachment: Option<Attachment>, reply_to: Option<i64>) -> Message => StoreMessage;
     async fn messages(room: i64, user: i64, page: Page) -> Vec<Message> => ReadHistory;
     async fn attachment_owner(file_name: &str) -> Option<AttachmentOwner> => RoomRead;
     async fn outbox_batch(limit: u32) -> Vec<OutboxEntry> => OutboxFetch;

@@ -49,6 +49,9 @@ pub enum StoreError {
     /// Only the sender may edit a message (or delete it, the room's admin aside).
     #[error("the message is someone else's")]
     NotSender,
+    /// A reply names a message that is not (or no longer) in the room.
+    #[error("reply_to names no message of this chatroom")]
+    BadReply,
     /// The edit or delete window after sending has passed.
     #[error("the message is too old to change")]
     ChangeWindowClosed,
@@ -199,6 +202,19 @@ pub trait Store:
         sender: i64,
         content: &str,
         attachment: Option<Attachment>,
+    ) -> StoreResult<Message> {
+        self.post_reply(room, sender, content, attachment, None)
+            .await
+    }
+    /// [`Store::post_message`], answering message `reply_to` of the same room (not deleted;
+    /// `BadReply` otherwise).
+    async fn post_reply(
+        &self,
+        room: i64,
+        sender: i64,
+        content: &str,
+        attachment: Option<Attachment>,
+        reply_to: Option<i64>,
     ) -> StoreResult<Message>;
     /// A page of a room's history for a member.
     async fn messages(&self, room: i64, user: i64, page: Page) -> StoreResult<Vec<Message>>;

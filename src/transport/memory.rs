@@ -112,6 +112,7 @@ mod tests {
             seq: None,
             edited_at: None,
             deleted: false,
+            reply_to: None,
         }
     }
 

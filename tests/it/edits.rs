@@ -260,3 +260,76 @@ async fn a_deleted_message_leaves_a_tombstone_and_nothing_else_anywhere() {
         "a catch-up skips it"
     );
 }
+
+#[tokio::test]
+async fn a_reply_names_a_message_of_the_room_and_loses_its_excerpt_when_that_is_deleted() {
+    let node = spawn().await;
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let room = node.create_room(&alice, "replies", &[&bob]).await;
+    let other = node.create_room(&alice, "other", &[]).await;
+    let mut bob_ws = node.ws(room, &bob).await;
+    let long = "x".repeat(150);
+    let first = send(&node, &alice, room, &long).await;
+    bob_ws.next_data().await;
+    let elsewhere = send(&node, &alice, other, "elsewhere").await;
+    let sent = format!("/api/v1/chat/chatrooms/{room}/messages/send/");
+
+    let (status, body) = node
+        .post(
+            &sent,
+            Some(&bob.access),
+            json!({"content": "yes!", "reply_to": first}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let excerpt = "x".repeat(100);
+    let reference = json!({"id": first, "sender": alice.id, "excerpt": excerpt});
+    assert_eq!(body["data"]["detail"]["reply_to"], reference);
+    assert_eq!(bob_ws.next_data().await["reply_to"], reference);
+    bob_ws
+        .send_json(json!({"purpose": "send_chat_message", "message": "again", "reply_to": first}))
+        .await;
+    assert_eq!(bob_ws.next_data().await["reply_to"], reference);
+    for (reply_to, why) in [
+        (json!(elsewhere), "another room's"),
+        (json!(first + 99), "unknown"),
+        (json!("first"), "not an id"),
+    ] {
+        let (status, body) = node
+            .post(
+                &sent,
+                Some(&bob.access),
+                json!({"content": "no", "reply_to": reply_to}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {body}");
+    }
+    bob_ws
+        .send_json(json!({"purpose": "send_chat_message", "message": "no", "reply_to": elsewhere}))
+        .await;
+    assert_eq!(bob_ws.next_json().await["success"], false);
+
+    assert_eq!(delete(&node, &alice, room, first).await.0, StatusCode::OK);
+    let (status, _) = node
+        .post(
+            &sent,
+            Some(&bob.access),
+            json!({"content": "no", "reply_to": first}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a deleted message cannot be answered"
+    );
+    let gone = json!({"id": first, "sender": alice.id, "excerpt": null});
+    let history = node.history(&bob, room, "").await;
+    assert_eq!(
+        (&history[1]["reply_to"], &history[2]["reply_to"]),
+        (&gone, &gone)
+    );
+    let log = node.api.events(&bob.access, room, 0, None).await.unwrap();
+    let text = serde_json::to_string(&log.events).unwrap();
+    assert!(!text.contains("xxxxx"), "the log keeps no excerpt: {text}");
+}

@@ -66,8 +66,11 @@ fn catch_up(frame: &ClientFrame) -> Result<Start, Frame> {
 /// What a client may ask over its socket.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientRequest {
-    /// `{"purpose": "send_chat_message", "message": "..."}`
-    Send(Content),
+    /// `{"purpose": "send_chat_message", "message": "...", "reply_to"?: <message id>}`
+    Send {
+        content: Content,
+        reply_to: Option<i64>,
+    },
     /// `{"purpose": "catch_up", "since": <message id>}` or `{"purpose": "catch_up",
     /// "after_seq": <seq>}`
     CatchUp(Start),
@@ -89,6 +92,7 @@ struct ClientFrame {
     since: Option<Value>,
     after_seq: Option<Value>,
     id: Option<Value>,
+    reply_to: Option<Value>,
     upto: Option<Value>,
 }
 
@@ -104,12 +108,20 @@ impl ClientRequest {
             Err(e) => return Err(error_frame(format!("Frame is not valid JSON: {e}"))),
         };
         match frame.purpose.as_ref().and_then(Value::as_str) {
-            Some("send_chat_message") => match frame.message {
-                Some(Value::String(content)) => Content::parse(content, false)
-                    .map(Self::Send)
-                    .map_err(|e| error_frame(e.to_string())),
-                _ => Err(error_frame("\"message\" must be a string")),
-            },
+            Some("send_chat_message") => {
+                let reply_to = match &frame.reply_to {
+                    None => None,
+                    Some(id) => Some(id.as_i64().ok_or_else(|| {
+                        error_frame("\"reply_to\" must be a message id (an integer)")
+                    })?),
+                };
+                match frame.message {
+                    Some(Value::String(content)) => Content::parse(content, false)
+                        .map(|content| Self::Send { content, reply_to })
+                        .map_err(|e| error_frame(e.to_string())),
+                    _ => Err(error_frame("\"message\" must be a string")),
+                }
+            }
             Some("catch_up") => catch_up(&frame).map(Self::CatchUp),
             Some("mark_read") => match frame.upto.as_ref().and_then(Value::as_i64) {
                 Some(upto) if upto >= 0 => Ok(Self::MarkRead(upto)),

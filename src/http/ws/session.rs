@@ -212,8 +212,8 @@ impl Feed {
     ) -> Result<(), End> {
         let (state, room, user) = (self.state.clone(), self.room, self.user);
         let refused = match request {
-            ClientRequest::Send(content) => match state.limits.send(user) {
-                Ok(()) => send(&state, room, user, &content).await.err(),
+            ClientRequest::Send { content, reply_to } => match state.limits.send(user) {
+                Ok(()) => send(&state, room, user, &content, reply_to).await.err(),
                 // Say why and when, then stop reading from a flooding client.
                 Err(limited) => {
                     let answer = error_frame(limited.to_string());
@@ -387,10 +387,16 @@ async fn mark_read(state: &SharedState, room: i64, user: i64, upto: i64) -> Resu
 }
 
 /// Stores a message sent over the socket; the sender sees it arrive like everyone else.
-async fn send(state: &SharedState, room: i64, user: i64, content: &Content) -> Result<(), Frame> {
+async fn send(
+    state: &SharedState,
+    room: i64,
+    user: i64,
+    content: &Content,
+    reply_to: Option<i64>,
+) -> Result<(), Frame> {
     match state
         .store
-        .post_message(room, user, content.as_str(), None)
+        .post_reply(room, user, content.as_str(), None, reply_to)
         .await
     {
         Ok(_) => {

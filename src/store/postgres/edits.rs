@@ -34,23 +34,33 @@ async fn changeable<C: GenericClient>(
     Ok((message, admin))
 }
 
-/// Rewrites the log's events about message `id` without its content.
+/// Rewrites the log's events about message `id` without its content, and the replies to it
+/// without their excerpt of it.
 async fn redact<C: GenericClient>(db: &C, room: i64, id: i64) -> StoreResult<()> {
-    let entries = query(
-        db,
-        "SELECT seq, event FROM room_events WHERE room_id = $1 AND message_id = $2",
-        &[&room, &id],
-    )
-    .await?;
-    for entry in entries {
+    const ABOUT: &str = "SELECT seq, event FROM room_events WHERE room_id = $1 AND message_id = $2";
+    const REPLIES: &str = "SELECT e.seq, e.event FROM room_events e
+         JOIN messages m ON m.id = e.message_id WHERE e.room_id = $1 AND m.reply_to = $2";
+    rewrite(db, room, id, ABOUT, RoomEvent::redacted).await?;
+    rewrite(db, room, id, REPLIES, RoomEvent::without_excerpt).await
+}
+
+/// Rewrites the log entries `select` finds with `change`.
+async fn rewrite<C: GenericClient>(
+    db: &C,
+    room: i64,
+    id: i64,
+    select: &str,
+    change: fn(RoomEvent) -> RoomEvent,
+) -> StoreResult<()> {
+    for entry in query(db, select, &[&room, &id]).await? {
         let (seq, body): (i64, String) = (entry.get(0), entry.get(1));
         let event = RoomEvent::decode(body.as_bytes())
             .map_err(|e| StoreError::backend(format!("log entry {seq} is corrupt"), e))?;
-        let redacted = String::from_utf8_lossy(&event.redacted().encode()).into_owned();
+        let changed = String::from_utf8_lossy(&change(event).encode()).into_owned();
         execute(
             db,
             "UPDATE room_events SET event = $3 WHERE room_id = $1 AND seq = $2",
-            &[&room, &seq, &redacted],
+            &[&room, &seq, &changed],
         )
         .await?;
     }

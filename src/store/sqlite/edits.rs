@@ -68,23 +68,37 @@ fn delete(
     Ok((message, attachment))
 }
 
-/// Rewrites the log's events about message `id` without its content.
+/// Rewrites the log's events about message `id` without its content, and the replies to it
+/// without their excerpt of it.
 fn redact(conn: &Connection, room: i64, id: i64) -> StoreResult<()> {
+    const ABOUT: &str = "SELECT seq, event FROM room_events WHERE room_id = ?1 AND message_id = ?2";
+    const REPLIES: &str = "SELECT e.seq, e.event FROM room_events e
+         JOIN messages m ON m.id = e.message_id WHERE e.room_id = ?1 AND m.reply_to = ?2";
+    rewrite(conn, room, id, ABOUT, RoomEvent::redacted)?;
+    rewrite(conn, room, id, REPLIES, RoomEvent::without_excerpt)
+}
+
+/// Rewrites the log entries `select` finds with `change`.
+fn rewrite(
+    conn: &Connection,
+    room: i64,
+    id: i64,
+    select: &str,
+    change: fn(RoomEvent) -> RoomEvent,
+) -> StoreResult<()> {
     let entries: Vec<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT seq, event FROM room_events WHERE room_id = ?1 AND message_id = ?2",
-        )?
+        .prepare_cached(select)?
         .query_map(params![room, id], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut rewrite =
+    let mut update =
         conn.prepare_cached("UPDATE room_events SET event = ?3 WHERE room_id = ?1 AND seq = ?2")?;
     for (seq, body) in entries {
         let event = RoomEvent::decode(body.as_bytes())
             .map_err(|e| StoreError::backend(format!("log entry {seq} is corrupt"), e))?;
-        rewrite.execute(params![
+        update.execute(params![
             room,
             seq,
-            String::from_utf8_lossy(&event.redacted().encode())
+            String::from_utf8_lossy(&change(event).encode())
         ])?;
     }
     Ok(())

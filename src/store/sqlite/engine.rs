@@ -55,8 +55,8 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../sql/sqlite/0010_event_log.sql"),
     ),
     (
-        "0011_edits",
-        include_str!("../../../sql/sqlite/0011_edits.sql"),
+        "0011_edits_and_replies",
+        include_str!("../../../sql/sqlite/0011_edits_and_replies.sql"),
     ),
 ];
 

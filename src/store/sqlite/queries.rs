@@ -12,6 +12,7 @@ use super::lease::{lease_path, FileLease};
 use super::SqliteStore;
 use crate::domain::conversations::RoomKind;
 use crate::domain::events::RoomEvent;
+use crate::domain::ReplyRef;
 use crate::store::TokenStanding;
 use crate::store::{
     now_timestamp, Attachment, AttachmentOwner, Member, Message, NewUser, OutboxDepth, OutboxEntry,
@@ -139,9 +140,23 @@ fn touch_room(conn: &Connection, room: i64) -> StoreResult<()> {
 
 pub(super) const MESSAGE_SELECT: &str =
     "SELECT m.id, m.room_id, m.sender_id, u.username, m.content, m.created_at,
-            a.file_name, a.content_type, a.size, a.original_name, m.edited_at, m.deleted_at
+            a.file_name, a.content_type, a.size, a.original_name, m.edited_at, m.deleted_at,
+            r.id, r.sender_id, r.content, r.deleted_at
      FROM messages m JOIN users u ON u.id = m.sender_id
-     LEFT JOIN attachments a ON a.message_id = m.id";
+     LEFT JOIN attachments a ON a.message_id = m.id
+     LEFT JOIN messages r ON r.id = m.reply_to";
+
+/// `Ok` when message `id` is in `room` and not deleted: what a reply may answer.
+fn check_reply(conn: &Connection, room: i64, id: i64) -> StoreResult<()> {
+    let fits: Option<bool> = conn
+        .prepare_cached("SELECT room_id = ?2 AND deleted_at IS NULL FROM messages WHERE id = ?1")?
+        .query_row(params![id, room], |row| row.get(0))
+        .optional()?;
+    match fits {
+        Some(true) => Ok(()),
+        _ => Err(StoreError::BadReply),
+    }
+}
 
 pub(super) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     let file_name: Option<String> = row.get(6)?;
@@ -164,6 +179,15 @@ pub(super) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         attachment,
         edited_at: row.get(10)?,
         deleted: row.get::<_, Option<String>>(11)?.is_some(),
+        reply_to: match row.get::<_, Option<i64>>(12)? {
+            Some(id) => Some(ReplyRef::new(
+                id,
+                row.get(13)?,
+                &row.get::<_, String>(14)?,
+                row.get::<_, Option<String>>(15)?.is_some(),
+            )),
+            None => None,
+        },
     })
 }
 
@@ -419,12 +443,13 @@ impl Store for SqliteStore {
         Ok(left)
     }
 
-    async fn post_message(
+    async fn post_reply(
         &self,
         room: i64,
         sender: i64,
         content: &str,
         attachment: Option<Attachment>,
+        reply_to: Option<i64>,
     ) -> StoreResult<Message> {
         let content = content.to_string();
         let message = self
@@ -434,11 +459,14 @@ impl Store for SqliteStore {
                 if direct && blocked_in_direct(conn, room, sender)? {
                     return Err(StoreError::Blocked);
                 }
+                if let Some(answered) = reply_to {
+                    check_reply(conn, room, answered)?;
+                }
                 conn.prepare_cached(
-                    "INSERT INTO messages (room_id, sender_id, content, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO messages (room_id, sender_id, content, created_at, reply_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![room, sender, content, now_timestamp()])?;
+                .execute(params![room, sender, content, now_timestamp(), reply_to])?;
                 let id = conn.last_insert_rowid();
                 conn.prepare_cached(
                     "UPDATE rooms SET last_message_id = ?2, activity = MAX(activity + 1, ?3)

@@ -31,6 +31,7 @@ pub fn event(room: i64, message: &str) -> RoomEvent {
         seq: None,
         edited_at: None,
         deleted: false,
+        reply_to: None,
     }
 }
 

@@ -3,3 +3,6 @@
 -- tombstone, so ids, replies and receipts keep their meaning).
 ALTER TABLE messages ADD COLUMN edited_at TIMESTAMPTZ;
 ALTER TABLE messages ADD COLUMN deleted_at TIMESTAMPTZ;
+
+-- The message this one answers (of the same room; checked when it is sent).
+ALTER TABLE messages ADD COLUMN reply_to BIGINT REFERENCES messages (id);
