@@ -48,7 +48,7 @@ use super::{
         rooms::CreatedRoom, messages::SendRequest, messages::MessageView, messages::MessagePage,
         messages::SentMessage, media::UploadForm, events::EventPage,
         edits::EditRequest, edits::EditedMessage, edits::DeletedMessage, messages::Tombstone,
-        messages::HistoryEntry,
+        messages::HistoryEntry, crate::domain::ReplyRef,
         rooms::PersonView, rooms::ChatListEntry, crate::domain::conversations::RoomKind,
         conversations::DirectRequest, conversations::MemberList,
         receipts::ReadRequest, receipts::ReadPosition, receipts::ReadAnswer, receipts::ReceiptList,
