@@ -40,7 +40,7 @@ service "RabbitMQ" "$(present set_ CHATNODE_TEST_AMQP_URL)" CHATNODE_TEST_REQUIR
     "set CHATNODE_TEST_AMQP_URL" \
     rabbitmq_3 cluster::amqp faults::amqp091_a_node_killed \
     bench::a_spawned_two_node_bench_over_the_broker takeover::amqp091 typing::amqp \
-    logs::amqp091 metrics::amqp presence::amqp asyncapi::amqp091
+    logs::amqp091 metrics::amqp presence::amqp asyncapi::amqp091 events::amqp
 service "AsyncAPI parser (npm)" "$(present test -d tests/asyncapi/node_modules)" \
     CHATNODE_TEST_REQUIRE_NPM "needs Node.js; run npm ci --prefix tests/asyncapi" \
     asyncapi::
@@ -58,7 +58,7 @@ service "Prometheus" "$(present has prometheus)" CHATNODE_TEST_REQUIRE_PROMETHEU
     metrics::prometheus
 service "PostgreSQL" "$(present set_ CHATNODE_TEST_DATABASE_URL)" CHATNODE_TEST_REQUIRE_DB \
     "set CHATNODE_TEST_DATABASE_URL; also skips the whole suite's pass on PostgreSQL" \
-    store::postgres store::conversations::postgres store::admin::postgres store::presence::postgres
+    store::postgres store::conversations::postgres store::admin::postgres store::presence::postgres store::events::postgres
 
 report() {
     local i name filter

@@ -75,6 +75,26 @@ pub struct Config {
     )]
     pub media_url_ttl_secs: u64,
 
+    /// Seconds a room's event log keeps an event for replay (`after_seq`); a position older
+    /// than that is answered with a reset. Messages themselves stay in history.
+    #[arg(
+        long = "event-retention",
+        env = "CHATNODE_EVENT_RETENTION",
+        value_name = "SECS",
+        default_value_t = 30 * 24 * 3600,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub event_retention_secs: u64,
+
+    /// Seconds after sending that its sender may edit a message (WhatsApp's 15 minutes).
+    #[arg(long = "edit-window", env = "CHATNODE_EDIT_WINDOW", value_name = "SECS", default_value_t = 15 * 60)]
+    pub edit_window_secs: u32,
+
+    /// Seconds after sending that its sender may delete a message for everyone (the room's
+    /// admin may at any time).
+    #[arg(long = "delete-window", env = "CHATNODE_DELETE_WINDOW", value_name = "SECS", default_value_t = 2 * 24 * 3600)]
+    pub delete_window_secs: u32,
+
     /// Log format.
     #[arg(long, env = "CHATNODE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -189,6 +209,9 @@ impl Config {
             node_id: random_node_id(),
             max_upload_bytes: 25 * 1024 * 1024,
             media_url_ttl_secs: 3600,
+            event_retention_secs: 30 * 24 * 3600,
+            edit_window_secs: 15 * 60,
+            delete_window_secs: 2 * 24 * 3600,
             log_format: LogFormat::Human,
             max_room_members: 1024,
             ws_ping_secs: 30,

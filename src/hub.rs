@@ -97,10 +97,12 @@ impl Kick {
 /// What the hub puts in a socket's queue.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    /// A serialised frame; `id` is the message id (none for notices and receipts), for
-    /// de-duplication, and `sender` its author, whose delivered position it does not move.
+    /// A serialised frame; `id` is the message id (none for notices and receipts) and `seq`
+    /// its position in the room's log (0 for signals, which have none), for de-duplication;
+    /// `sender` is its author, whose delivered position it does not move.
     Frame {
         id: Option<i64>,
+        seq: i64,
         sender: Option<i64>,
         frame: Utf8Bytes,
     },
@@ -366,8 +368,12 @@ impl Hub {
         if event.is_signal() {
             return offer_signal(sockets, event);
         }
+        let seq = event.seq.unwrap_or(0);
+        // Only a new message moves a socket's message cursor (an edit names an older one).
+        let id = event.id.filter(|_| event.kind == EventKind::Message);
         let outgoing = Outgoing::Frame {
-            id: event.id,
+            id,
+            seq,
             sender: event.sender_id,
             frame: Utf8Bytes::from(event.frame_json()),
         };
@@ -376,7 +382,8 @@ impl Hub {
         for socket in sockets.values() {
             if event.kind == EventKind::Message && event.sender_id == Some(socket.user_id) {
                 let own = own.get_or_insert_with(|| Outgoing::Frame {
-                    id: event.id,
+                    id,
+                    seq,
                     sender: event.sender_id,
                     frame: Utf8Bytes::from(event.frame_for_sender(event.fresh_state())),
                 });
@@ -413,6 +420,7 @@ impl Hub {
 fn offer_signal(sockets: &HashMap<u64, LocalSocket>, event: &RoomEvent) {
     let signal = |frame: String| Outgoing::Frame {
         id: None,
+        seq: 0,
         sender: event.user_id,
         frame: Utf8Bytes::from(frame),
     };
@@ -456,6 +464,7 @@ mod tests {
     fn frame(id: i64) -> Outgoing {
         Outgoing::Frame {
             id: Some(id),
+            seq: 0,
             sender: None,
             frame: Utf8Bytes::from(id.to_string()),
         }

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod metrics;
 pub mod node_id;
 pub mod receipts;
+pub mod retention;
 pub mod signals;
 pub mod startup;
 pub mod state;

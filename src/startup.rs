@@ -159,6 +159,9 @@ impl Application {
             state.clone(),
             state.shutdown.clone(),
         ));
+        state
+            .tasks
+            .spawn(crate::retention::run(state.clone(), state.shutdown.clone()));
         state.tasks.spawn(crate::signals::expire_typing(
             state.clone(),
             state.shutdown.clone(),

@@ -32,8 +32,8 @@ pub use client::{Answer, Client, Request, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 pub use endpoints::Attachment;
 pub use error::{ApiError, Error};
 pub use model::{
-    ChatListEntry, Credentials, HistoryQuery, Member, Message, NewAccount, Page, Person, Presence,
-    Profile, ReadPosition, Readiness, Receipt, Room, Session,
+    ChatListEntry, Credentials, EventPage, HistoryQuery, Member, Message, NewAccount, Page, Person,
+    Presence, Profile, ReadPosition, Readiness, Receipt, Room, Session,
 };
 pub use process::{Launch, NodeProcess, LOG_LINES_KEPT, START_TIMEOUT};
 pub use reqwest::{header, multipart, Body, Method, StatusCode};

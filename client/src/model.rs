@@ -120,9 +120,13 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Message {
     pub id: i64,
+    /// Empty for a deleted message (a tombstone).
+    #[serde(default)]
     pub content: String,
     /// The sender's user id.
     pub sender: i64,
+    /// 0 for a tombstone, which does not repeat its room.
+    #[serde(default)]
     pub chatroom: i64,
     /// The attachment's URL path (`/media/...`).
     pub attachment: Option<String>,
@@ -133,6 +137,21 @@ pub struct Message {
     pub read_count: Option<i64>,
     /// The caller's own messages in a direct conversation: `sent`, `delivered` or `read`.
     pub status: Option<String>,
+    /// When its sender last edited it.
+    pub edited_at: Option<String>,
+    /// Deleted for everyone: what history keeps is a tombstone.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// A page of a room's event log (`GET .../events/`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EventPage {
+    /// Each event as its socket frame's `data`, with its `seq`.
+    pub events: Vec<serde_json::Value>,
+    /// The room's newest position.
+    pub last_seq: i64,
+    pub has_more: bool,
 }
 
 /// Where history reading starts and how much it reads.

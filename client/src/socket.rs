@@ -23,6 +23,8 @@ use crate::Client;
 pub struct SocketOptions {
     /// Replay every message after this id before going live.
     pub since: Option<i64>,
+    /// Replay every event of the room's log after this position before going live.
+    pub after_seq: Option<i64>,
     /// tungstenite's read buffer (default 128 KiB); thousands of sockets want far less.
     pub read_buffer: Option<usize>,
     /// Send the token as `Authorization: Bearer` instead of `?token=` (keeps it out of
@@ -50,6 +52,11 @@ pub enum Event {
     Receipt(ReceiptFrame),
     /// Every member's positions: a socket's first frame.
     Positions(Value),
+    /// The node cannot replay from the asked position: reload the history.
+    Reset {
+        chat_id: i64,
+        reason: String,
+    },
     /// The node refused a frame this client sent.
     Error(String),
     Other(Value),
@@ -68,6 +75,9 @@ pub struct MessageFrame {
     pub sender_id: Option<i64>,
     pub file: Option<String>,
     pub created_at: String,
+    /// The event's position in the room's log.
+    #[serde(default)]
+    pub seq: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -77,6 +87,9 @@ pub struct ReceiptFrame {
     pub chat_id: i64,
     pub user_id: i64,
     pub upto: i64,
+    /// The event's position in the room's log.
+    #[serde(default)]
+    pub seq: Option<i64>,
 }
 
 impl Event {
@@ -86,6 +99,10 @@ impl Event {
             Some("new_chat_message") => serde_json::from_value(data.clone()).map(Self::Message),
             Some("receipt") => serde_json::from_value(data.clone()).map(Self::Receipt),
             Some("receipts") => Ok(Self::Positions(data["positions"].clone())),
+            Some("reset") => Ok(Self::Reset {
+                chat_id: data["chat_id"].as_i64().unwrap_or_default(),
+                reason: data["reason"].as_str().unwrap_or_default().to_string(),
+            }),
             _ if frame["success"] == false => Ok(Self::Error(
                 frame["errors"]["detail"]
                     .as_str()
@@ -129,6 +146,9 @@ impl Client {
         }
         if let Some(since) = options.since {
             query.push(format!("since={since}"));
+        }
+        if let Some(seq) = options.after_seq {
+            query.push(format!("after_seq={seq}"));
         }
         let url = self.ws_url(&format!("/ws/chat/{room}/?{}", query.join("&")));
         let mut request =

@@ -25,6 +25,9 @@ struct Event {
     direct: bool,
     request_id: Option<String>,
     last_seen: Option<String>,
+    seq: Option<i64>,
+    edited_at: Option<String>,
+    deleted: bool,
 }
 
 // The first byte picks what the rest is: a message body as anyone may publish it (seeds are
@@ -46,6 +49,8 @@ fuzz_target!(|data: &[u8]| {
             };
             let kinds = [
                 EventKind::Message,
+                EventKind::MessageEdited,
+                EventKind::MessageDeleted,
                 EventKind::MemberJoined,
                 EventKind::MemberLeft,
                 EventKind::Delivered,
@@ -72,6 +77,10 @@ fuzz_target!(|data: &[u8]| {
                 direct: e.direct,
                 request_id: e.request_id,
                 last_seen: e.last_seen,
+                seq: e.seq,
+                edited_at: e.edited_at,
+                deleted: e.deleted,
+                reply_to: None,
             });
         }
         _ => {
@@ -104,6 +113,33 @@ fn round_trips(event: &RoomEvent) {
         assert_eq!(data["user_id"], json!(event.user_id));
         assert_eq!(data["username"], event.sender.as_str());
         assert_eq!(data["state"], state);
+        return;
+    }
+    assert_eq!(data["seq"], json!(event.seq));
+    assert_eq!(
+        data["deleted"],
+        if event.deleted {
+            json!(true)
+        } else {
+            Value::Null
+        }
+    );
+    if matches!(
+        event.kind,
+        EventKind::MessageEdited | EventKind::MessageDeleted
+    ) {
+        let edited = event.kind == EventKind::MessageEdited;
+        let purpose = if edited {
+            "message_edited"
+        } else {
+            "message_deleted"
+        };
+        assert_eq!(data["purpose"], purpose);
+        assert_eq!(data["id"], json!(event.id));
+        if edited {
+            assert_eq!(data["message"], event.message.as_str());
+            assert_eq!(data["edited_at"], json!(event.edited_at));
+        }
         return;
     }
     assert_eq!(data["event"], json!(event.kind));

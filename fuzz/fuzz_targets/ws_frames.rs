@@ -6,7 +6,7 @@
 #![no_main]
 
 use chatnode::domain::values::{Content, MAX_CONTENT_CHARS};
-use chatnode::http::ws::ClientRequest;
+use chatnode::http::ws::{ClientRequest, Start};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -38,12 +38,37 @@ fn expected(text: &str) -> Option<ClientRequest> {
             let fits = !message.trim().is_empty() && message.chars().count() <= MAX_CONTENT_CHARS;
             // Text of only invisible characters is blank too (Content's rule, which the
             // json_bodies target checks against is_blank).
+            // A null reply_to is an absent one; any other must be an integer.
+            let reply_to = match frame.get("reply_to").filter(|v| !v.is_null()) {
+                None => None,
+                Some(id) => Some(id.as_i64()?),
+            };
             fits.then(|| Content::parse(message.to_string(), false).ok())?
-                .map(ClientRequest::Send)
+                .map(|content| ClientRequest::Send { content, reply_to })
         }
         "catch_up" => {
-            let since = frame.get("since")?.as_i64()?;
-            (since >= 0).then_some(ClientRequest::CatchUp(since))
+            // A null field is an absent one; exactly one of the two, a non-negative integer.
+            let field = |name| frame.get(name).filter(|v: &&Value| !v.is_null());
+            match (field("since"), field("after_seq")) {
+                (Some(since), None) => since
+                    .as_i64()
+                    .filter(|&n| n >= 0)
+                    .map(|n| ClientRequest::CatchUp(Start::Since(n))),
+                (None, Some(seq)) => seq
+                    .as_i64()
+                    .filter(|&n| n >= 0)
+                    .map(|n| ClientRequest::CatchUp(Start::AfterSeq(n))),
+                _ => None,
+            }
+        }
+        "edit_message" => {
+            let id = frame.get("id")?.as_i64().filter(|&id| id > 0)?;
+            let content = frame.get("message")?.as_str()?.to_string();
+            Some(ClientRequest::Edit { id, content })
+        }
+        "delete_message" => {
+            let id = frame.get("id")?.as_i64().filter(|&id| id > 0)?;
+            Some(ClientRequest::Delete(id))
         }
         "typing" => Some(ClientRequest::Typing(true)),
         "typing_stop" => Some(ClientRequest::Typing(false)),

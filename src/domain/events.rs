@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::conversations::{MessageState, ReceiptKind, RoomKind};
-use super::{Attachment, Message};
+use super::{Attachment, Message, ReplyRef};
 
 pub const BOT_SENDER: &str = "WhatsApp MessengerBot";
 
@@ -16,6 +16,10 @@ pub enum EventKind {
     Message,
     MemberJoined,
     MemberLeft,
+    /// The sender edited message `id`: `message` is its new content.
+    MessageEdited,
+    /// Message `id` was deleted for everyone.
+    MessageDeleted,
     /// A member's delivered position moved forward to `upto`.
     Delivered,
     /// A member's read position moved forward to `upto`.
@@ -64,6 +68,18 @@ pub struct RoomEvent {
     /// When a user going offline was last seen; `None` when they hide it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<String>,
+    /// The event's position in its room's log (durable events only; assigned at commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// When a message was edited (a `message_edited` event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    /// The message this event is about was deleted since: its content is gone from the log.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// The message a new message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyRef>,
 }
 
 pub fn attachment_url(file: &Attachment) -> String {
@@ -86,7 +102,61 @@ impl RoomEvent {
             direct: false,
             request_id: None,
             last_seen: None,
+            seq: None,
+            edited_at: m.edited_at.clone(),
+            deleted: false,
+            reply_to: m.reply_to.clone(),
         }
+    }
+
+    /// `m` as edited by its sender at `m.edited_at`.
+    pub fn edited(m: &Message) -> Self {
+        Self {
+            kind: EventKind::MessageEdited,
+            file: None,
+            edited_at: m.edited_at.clone(),
+            reply_to: None,
+            ..Self::message(m)
+        }
+    }
+
+    /// `m` deleted for everyone: nothing of its content.
+    pub fn deleted(m: &Message) -> Self {
+        Self {
+            kind: EventKind::MessageDeleted,
+            message: String::new(),
+            file: None,
+            deleted: true,
+            reply_to: None,
+            ..Self::message(m)
+        }
+    }
+
+    /// This logged event with nothing left of its message's content, once the message was
+    /// deleted: what a replay serves from then on.
+    pub fn redacted(mut self) -> Self {
+        self.message.clear();
+        self.file = None;
+        self.deleted = true;
+        self
+    }
+
+    /// This logged event without the excerpt of the message it answers, once that message
+    /// was deleted.
+    pub fn without_excerpt(mut self) -> Self {
+        if let Some(reply) = &mut self.reply_to {
+            reply.excerpt = None;
+        }
+        self
+    }
+
+    /// Whether the event is about one message (its `id`): the log redacts it with the
+    /// message.
+    pub fn is_about_message(&self) -> bool {
+        matches!(
+            self.kind,
+            EventKind::Message | EventKind::MessageEdited | EventKind::MessageDeleted
+        )
     }
 
     /// A message of a room of `kind`.
@@ -116,7 +186,26 @@ impl RoomEvent {
             direct: false,
             request_id: None,
             last_seen: None,
+            seq: None,
+            edited_at: None,
+            deleted: false,
+            reply_to: None,
         }
+    }
+
+    /// A change to the room that its log keeps, with a `seq`, for replay: messages, joins,
+    /// leaves and receipts (not signals, nor an operator's closing of sockets).
+    pub fn is_logged(&self) -> bool {
+        matches!(
+            self.kind,
+            EventKind::Message
+                | EventKind::MessageEdited
+                | EventKind::MessageDeleted
+                | EventKind::MemberJoined
+                | EventKind::MemberLeft
+                | EventKind::Delivered
+                | EventKind::Read
+        )
     }
 
     pub fn is_receipt(&self) -> bool {
@@ -143,6 +232,10 @@ impl RoomEvent {
             direct: false,
             request_id: None,
             last_seen: None,
+            seq: None,
+            edited_at: None,
+            deleted: false,
+            reply_to: None,
         }
     }
 
@@ -242,6 +335,10 @@ impl RoomEvent {
             direct: false,
             request_id: None,
             last_seen: None,
+            seq: None,
+            edited_at: None,
+            deleted: false,
+            reply_to: None,
         }
     }
 
@@ -295,19 +392,64 @@ impl RoomEvent {
             })
             .to_string();
         }
-        if self.is_receipt() {
-            return json!({
-                "data": {
-                    "purpose": "receipt",
-                    "event": self.kind,
-                    "chat_id": self.chat_id,
-                    "user_id": self.user_id,
-                    "upto": self.upto,
+        json!({ "data": self.frame_data(state) }).to_string()
+    }
+
+    /// A durable event's frame data (what `frame` wraps in `{"data": ...}`), also one entry
+    /// of a page of the room's log.
+    pub fn frame_data(&self, state: Option<MessageState>) -> Value {
+        let mut data = match self.kind {
+            _ if self.is_receipt() => json!({
+                "purpose": "receipt",
+                "event": self.kind,
+                "chat_id": self.chat_id,
+                "user_id": self.user_id,
+                "upto": self.upto,
+            }),
+            EventKind::MessageEdited => json!({
+                "purpose": "message_edited",
+                "chat_id": self.chat_id,
+                "id": self.id,
+                "message": self.message,
+                "sender_id": self.sender_id,
+                "edited_at": self.edited_at,
+            }),
+            EventKind::MessageDeleted => json!({
+                "purpose": "message_deleted",
+                "chat_id": self.chat_id,
+                "id": self.id,
+                "sender": self.sender,
+                "sender_id": self.sender_id,
+                "created_at": self.created_at,
+            }),
+            _ => self.message_data(),
+        };
+        if let Value::Object(fields) = &mut data {
+            if let Some(seq) = self.seq {
+                fields.insert("seq".into(), seq.into());
+            }
+            if self.deleted {
+                fields.insert("deleted".into(), true.into());
+            }
+            if let (EventKind::Message, Some(edited)) = (self.kind, &self.edited_at) {
+                fields.insert("edited_at".into(), edited.as_str().into());
+            }
+            if let (EventKind::Message, Some(reply)) = (self.kind, &self.reply_to) {
+                fields.insert("reply_to".into(), json!(reply));
+            }
+            if let Some(state) = state.filter(|_| self.kind == EventKind::Message) {
+                fields.insert("delivered_count".into(), state.delivered_count.into());
+                fields.insert("read_count".into(), state.read_count.into());
+                if let Some(status) = state.status {
+                    fields.insert("status".into(), status.into());
                 }
-            })
-            .to_string();
+            }
         }
-        let mut data = json!({
+        data
+    }
+
+    fn message_data(&self) -> Value {
+        json!({
             "purpose": "new_chat_message",
             "event": self.kind,
             "message": self.message,
@@ -317,15 +459,7 @@ impl RoomEvent {
             "sender_id": self.sender_id,
             "file": self.file,
             "created_at": self.created_at,
-        });
-        if let (Some(state), Value::Object(fields)) = (state, &mut data) {
-            fields.insert("delivered_count".into(), state.delivered_count.into());
-            fields.insert("read_count".into(), state.read_count.into());
-            if let Some(status) = state.status {
-                fields.insert("status".into(), status.into());
-            }
-        }
-        json!({ "data": data }).to_string()
+        })
     }
 
     /// A live message's state for its sender: delivered to and read by no one yet.

@@ -76,6 +76,38 @@ pub struct Message {
     pub content: String,
     pub attachment: Option<Attachment>,
     pub created_at: String,
+    /// When the sender last edited it.
+    pub edited_at: Option<String>,
+    /// Deleted for everyone: a tombstone, its content and attachment gone.
+    pub deleted: bool,
+    /// The message this one answers.
+    pub reply_to: Option<ReplyRef>,
+}
+
+/// Characters of the answered message a reply shows.
+pub const EXCERPT_CHARS: usize = 100;
+
+/// What a reply shows of the message it answers; `excerpt` is gone once that is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ReplyRef {
+    /// The answered message's id.
+    pub id: i64,
+    /// Its sender's user id.
+    pub sender: i64,
+    /// Its first 100 characters; `null` once it was deleted.
+    pub excerpt: Option<String>,
+}
+
+impl ReplyRef {
+    /// The reference to message `id` by `sender`, showing the start of `content` unless the
+    /// message was deleted.
+    pub fn new(id: i64, sender: i64, content: &str, deleted: bool) -> Self {
+        Self {
+            id,
+            sender,
+            excerpt: (!deleted).then(|| content.chars().take(EXCERPT_CHARS).collect()),
+        }
+    }
 }
 
 /// A window of a room's history, always returned oldest first.

@@ -16,8 +16,8 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::{
-    asyncapi, auth, conversations, error_response, health, media, messages, presence, receipts,
-    rooms, users, ws, ApiError, Detail,
+    asyncapi, auth, conversations, edits, error_response, events, health, media, messages,
+    presence, receipts, rooms, users, ws, ApiError, Detail,
 };
 
 #[derive(OpenApi)]
@@ -32,7 +32,8 @@ use super::{
     paths(
         auth::register, auth::login, auth::refresh, auth::logout,
         rooms::list_rooms, rooms::create_room, rooms::enter_room, rooms::leave_room,
-        messages::history, messages::send_json,
+        messages::history, messages::send_json, events::events,
+        edits::patch_message, edits::delete_message,
         conversations::direct, conversations::members,
         receipts::mark_read, receipts::message_receipts,
         users::lookup, users::blocked, users::block, users::unblock,
@@ -45,7 +46,9 @@ use super::{
         auth::Session, auth::Credentials, auth::AccessToken, Detail,
         rooms::CreateRoomRequest, rooms::RoomView, rooms::MemberView, rooms::RoomList,
         rooms::CreatedRoom, messages::SendRequest, messages::MessageView, messages::MessagePage,
-        messages::SentMessage, media::UploadForm,
+        messages::SentMessage, media::UploadForm, events::EventPage,
+        edits::EditRequest, edits::EditedMessage, edits::DeletedMessage, messages::Tombstone,
+        messages::HistoryEntry, crate::domain::ReplyRef,
         rooms::PersonView, rooms::ChatListEntry, crate::domain::conversations::RoomKind,
         conversations::DirectRequest, conversations::MemberList,
         receipts::ReadRequest, receipts::ReadPosition, receipts::ReadAnswer, receipts::ReceiptList,

@@ -44,6 +44,8 @@ pub enum ApiError {
     SendRoomNotFound,
     /// 405.
     MethodNotAllowed,
+    /// 410: what was asked for is no longer kept (a replay position the log has pruned).
+    Gone(String),
     /// 411.
     LengthRequired,
     /// 413.
@@ -109,6 +111,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::SendRoomNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Gone(_) => StatusCode::GONE,
             Self::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -137,6 +140,7 @@ impl ApiError {
             | Self::Unauthorized(detail)
             | Self::Forbidden(detail)
             | Self::NotFound(detail)
+            | Self::Gone(detail)
             | Self::PayloadTooLarge(detail)
             | Self::UnsupportedMediaType(detail)
             | Self::RangeNotSatisfiable(detail)
@@ -180,6 +184,13 @@ impl From<StoreError> for ApiError {
             }
             StoreError::UserNotFound => Self::not_found("No such user"),
             StoreError::MessageNotFound => Self::not_found("No such message in this chatroom"),
+            StoreError::BadReply => Self::bad_request(
+                "`reply_to` must be the id of a message of this chatroom that was not deleted",
+            ),
+            StoreError::NotSender => Self::forbidden("Only its sender can change this message"),
+            StoreError::ChangeWindowClosed => {
+                Self::forbidden("This message is too old to be changed")
+            }
             StoreError::Blocked => {
                 Self::forbidden("You cannot message this user: one of you blocked the other")
             }

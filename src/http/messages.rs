@@ -15,6 +15,7 @@ use crate::auth::media_url::MediaUrls;
 use crate::domain::conversations::{MessageState, ReceiptKind, ReceiptMark};
 use crate::domain::events::attachment_url;
 use crate::domain::values::Content;
+use crate::domain::ReplyRef;
 use crate::state::SharedState;
 use crate::store::{Message, Page, StoreError, User};
 
@@ -26,6 +27,8 @@ const LIMIT_RANGE: &str = "a whole number from 1 to 200 (larger is read as 200)"
 pub struct SendRequest {
     #[schema(example = "Hello!")]
     pub content: String,
+    /// The id of the message of this chatroom this one answers.
+    pub reply_to: Option<i64>,
 }
 
 #[derive(IntoParams)]
@@ -88,6 +91,42 @@ pub struct MessageView {
     /// The caller's own messages in a direct conversation: `sent`, `delivered` or `read`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'static str>,
+    /// When its sender last edited it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    /// The message this one answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyRef>,
+}
+
+/// What history keeps of a message deleted for everyone.
+#[derive(Serialize, ToSchema)]
+pub struct Tombstone {
+    pub id: i64,
+    /// Always `true`.
+    pub deleted: bool,
+    /// Sender's user id.
+    pub sender: i64,
+    pub created_at: String,
+}
+
+impl From<&Message> for Tombstone {
+    fn from(m: &Message) -> Self {
+        Self {
+            id: m.id,
+            deleted: true,
+            sender: m.sender_id,
+            created_at: m.created_at.clone(),
+        }
+    }
+}
+
+/// An entry of a history page: a message, or the tombstone of a deleted one.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum HistoryEntry {
+    Message(MessageView),
+    Deleted(Tombstone),
 }
 
 impl From<&Message> for MessageView {
@@ -102,6 +141,8 @@ impl From<&Message> for MessageView {
             delivered_count: None,
             read_count: None,
             status: None,
+            edited_at: m.edited_at.clone(),
+            reply_to: m.reply_to.clone(),
         }
     }
 }
@@ -127,7 +168,7 @@ impl MessageView {
 /// A page of history, oldest first.
 #[derive(Serialize, ToSchema)]
 pub struct MessagePage {
-    pub detail: Vec<MessageView>,
+    pub detail: Vec<HistoryEntry>,
 }
 
 /// What a send answers: the stored message.
@@ -214,12 +255,13 @@ pub async fn history(
     let detail = messages
         .iter()
         .map(|m| match &positions {
-            Some(positions) if m.sender_id == user.id => {
+            _ if m.deleted => HistoryEntry::Deleted(Tombstone::from(m)),
+            Some(positions) if m.sender_id == user.id => HistoryEntry::Message(
                 MessageView::with_state(m, positions.state_of(m.id, user.id))
-            }
-            _ => MessageView::from(m),
+                    .signed(&state.media_urls),
+            ),
+            _ => HistoryEntry::Message(MessageView::from(m).signed(&state.media_urls)),
         })
-        .map(|view| view.signed(&state.media_urls))
         .collect();
     // A page the caller was given counts as delivered to them.
     if let Some(newest) = messages.iter().rev().find(|m| m.sender_id != user.id) {
@@ -280,7 +322,7 @@ pub async fn send_json(
     let content = Content::parse(body.content, false)?;
     let message = state
         .store
-        .post_message(id, user.id, content.as_str(), None)
+        .post_reply(id, user.id, content.as_str(), None, body.reply_to)
         .await
         .map_err(send_error)?;
     state.metrics.message_stored();

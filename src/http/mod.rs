@@ -5,7 +5,9 @@ pub mod auth;
 pub mod conversations;
 pub mod cors;
 pub mod docs;
+pub mod edits;
 mod envelope;
+pub mod events;
 mod extract;
 mod health;
 pub mod media;
@@ -49,6 +51,10 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
         .or(rooms::routes(state.clone()))
         .unify()
         .or(messages::routes(state.clone()))
+        .unify()
+        .or(edits::routes(state.clone()))
+        .unify()
+        .or(events::routes(state.clone()))
         .unify()
         .or(conversations::routes(state.clone()))
         .unify()

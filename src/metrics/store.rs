@@ -16,11 +16,13 @@ use crate::domain::conversations::{
     ListPage, MemberPage, MessageReceipt, ReceiptMark, RoomPositions, RoomSummary, UserLookup,
 };
 use crate::store::admin::{Account, AdminPage, Counts, DeletedRoom, RoomRecord};
+use crate::store::edits::ChangeRule;
+use crate::store::events::LogRead;
 use crate::store::presence::{PresenceChange, PresenceChanges, PresenceState};
 use crate::store::{
-    AdminStore, Attachment, AttachmentOwner, ConversationStore, Member, Message, NewUser,
-    OutboxDepth, OutboxEntry, Page, PresenceStore, RelayLease, Room, Store, StoreError,
-    StoreResult, TokenStanding, User,
+    AdminStore, Attachment, AttachmentOwner, ConversationStore, EditStore, EventLogStore, Member,
+    Message, NewUser, OutboxDepth, OutboxEntry, Page, PresenceStore, RelayLease, Room, Store,
+    StoreError, StoreResult, TokenStanding, User,
 };
 
 /// The `op` label: what a store call does, not which method (several share a kind).
@@ -44,10 +46,11 @@ pub(super) enum Op {
     Setup,
     Presence,
     Admin,
+    EventLog,
 }
 
 impl Op {
-    pub(super) const ALL: [Op; 18] = [
+    pub(super) const ALL: [Op; 19] = [
         Op::Register,
         Op::AuthLookup,
         Op::TokenRevoke,
@@ -66,6 +69,7 @@ impl Op {
         Op::Setup,
         Op::Presence,
         Op::Admin,
+        Op::EventLog,
     ];
 
     pub(super) fn label(self) -> &'static str {
@@ -88,6 +92,7 @@ impl Op {
             Op::Setup => "setup",
             Op::Presence => "presence",
             Op::Admin => "admin",
+            Op::EventLog => "event_log",
         }
     }
 }
@@ -153,7 +158,7 @@ timed!(Store {
     async fn check_member(room: i64, user: i64) -> () => RoomRead;
     async fn join_room(room: i64, user: i64, cap: usize) -> Room => RoomWrite;
     async fn leave_room(room: i64, user: i64) -> Room => RoomWrite;
-    async fn post_message(room: i64, sender: i64, content: &str, attachment: Option<Attachment>) -> Message => StoreMessage;
+    async fn post_reply(room: i64, sender: i64, content: &str, attachment: Option<Attachment>, reply_to: Option<i64>) -> Message => StoreMessage;
     async fn messages(room: i64, user: i64, page: Page) -> Vec<Message> => ReadHistory;
     async fn attachment_owner(file_name: &str) -> Option<AttachmentOwner> => RoomRead;
     async fn outbox_batch(limit: u32) -> Vec<OutboxEntry> => OutboxFetch;
@@ -187,6 +192,16 @@ timed!(PresenceStore {
     async fn online_counts(rooms: Vec<i64>, now: i64) -> Vec<(i64, i64)> => Presence;
     async fn room_ids_of(user: i64) -> Vec<i64> => RoomRead;
     async fn set_show_last_seen(user: i64, show: bool) -> User => Presence;
+});
+
+timed!(EditStore {
+    async fn edit_message(room: i64, user: i64, id: i64, content: &str, rule: ChangeRule) -> Message => StoreMessage;
+    async fn delete_message(room: i64, user: i64, id: i64, rule: ChangeRule) -> (Message, Option<Attachment>) => StoreMessage;
+});
+
+timed!(EventLogStore {
+    async fn events_after(room: i64, user: i64, after_seq: i64, limit: u32) -> LogRead => EventLog;
+    async fn prune_events(before: chrono::DateTime<chrono::Utc>) -> u64 => EventLog;
 });
 
 timed!(AdminStore {

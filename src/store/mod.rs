@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod conversations;
+pub mod edits;
+pub mod events;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod presence;
@@ -20,6 +22,8 @@ pub use crate::domain::{
 };
 pub use admin::{AdminStore, TokenStanding};
 pub use conversations::ConversationStore;
+pub use edits::EditStore;
+pub use events::EventLogStore;
 pub use presence::PresenceStore;
 
 /// Errors a store reports. Domain outcomes (not found, not a member, ...) are variants so
@@ -42,6 +46,15 @@ pub enum StoreError {
     UserNotFound,
     #[error("no such message in this chatroom")]
     MessageNotFound,
+    /// Only the sender may edit a message (or delete it, the room's admin aside).
+    #[error("the message is someone else's")]
+    NotSender,
+    /// A reply names a message that is not (or no longer) in the room.
+    #[error("reply_to names no message of this chatroom")]
+    BadReply,
+    /// The edit or delete window after sending has passed.
+    #[error("the message is too old to change")]
+    ChangeWindowClosed,
     /// One of the two people blocked the other.
     #[error("blocked")]
     Blocked,
@@ -143,7 +156,9 @@ pub fn probe_writable(dir: &Path) -> StoreResult<()> {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: ConversationStore + PresenceStore + AdminStore + Send + Sync {
+pub trait Store:
+    ConversationStore + EditStore + EventLogStore + PresenceStore + AdminStore + Send + Sync
+{
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;
     /// The user with this email (case-insensitive) and their password hash.
     async fn credentials(&self, email: &str) -> StoreResult<Option<(User, String)>>;
@@ -187,6 +202,19 @@ pub trait Store: ConversationStore + PresenceStore + AdminStore + Send + Sync {
         sender: i64,
         content: &str,
         attachment: Option<Attachment>,
+    ) -> StoreResult<Message> {
+        self.post_reply(room, sender, content, attachment, None)
+            .await
+    }
+    /// [`Store::post_message`], answering message `reply_to` of the same room (not deleted;
+    /// `BadReply` otherwise).
+    async fn post_reply(
+        &self,
+        room: i64,
+        sender: i64,
+        content: &str,
+        attachment: Option<Attachment>,
+        reply_to: Option<i64>,
     ) -> StoreResult<Message>;
     /// A page of a room's history for a member.
     async fn messages(&self, room: i64, user: i64, page: Page) -> StoreResult<Vec<Message>>;

@@ -109,6 +109,10 @@ mod tests {
             direct: false,
             request_id: None,
             last_seen: None,
+            seq: None,
+            edited_at: None,
+            deleted: false,
+            reply_to: None,
         }
     }
 

@@ -288,7 +288,8 @@ async fn receipts_cross_nodes(transport: TransportKind) {
         let read = alice_ws.next_receipt("read", bob.id, sent).await;
         assert_eq!(
             read,
-            json!({"purpose": "receipt", "event": "read", "chat_id": room, "user_id": bob.id, "upto": sent}),
+            json!({"purpose": "receipt", "event": "read", "chat_id": room, "user_id": bob.id,
+                   "upto": sent, "seq": delivered["seq"].as_i64().unwrap() + 1}),
             "{}",
             broker.label
         );

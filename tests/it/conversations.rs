@@ -859,9 +859,13 @@ async fn a_read_position_moves_forward_only_and_reaches_other_members_sockets() 
         json!({"read": {"chat_id": room, "upto": sent[1], "unread_count": 1}})
     );
     let receipt = alice_ws.next_receipt("read", bob.id, sent[1]).await;
+    assert!(
+        receipt["seq"].as_i64().is_some_and(|seq| seq > 0),
+        "{receipt}"
+    );
     assert_eq!(
         receipt,
-        json!({"purpose": "receipt", "event": "read", "chat_id": room, "user_id": bob.id, "upto": sent[1]})
+        json!({"purpose": "receipt", "event": "read", "chat_id": room, "user_id": bob.id, "upto": sent[1], "seq": receipt["seq"]})
     );
 
     // A lower position is a no-op, and no frame says otherwise.
@@ -960,9 +964,13 @@ async fn a_message_written_to_a_socket_or_in_a_history_page_is_delivered() {
     let message = send(&node, &alice, room, "did you get it?").await;
     assert_eq!(id(&bob_ws.next_data().await), message);
     let receipt = alice_ws.next_receipt("delivered", bob.id, message).await;
+    assert!(
+        receipt["seq"].as_i64().is_some_and(|seq| seq > 0),
+        "{receipt}"
+    );
     assert_eq!(
         receipt,
-        json!({"purpose": "receipt", "event": "delivered", "chat_id": room, "user_id": bob.id, "upto": message})
+        json!({"purpose": "receipt", "event": "delivered", "chat_id": room, "user_id": bob.id, "upto": message, "seq": receipt["seq"]})
     );
     // Bob's own socket hears of it too (every member's socket does).
     let own = bob_ws.next_receipt("delivered", bob.id, message).await;

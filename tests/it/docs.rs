@@ -14,6 +14,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/chat/chatrooms/{id}/enter/"),
     ("post", "/api/v1/chat/chatrooms/{id}/leave/"),
     ("get", "/api/v1/chat/chatrooms/{id}/messages/"),
+    ("get", "/api/v1/chat/chatrooms/{id}/events/"),
+    ("patch", "/api/v1/chat/chatrooms/{id}/messages/{mid}/"),
+    ("delete", "/api/v1/chat/chatrooms/{id}/messages/{mid}/"),
     ("post", "/api/v1/chat/chatrooms/{id}/messages/send/"),
     ("post", "/api/v1/chat/chatrooms/{id}/read/"),
     ("get", "/api/v1/chat/chatrooms/{id}/members/"),
@@ -64,6 +67,7 @@ async fn every_route_is_documented_and_every_documented_path_is_routed() {
                 "get" => node.api.get(&concrete),
                 "post" => node.api.post(&concrete),
                 "patch" => node.api.request(chatnode_client::Method::PATCH, &concrete),
+                "delete" => node.api.request(chatnode_client::Method::DELETE, &concrete),
                 other => panic!("unexpected method {other}"),
             };
             let response = request.send().await.unwrap();

@@ -85,6 +85,7 @@ macro_rules! backend_suite {
 // After the macro: they use it.
 mod admin;
 mod conversations;
+mod events;
 mod presence;
 
 backend_suite!(
@@ -424,10 +425,12 @@ async fn messages_are_stored_with_their_events_in_commit_order(backend: Backend)
     assert_eq!(history[1].sender_username, "bob");
 
     let events = drain_outbox(&store).await;
-    assert_eq!(
-        events,
-        [RoomEvent::message(&first), RoomEvent::message(&second)]
-    );
+    // Each with the room's next position in its log.
+    let positioned = |message, seq| RoomEvent {
+        seq: Some(seq),
+        ..RoomEvent::message(message)
+    };
+    assert_eq!(events, [positioned(&first, 1), positioned(&second, 2)]);
     assert_eq!(events[1].file.as_deref(), Some("/media/0123abcd.png"));
     assert!(
         store.outbox_batch(10).await.unwrap().is_empty(),

@@ -3,7 +3,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{Client, Error, HistoryQuery, Message, ReadPosition, Receipt};
+use crate::{Client, Error, EventPage, HistoryQuery, Message, ReadPosition, Receipt};
 
 #[derive(Deserialize)]
 struct Messages {
@@ -13,6 +13,16 @@ struct Messages {
 #[derive(Deserialize)]
 struct Sent {
     detail: Message,
+}
+
+#[derive(Deserialize)]
+struct Edited {
+    message: Message,
+}
+
+#[derive(Deserialize)]
+struct Deleted {
+    deleted: Message,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +53,52 @@ impl Client {
         let path = format!("/api/v1/chat/chatrooms/{room}/messages/{}", query.query());
         let page: Messages = self.get(&path).token(access).data(StatusCode::OK).await?;
         Ok(page.detail)
+    }
+
+    /// `GET .../<room>/events/?after_seq=&limit=`: a page of the room's event log.
+    pub async fn events(
+        &self,
+        access: &str,
+        room: i64,
+        after_seq: i64,
+        limit: Option<u32>,
+    ) -> Result<EventPage, Error> {
+        let limit = limit.map(|l| format!("&limit={l}")).unwrap_or_default();
+        let path = format!("/api/v1/chat/chatrooms/{room}/events/?after_seq={after_seq}{limit}");
+        self.get(&path).token(access).data(StatusCode::OK).await
+    }
+
+    /// `PATCH .../<room>/messages/<id>/`: the message with its new content.
+    pub async fn edit(
+        &self,
+        access: &str,
+        room: i64,
+        id: i64,
+        content: &str,
+    ) -> Result<Message, Error> {
+        let edited: Edited = self
+            .request(
+                reqwest::Method::PATCH,
+                &format!("/api/v1/chat/chatrooms/{room}/messages/{id}/"),
+            )
+            .token(access)
+            .json(&json!({ "content": content }))
+            .data(StatusCode::OK)
+            .await?;
+        Ok(edited.message)
+    }
+
+    /// `DELETE .../<room>/messages/<id>/`: deleted for everyone; the tombstone.
+    pub async fn delete_message(&self, access: &str, room: i64, id: i64) -> Result<Message, Error> {
+        let deleted: Deleted = self
+            .request(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/chat/chatrooms/{room}/messages/{id}/"),
+            )
+            .token(access)
+            .data(StatusCode::OK)
+            .await?;
+        Ok(deleted.deleted)
     }
 
     /// `POST .../<room>/messages/send/`: the stored message, once it is committed.

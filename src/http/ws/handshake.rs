@@ -11,6 +11,7 @@ use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
+use super::protocol::Start;
 use crate::http::shed::Slots;
 use crate::http::{bearer, respond, room_id, user_for_token, with_state, ApiError};
 use crate::state::SharedState;
@@ -35,6 +36,8 @@ pub struct WsQuery {
     token: Option<String>,
     /// Replay every message after this id before live ones.
     since: Option<i64>,
+    /// Replay every event of the room's log after this position before live ones.
+    after_seq: Option<i64>,
 }
 
 pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
@@ -67,7 +70,10 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
 /// Client frames: `{"purpose": "send_chat_message", "message": "..."}`,
 /// `{"purpose": "mark_read", "upto": <message id>}` and
 /// `{"purpose": "catch_up", "since": <message id>}`, which replays every message after `since`
-/// (paged through the socket: no gap, no duplicate). `catch_up` frames are limited per user
+/// (paged through the socket: no gap, no duplicate), and `{"purpose": "catch_up",
+/// "after_seq": <seq>}`, which replays every event of the room's log after that position.
+/// Durable frames carry the room's `seq`; a position the log no longer keeps (or never had)
+/// is answered `{"data": {"purpose": "reset", "chat_id", "reason"}}`: reload the history. `catch_up` frames are limited per user
 /// (`--rate-limit-catch-up`); one over the limit, like any bad frame, is answered
 /// `{"success": false, "errors": {"detail": "..."}}` and the socket stays open. A client's
 /// close frame is echoed with its code; the server closes with 1001 (shutdown), 1002
@@ -76,8 +82,10 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
 #[utoipa::path(get, path = "/ws/chat/{id}/", tag = "websocket",
     params(("id" = i64, Path, description = "Chatroom id"),
            ("token" = Option<String>, Query, description = "Access token (or an Authorization header)"),
-           ("since" = Option<i64>, Query, description = "Replay every message after this id first, then live ones, without gaps or duplicates")),
+           ("since" = Option<i64>, Query, description = "Replay every message after this id first, then live ones, without gaps or duplicates"),
+           ("after_seq" = Option<i64>, Query, description = "Replay every event of the room's log after this position first (not with `since`), then live ones, without gaps or duplicates")),
     responses((status = 101, description = "Upgraded: frames `{\"data\": {\"purpose\": \"new_chat_message\", ...}}`"),
+              (status = 400, description = "Both `since` and `after_seq`, or a negative one"),
               (status = 401, description = "Missing, invalid, expired or refresh token"),
               (status = 403, description = "Not a member"),
               (status = 404, description = "No such chatroom"),
@@ -113,11 +121,12 @@ pub async fn handshake(
     let slot = state.limits.open_socket(user.id)?;
     let room = room_id(&id)?;
     state.store.check_member(room, user.id).await?;
-    // Without `since`, the feed starts at the handshake: everything stored after this point
-    // reaches the client, even what commits before the room's subscription is in place.
-    let since = match query.since {
-        Some(since) => since,
-        None => newest_message_id(&state, room, user.id).await?,
+    // Without `since` or `after_seq`, the feed starts at the handshake: everything stored
+    // after this point reaches the client, even what commits before the room's subscription
+    // is in place.
+    let start = match Start::parse(query.since, query.after_seq).map_err(ApiError::bad_request)? {
+        Some(start) => start,
+        None => Start::Since(newest_message_id(&state, room, user.id).await?),
     };
     let upgrade_requested = headers
         .get(header::UPGRADE)
@@ -150,7 +159,7 @@ pub async fn handshake(
                     Some(config),
                 )
                 .await;
-                super::session::run_socket(socket, task_state, room, user, since, slot).await;
+                super::session::run_socket(socket, task_state, room, user, start, slot).await;
             }
             Err(error) => tracing::debug!(%error, "WebSocket upgrade failed"),
         }

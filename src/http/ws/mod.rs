@@ -3,6 +3,7 @@
 //! The upgrade is done by hand rather than with `warp::ws()` so that each socket gets a 1 KiB
 //! read buffer instead of tungstenite's 128 KiB one: idle sockets cost a few KiB each.
 
+mod catch_up;
 mod close;
 pub mod handshake;
 mod protocol;
@@ -12,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 
 pub use handshake::{routes, MAX_CLIENT_MESSAGE};
-pub use protocol::ClientRequest;
+pub use protocol::{ClientRequest, Start};
 
 /// A client's socket once upgraded.
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;

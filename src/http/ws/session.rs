@@ -12,62 +12,61 @@ use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame};
 
 use super::close::{after_read_error, finish, End};
-use super::protocol::{error_frame, ClientRequest};
+use super::protocol::{error_frame, ClientRequest, Start};
 use super::Socket;
 use crate::domain::conversations::{ReceiptKind, ReceiptMark};
-use crate::domain::events::RoomEvent;
 use crate::domain::values::Content;
 use crate::http::ApiError;
 use crate::hub::{self, CloseReason, Kick, Outgoing, CLOSE_LEFT_ROOM};
 use crate::limits::SocketSlot;
 use crate::signals;
 use crate::state::SharedState;
-use crate::store::{Page, StoreError, User};
+use crate::store::{StoreError, User};
 
 /// Outgoing frames written before one flush, so a burst costs one syscall.
 const WRITE_BATCH: usize = 64;
-/// Messages read from the store per page of a catch-up: each page is written (and the peer
-/// must take it) before the next is read, so a replay holds at most one page.
-const CATCH_UP_PAGE: u32 = 200;
 /// After the error frame that answers a send over the user's message rate.
 const CLOSE_RATE_LIMITED: CloseReason = CloseReason {
     code: 1008,
     reason: "rate limit exceeded: too many messages",
 };
-const CLOSE_STORE_DOWN: CloseReason = CloseReason {
+pub(super) const CLOSE_STORE_DOWN: CloseReason = CloseReason {
     code: 1011,
     reason: "storage unavailable; reconnect with ?since=<last id>",
 };
 
-type Sink = SplitSink<Socket, Frame>;
+pub(super) type Sink = SplitSink<Socket, Frame>;
 
-/// What this socket has sent of its room: `cursor` is the newest message id the client has,
-/// so replayed or re-published events are never sent twice.
-struct Feed {
-    state: SharedState,
-    room: i64,
-    user: i64,
+/// What this socket has sent of its room, so replayed or re-published events are never sent
+/// twice: `cursor` is the newest message id the client has and `seq` the newest position of
+/// the room's log; `by_seq` says which one counts (the client asked with `after_seq`).
+pub(super) struct Feed {
+    pub(super) state: SharedState,
+    pub(super) room: i64,
+    pub(super) user: i64,
     /// The user's name, which their typing signals carry.
     username: String,
-    cursor: i64,
+    pub(super) cursor: i64,
+    pub(super) seq: i64,
+    pub(super) by_seq: bool,
     /// A write that makes no progress for this long means the peer stopped reading.
     stall: Duration,
     /// Frames of the batch being written, kept between batches to spare an allocation each.
     frames: Vec<Frame>,
     /// The newest message of someone else written to this socket, and the one last marked
     /// delivered: a write moves the user's delivered position.
-    written: i64,
+    pub(super) written: i64,
     marked: i64,
 }
 
 impl Feed {
     /// Writes and flushes `frames`, leaving the vector empty.
-    async fn write(&self, sink: &mut Sink, frames: &mut Vec<Frame>) -> Result<(), End> {
+    pub(super) async fn write(&self, sink: &mut Sink, frames: &mut Vec<Frame>) -> Result<(), End> {
         self.write_all(sink, frames.drain(..)).await
     }
 
     /// Writes and flushes `frames`, each made only when tungstenite has room for it.
-    async fn write_all(
+    pub(super) async fn write_all(
         &self,
         sink: &mut Sink,
         frames: impl Iterator<Item = Frame> + Send,
@@ -112,10 +111,17 @@ impl Feed {
         let mut frames = std::mem::take(&mut self.frames);
         for outgoing in batch.drain(..) {
             match outgoing {
-                Outgoing::Frame { id: Some(id), .. } if id <= self.cursor => {}
-                Outgoing::Frame { id, sender, frame } => {
+                Outgoing::Frame { seq, .. } if self.by_seq && seq != 0 && seq <= self.seq => {}
+                Outgoing::Frame { id: Some(id), .. } if !self.by_seq && id <= self.cursor => {}
+                Outgoing::Frame {
+                    id,
+                    seq,
+                    sender,
+                    frame,
+                } => {
+                    self.seq = self.seq.max(seq);
                     if let Some(id) = id {
-                        self.cursor = id;
+                        self.cursor = self.cursor.max(id);
                         if sender != Some(self.user) {
                             self.written = self.written.max(id);
                         }
@@ -124,8 +130,11 @@ impl Feed {
                 }
                 Outgoing::Resync => {
                     self.write(sink, &mut frames).await?;
-                    let from = self.cursor;
-                    self.catch_up(sink, from).await?;
+                    let start = match self.by_seq {
+                        true => Start::AfterSeq(self.seq),
+                        false => Start::Since(self.cursor),
+                    };
+                    self.catch_up(sink, start).await?;
                 }
             }
         }
@@ -136,7 +145,7 @@ impl Feed {
     }
 
     /// Counts what this socket was written as delivered (coalesced, stored shortly).
-    fn mark_delivered(&mut self) {
+    pub(super) fn mark_delivered(&mut self) {
         if self.written > self.marked {
             self.marked = self.written;
             self.state.receipts.mark(ReceiptMark {
@@ -166,65 +175,6 @@ impl Feed {
         }});
         self.write(sink, &mut vec![Frame::Text(frame.to_string().into())])
             .await
-    }
-
-    /// Sends every message after `from`, oldest first, page by page.
-    async fn catch_up(&mut self, sink: &mut Sink, mut from: i64) -> Result<(), End> {
-        loop {
-            let page = Page {
-                limit: CATCH_UP_PAGE,
-                before: None,
-                after: Some(from),
-            };
-            let messages = match self.state.store.messages(self.room, self.user, page).await {
-                Ok(messages) => messages,
-                Err(StoreError::NotMember | StoreError::RoomNotFound) => {
-                    return Err(CLOSE_LEFT_ROOM.into())
-                }
-                Err(error) => {
-                    tracing::warn!(room = self.room, error = %error.chain(), "catch-up failed");
-                    return Err(CLOSE_STORE_DOWN.into());
-                }
-            };
-            let complete = messages.len() < CATCH_UP_PAGE as usize;
-            let Some(last) = messages.last().map(|m| m.id) else {
-                return Ok(());
-            };
-            let user = self.user;
-            // The user's own messages carry their state, from the members' positions.
-            let positions = if messages.iter().any(|m| m.sender_id == user) {
-                match self.state.store.positions(self.room).await {
-                    Ok(positions) => Some(positions),
-                    Err(error) => {
-                        tracing::warn!(room = self.room, error = %error.chain(), "catch-up failed");
-                        return Err(CLOSE_STORE_DOWN.into());
-                    }
-                }
-            } else {
-                None
-            };
-            let frames = messages.iter().map(|m| {
-                let mut event = RoomEvent::message(m);
-                event.file = event.file.map(|path| self.state.media_urls.mint(&path));
-                let frame = match &positions {
-                    Some(positions) if m.sender_id == user => {
-                        event.frame_for_sender(positions.state_of(m.id, user))
-                    }
-                    _ => event.frame_json(),
-                };
-                Frame::Text(frame.into())
-            });
-            self.write_all(sink, frames).await?;
-            if let Some(newest) = messages.iter().rev().find(|m| m.sender_id != user) {
-                self.written = self.written.max(newest.id);
-                self.mark_delivered();
-            }
-            from = last;
-            self.cursor = self.cursor.max(last);
-            if complete {
-                return Ok(());
-            }
-        }
     }
 }
 
@@ -262,8 +212,8 @@ impl Feed {
     ) -> Result<(), End> {
         let (state, room, user) = (self.state.clone(), self.room, self.user);
         let refused = match request {
-            ClientRequest::Send(content) => match state.limits.send(user) {
-                Ok(()) => send(&state, room, user, &content).await.err(),
+            ClientRequest::Send { content, reply_to } => match state.limits.send(user) {
+                Ok(()) => send(&state, room, user, &content, reply_to).await.err(),
                 // Say why and when, then stop reading from a flooding client.
                 Err(limited) => {
                     let answer = error_frame(limited.to_string());
@@ -271,10 +221,10 @@ impl Feed {
                     return Err(CLOSE_RATE_LIMITED.into());
                 }
             },
-            ClientRequest::CatchUp(since) => match state.limits.catch_up(user) {
+            ClientRequest::CatchUp(start) => match state.limits.catch_up(user) {
                 Ok(()) => {
                     return tokio::select! {
-                        done = self.catch_up(sink, since) => done,
+                        done = self.catch_up(sink, start) => done,
                         reason = kicked => Err(reason.into()),
                     }
                 }
@@ -282,6 +232,14 @@ impl Feed {
                 Err(limited) => Some(error_frame(limited.to_string())),
             },
             ClientRequest::MarkRead(upto) => mark_read(&state, room, user, upto).await.err(),
+            ClientRequest::Edit { id, content } => {
+                let edited = crate::http::edits::edit(&state, room, user, id, content).await;
+                edited.err().map(|e| refusal(&e))
+            }
+            ClientRequest::Delete(id) => {
+                let deleted = crate::http::edits::delete(&state, room, user, id).await;
+                deleted.err().map(|e| refusal(&e))
+            }
             // Signals need no answer: the other sockets see them, or (best effort) do not.
             ClientRequest::Typing(started) => match state.limits.typing(user) {
                 Ok(()) => {
@@ -305,7 +263,7 @@ pub(super) async fn run_socket(
     state: SharedState,
     room: i64,
     user: User,
-    since: i64,
+    start: Start,
     slot: SocketSlot,
 ) {
     let (queue, mut outgoing) = hub::queue(state.config.ws_queue);
@@ -324,7 +282,9 @@ pub(super) async fn run_socket(
         room,
         user: user.id,
         username: user.username.clone(),
-        cursor: since,
+        cursor: 0,
+        seq: 0,
+        by_seq: false,
         stall: ping_every * 2,
         frames: Vec::new(),
         written: 0,
@@ -335,7 +295,7 @@ pub(super) async fn run_socket(
     let mut kicked = pin!(kick.clone().fired());
     let opening = async {
         feed.send_positions(&mut sink).await?;
-        feed.catch_up(&mut sink, since).await
+        feed.catch_up(&mut sink, start).await
     };
     let started = tokio::select! {
         started = opening => started,
@@ -397,6 +357,13 @@ fn count_close(state: &SharedState, end: &End) {
     }
 }
 
+/// The error frame answering a refused request with the REST answer's words.
+fn refusal(error: &ApiError) -> Frame {
+    let errors = error.errors();
+    let detail = errors["detail"].as_str().map(str::to_string);
+    error_frame(detail.unwrap_or_else(|| errors.to_string()))
+}
+
 /// Checks a read mark and queues it; the receipt reaches the room shortly.
 async fn mark_read(state: &SharedState, room: i64, user: i64, upto: i64) -> Result<(), Frame> {
     let mark = ReceiptMark {
@@ -420,10 +387,16 @@ async fn mark_read(state: &SharedState, room: i64, user: i64, upto: i64) -> Resu
 }
 
 /// Stores a message sent over the socket; the sender sees it arrive like everyone else.
-async fn send(state: &SharedState, room: i64, user: i64, content: &Content) -> Result<(), Frame> {
+async fn send(
+    state: &SharedState,
+    room: i64,
+    user: i64,
+    content: &Content,
+    reply_to: Option<i64>,
+) -> Result<(), Frame> {
     match state
         .store
-        .post_message(room, user, content.as_str(), None)
+        .post_reply(room, user, content.as_str(), None, reply_to)
         .await
     {
         Ok(_) => {

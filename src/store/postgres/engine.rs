@@ -53,6 +53,14 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "0009_attachment_names",
         include_str!("../../../sql/postgres/0009_attachment_names.sql"),
     ),
+    (
+        "0010_event_log",
+        include_str!("../../../sql/postgres/0010_event_log.sql"),
+    ),
+    (
+        "0011_edits_and_replies",
+        include_str!("../../../sql/postgres/0011_edits_and_replies.sql"),
+    ),
 ];
 
 /// Advisory lock key ("chatnode" in ASCII) held while migrating, so nodes starting together

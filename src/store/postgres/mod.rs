@@ -8,7 +8,9 @@
 
 mod admin;
 mod conversations;
+mod edits;
 mod engine;
+mod events;
 mod presence;
 mod queries;
 mod rows;

@@ -10,9 +10,9 @@ use tokio::sync::Notify;
 use super::conversations::{blocked_in_direct, is_direct};
 use super::engine::{LockSession, LOCK_ROUND_TRIP, RELAY_LOCK_CLASS};
 use super::rows::{
-    check_member, enqueue, execute, is_unique_violation, load_room, lock_room, message_from_row,
-    query, query_one, query_opt, rooms_from_rows, user_from_row, MESSAGE_SELECT, ROOM_SELECT,
-    USER_COLUMNS,
+    answered, check_member, enqueue, execute, is_unique_violation, load_room, lock_room,
+    message_from_row, query, query_one, query_opt, rooms_from_rows, user_from_row, MESSAGE_SELECT,
+    ROOM_SELECT, USER_COLUMNS,
 };
 use super::PostgresStore;
 use crate::domain::conversations::RoomKind;
@@ -305,12 +305,13 @@ impl Store for PostgresStore {
         self.commit_membership_change(tx, room, event, at).await
     }
 
-    async fn post_message(
+    async fn post_reply(
         &self,
         room: i64,
         sender: i64,
         content: &str,
         attachment: Option<Attachment>,
+        reply_to: Option<i64>,
     ) -> StoreResult<Message> {
         let mut db = self.pool.get().await?;
         let tx = db.transaction().await?;
@@ -320,11 +321,15 @@ impl Store for PostgresStore {
         if direct && blocked_in_direct(&tx, room, sender).await? {
             return Err(StoreError::Blocked);
         }
+        let reply = match reply_to {
+            Some(id) => Some(answered(&tx, room, id).await?),
+            None => None,
+        };
         let stored = query_opt(
             &tx,
             "WITH stored AS (
-                 INSERT INTO messages (room_id, sender_id, content, created_at)
-                 SELECT $1::bigint, $2::bigint, $3::text, clock_timestamp()
+                 INSERT INTO messages (room_id, sender_id, content, created_at, reply_to)
+                 SELECT $1::bigint, $2::bigint, $3::text, clock_timestamp(), $4::bigint
                  WHERE EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2)
                  RETURNING id, created_at
              ), touched AS (
@@ -335,7 +340,7 @@ impl Store for PostgresStore {
              )
              SELECT stored.id, stored.created_at, u.username FROM stored, users u
              WHERE u.id = $2",
-            &[&room, &sender, &content],
+            &[&room, &sender, &content, &reply_to],
         )
         .await?
         .ok_or(StoreError::NotMember)?;
@@ -364,6 +369,9 @@ impl Store for PostgresStore {
             content: content.to_string(),
             attachment,
             created_at: format_timestamp(at),
+            edited_at: None,
+            deleted: false,
+            reply_to: reply,
         };
         let kind = if direct {
             RoomKind::Direct

@@ -10,6 +10,7 @@ use tokio_postgres::Row;
 
 use crate::domain::conversations::RoomKind;
 use crate::domain::events::RoomEvent;
+use crate::domain::ReplyRef;
 use crate::store::{
     format_timestamp, Attachment, Member, Message, Room, StoreError, StoreResult, User,
 };
@@ -161,8 +162,31 @@ pub(super) async fn enqueue<C: GenericClient>(
     event: &RoomEvent,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let body = serde_json::to_string(&event.stamped())
-        .map_err(|e| StoreError::backend("encoding an event", e))?;
+    let mut event = event.stamped();
+    if event.is_logged() {
+        // Locks the room's row until commit: the next transaction of the room waits for
+        // this one, so positions follow commit order whichever node writes.
+        let seq: i64 = query_one(
+            tx,
+            "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+            &[&event.chat_id],
+        )
+        .await?
+        .get(0);
+        event.to_mut().seq = Some(seq);
+    }
+    let body =
+        serde_json::to_string(&event).map_err(|e| StoreError::backend("encoding an event", e))?;
+    if let Some(seq) = event.seq {
+        let message = event.id.filter(|_| event.is_about_message());
+        execute(
+            tx,
+            "INSERT INTO room_events (room_id, seq, message_id, event, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&event.chat_id, &seq, &message, &body, &at],
+        )
+        .await?;
+    }
     execute(
         tx,
         "INSERT INTO outbox (event, created_at) VALUES ($1, $2)",
@@ -174,9 +198,11 @@ pub(super) async fn enqueue<C: GenericClient>(
 
 pub(super) const MESSAGE_SELECT: &str =
     "SELECT m.id, m.room_id, m.sender_id, u.username, m.content, m.created_at,
-            a.file_name, a.content_type, a.size, a.original_name
+            a.file_name, a.content_type, a.size, a.original_name, m.edited_at, m.deleted_at,
+            r.id, r.sender_id, r.content, r.deleted_at
      FROM messages m JOIN users u ON u.id = m.sender_id
-     LEFT JOIN attachments a ON a.message_id = m.id";
+     LEFT JOIN attachments a ON a.message_id = m.id
+     LEFT JOIN messages r ON r.id = m.reply_to";
 
 pub(super) fn message_from_row(row: &Row) -> Message {
     let attachment = row.get::<_, Option<String>>(6).map(|file_name| Attachment {
@@ -193,5 +219,31 @@ pub(super) fn message_from_row(row: &Row) -> Message {
         content: row.get(4),
         created_at: timestamp(row, 5),
         attachment,
+        edited_at: row
+            .get::<_, Option<DateTime<Utc>>>(10)
+            .map(format_timestamp),
+        deleted: row.get::<_, Option<DateTime<Utc>>>(11).is_some(),
+        reply_to: row.get::<_, Option<i64>>(12).map(|id| {
+            let deleted = row.get::<_, Option<DateTime<Utc>>>(15).is_some();
+            ReplyRef::new(id, row.get(13), row.get(14), deleted)
+        }),
     }
+}
+
+/// What a reply to message `id` of `room` shows of it; `BadReply` unless the message is in
+/// the room and not deleted.
+pub(super) async fn answered<C: GenericClient>(
+    db: &C,
+    room: i64,
+    id: i64,
+) -> StoreResult<ReplyRef> {
+    let row = query_opt(
+        db,
+        "SELECT sender_id, content FROM messages
+         WHERE id = $1 AND room_id = $2 AND deleted_at IS NULL",
+        &[&id, &room],
+    )
+    .await?
+    .ok_or(StoreError::BadReply)?;
+    Ok(ReplyRef::new(id, row.get(0), row.get(1), false))
 }

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::queries::{enqueue, member_from_row, user_from_row, USER_COLUMNS};
+use super::events::enqueue;
+use super::queries::{member_from_row, user_from_row, USER_COLUMNS};
 use super::SqliteStore;
 use crate::domain::conversations::RoomKind;
 use crate::domain::events::{EventKind, RoomEvent};

@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::events::enqueue;
 use super::queries::{
-    activity_now, check_member, enqueue, load_room, member_from_row, message_from_row,
-    user_from_row, MESSAGE_SELECT, USER_COLUMNS,
+    activity_now, check_member, load_room, member_from_row, message_from_row, user_from_row,
+    MESSAGE_SELECT, USER_COLUMNS,
 };
 use super::SqliteStore;
 use crate::domain::conversations::{

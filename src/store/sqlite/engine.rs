@@ -50,6 +50,14 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "0009_attachment_names",
         include_str!("../../../sql/sqlite/0009_attachment_names.sql"),
     ),
+    (
+        "0010_event_log",
+        include_str!("../../../sql/sqlite/0010_event_log.sql"),
+    ),
+    (
+        "0011_edits_and_replies",
+        include_str!("../../../sql/sqlite/0011_edits_and_replies.sql"),
+    ),
 ];
 
 /// Prepared statements kept per connection: more than the hot paths use, so none of them is

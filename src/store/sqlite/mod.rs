@@ -7,10 +7,13 @@
 
 mod admin;
 mod conversations;
+mod edits;
 mod engine;
+mod events;
 mod lease;
 mod presence;
 mod queries;
+mod rows;
 
 pub use engine::SqliteStore;
 

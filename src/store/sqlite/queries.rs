@@ -7,6 +7,9 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 use tokio::sync::Notify;
 
 use super::engine::database_dir;
+use super::events::enqueue;
+use super::rows::check_reply;
+pub(super) use super::rows::{message_from_row, MESSAGE_SELECT};
 use super::lease::{lease_path, FileLease};
 use super::SqliteStore;
 use crate::domain::conversations::RoomKind;
@@ -95,14 +98,6 @@ pub(super) fn check_member(conn: &Connection, room: i64, user: i64) -> StoreResu
     }
 }
 
-pub(super) fn enqueue(conn: &Connection, event: &RoomEvent) -> StoreResult<()> {
-    let body = serde_json::to_string(&event.stamped())
-        .map_err(|e| StoreError::backend("encoding an event", e))?;
-    conn.prepare_cached("INSERT INTO outbox (event, created_at) VALUES (?1, ?2)")?
-        .execute(params![body, event.created_at])?;
-    Ok(())
-}
-
 /// Now in microseconds since the epoch: a room's activity.
 pub(super) fn activity_now() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -142,34 +137,6 @@ fn touch_room(conn: &Connection, room: i64) -> StoreResult<()> {
         params![room, now_timestamp()],
     )?;
     Ok(())
-}
-
-pub(super) const MESSAGE_SELECT: &str =
-    "SELECT m.id, m.room_id, m.sender_id, u.username, m.content, m.created_at,
-            a.file_name, a.content_type, a.size, a.original_name
-     FROM messages m JOIN users u ON u.id = m.sender_id
-     LEFT JOIN attachments a ON a.message_id = m.id";
-
-pub(super) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
-    let file_name: Option<String> = row.get(6)?;
-    let attachment = match file_name {
-        Some(file_name) => Some(Attachment {
-            file_name,
-            content_type: row.get(7)?,
-            size: row.get::<_, i64>(8)? as u64,
-            original_name: row.get(9)?,
-        }),
-        None => None,
-    };
-    Ok(Message {
-        id: row.get(0)?,
-        room_id: row.get(1)?,
-        sender_id: row.get(2)?,
-        sender_username: row.get(3)?,
-        content: row.get(4)?,
-        created_at: row.get(5)?,
-        attachment,
-    })
 }
 
 #[async_trait]
@@ -424,12 +391,13 @@ impl Store for SqliteStore {
         Ok(left)
     }
 
-    async fn post_message(
+    async fn post_reply(
         &self,
         room: i64,
         sender: i64,
         content: &str,
         attachment: Option<Attachment>,
+        reply_to: Option<i64>,
     ) -> StoreResult<Message> {
         let content = content.to_string();
         let message = self
@@ -439,11 +407,14 @@ impl Store for SqliteStore {
                 if direct && blocked_in_direct(conn, room, sender)? {
                     return Err(StoreError::Blocked);
                 }
+                if let Some(answered) = reply_to {
+                    check_reply(conn, room, answered)?;
+                }
                 conn.prepare_cached(
-                    "INSERT INTO messages (room_id, sender_id, content, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO messages (room_id, sender_id, content, created_at, reply_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![room, sender, content, now_timestamp()])?;
+                .execute(params![room, sender, content, now_timestamp(), reply_to])?;
                 let id = conn.last_insert_rowid();
                 conn.prepare_cached(
                     "UPDATE rooms SET last_message_id = ?2, activity = MAX(activity + 1, ?3)

@@ -28,6 +28,10 @@ pub fn event(room: i64, message: &str) -> RoomEvent {
         direct: false,
         request_id: None,
         last_seen: None,
+        seq: None,
+        edited_at: None,
+        deleted: false,
+        reply_to: None,
     }
 }
 
