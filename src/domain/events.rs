@@ -127,6 +127,7 @@ impl RoomEvent {
             message: String::new(),
             file: None,
             deleted: true,
+            edited_at: None,
             reply_to: None,
             ..Self::message(m)
         }

@@ -21,8 +21,10 @@ use crate::helpers::{start, test_config, TestNode, TestUser, WsClient, WAIT};
 use chatnode::config::TransportKind;
 
 /// Every kind the node publishes (`EventKind`, as its body names it).
-const KINDS: [&str; 12] = [
+const KINDS: [&str; 14] = [
     "message",
+    "message_edited",
+    "message_deleted",
     "member_joined",
     "member_left",
     "delivered",
@@ -214,6 +216,31 @@ async fn send_both(node: &TestNode, user: &TestUser, room: i64) -> i64 {
         .unwrap_or_else(|| panic!("the message's id: {body}"))
 }
 
+/// Alice answers message `answered`, edits the reply and deletes it; bob's socket sees each.
+async fn edit_and_delete_a_reply(
+    node: &TestNode,
+    alice: &TestUser,
+    room: i64,
+    answered: i64,
+    bob_ws: &mut WsClient,
+) {
+    let sent = format!("/api/v1/chat/chatrooms/{room}/messages/send/");
+    let body = json!({"content": "a reply", "reply_to": answered});
+    let (status, reply) = node.post(&sent, Some(&alice.access), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let id = reply["data"]["detail"]["id"].as_i64().unwrap();
+    node.api
+        .edit(&alice.access, room, id, "an edited reply")
+        .await
+        .unwrap();
+    assert_eq!(bob_ws.next_purpose("message_edited").await["id"], id);
+    node.api
+        .delete_message(&alice.access, room, id)
+        .await
+        .unwrap();
+    assert_eq!(bob_ws.next_purpose("message_deleted").await["id"], id);
+}
+
 /// Drives every kind through the node's interfaces, each seen by a socket (or the admin
 /// command's success) before the next, so none is lost to a later change.
 async fn drive_every_kind(node: &TestNode) {
@@ -243,6 +270,7 @@ async fn drive_every_kind(node: &TestNode) {
         .send_json(json!({"purpose": "mark_read", "upto": last}))
         .await;
     alice_ws.next_receipt("read", bob.id, last).await;
+    edit_and_delete_a_reply(node, &alice, room, last, &mut bob_ws).await;
     drop(bob_ws);
     presence_of(&mut alice_ws, &bob, "offline").await;
 
