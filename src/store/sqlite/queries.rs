@@ -8,9 +8,9 @@ use tokio::sync::Notify;
 
 use super::engine::database_dir;
 use super::events::enqueue;
+use super::lease::{lease_path, FileLease};
 use super::rows::check_reply;
 pub(super) use super::rows::{message_from_row, MESSAGE_SELECT};
-use super::lease::{lease_path, FileLease};
 use super::SqliteStore;
 use crate::domain::conversations::RoomKind;
 use crate::domain::events::RoomEvent;

@@ -58,4 +58,3 @@ pub(super) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         },
     })
 }
-
