@@ -103,6 +103,18 @@ pub struct Config {
     #[arg(long, env = "CHATNODE_MAX_ROOM_MEMBERS", default_value_t = 1024)]
     pub max_room_members: usize,
 
+    /// Rooms with more members than this are told how many members are online (one
+    /// `online_count` frame per presence batch) instead of who came or went (a `presence` frame
+    /// per member): a burst of arrivals in a big room then costs each socket a few frames, not
+    /// one per arrival.
+    #[arg(
+        long,
+        env = "CHATNODE_PRESENCE_ROOM_LIMIT",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(i64).range(0..)
+    )]
+    pub presence_room_limit: i64,
+
     /// Seconds between WebSocket pings; a peer silent for two intervals is dropped.
     #[arg(long, env = "CHATNODE_WS_PING_SECS", default_value_t = 30)]
     pub ws_ping_secs: u64,
@@ -214,6 +226,7 @@ impl Config {
             delete_window_secs: 2 * 24 * 3600,
             log_format: LogFormat::Human,
             max_room_members: 1024,
+            presence_room_limit: 256,
             ws_ping_secs: 30,
             ws_queue: 1024,
             limits: crate::limits::LimitConfig::default(),

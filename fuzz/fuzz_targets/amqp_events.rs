@@ -28,6 +28,7 @@ struct Event {
     seq: Option<i64>,
     edited_at: Option<String>,
     deleted: bool,
+    online_count: Option<i64>,
 }
 
 // The first byte picks what the rest is: a message body as anyone may publish it (seeds are
@@ -59,6 +60,7 @@ fuzz_target!(|data: &[u8]| {
                 EventKind::TypingStopped,
                 EventKind::PresenceOnline,
                 EventKind::PresenceOffline,
+                EventKind::OnlineCount,
                 EventKind::MemberDisabled,
                 EventKind::MemberSignedOut,
                 EventKind::RoomDeleted,
@@ -81,6 +83,7 @@ fuzz_target!(|data: &[u8]| {
                 edited_at: e.edited_at,
                 deleted: e.deleted,
                 reply_to: None,
+                online_count: e.online_count,
             });
         }
         _ => {
@@ -101,6 +104,11 @@ fn round_trips(event: &RoomEvent) {
         assert_eq!(data["user_id"], json!(event.user_id));
         assert_eq!(data["status"], if online { "online" } else { "offline" });
         assert_eq!(data["last_seen"], json!(event.last_seen));
+        return;
+    }
+    if event.kind == EventKind::OnlineCount {
+        assert_eq!(data["purpose"], "online_count");
+        assert_eq!(data["online_count"], json!(event.online_count));
         return;
     }
     if event.is_signal() {

@@ -32,6 +32,9 @@ pub enum EventKind {
     PresenceOnline,
     /// An ephemeral signal: `user_id` went offline (`last_seen`, unless they hide it).
     PresenceOffline,
+    /// An ephemeral signal to a room too big for a `presence` frame per member
+    /// (`--presence-room-limit`): `online_count` of its members are online now.
+    OnlineCount,
     /// An operator disabled `user_id` (`chatnode admin users disable`): their sockets close.
     MemberDisabled,
     /// An operator revoked every token of `user_id`: their sockets close.
@@ -80,6 +83,9 @@ pub struct RoomEvent {
     /// The message a new message answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<ReplyRef>,
+    /// How many of the room's members are online (an `online_count` signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_count: Option<i64>,
 }
 
 pub fn attachment_url(file: &Attachment) -> String {
@@ -106,6 +112,7 @@ impl RoomEvent {
             edited_at: m.edited_at.clone(),
             deleted: false,
             reply_to: m.reply_to.clone(),
+            online_count: None,
         }
     }
 
@@ -191,6 +198,7 @@ impl RoomEvent {
             edited_at: None,
             deleted: false,
             reply_to: None,
+            online_count: None,
         }
     }
 
@@ -237,6 +245,7 @@ impl RoomEvent {
             edited_at: None,
             deleted: false,
             reply_to: None,
+            online_count: None,
         }
     }
 
@@ -259,6 +268,16 @@ impl RoomEvent {
         }
     }
 
+    /// `count` members of `room` are online, for a room too big to hear of each of them.
+    pub fn online_count(room: i64, count: i64, at: &str) -> Self {
+        Self {
+            kind: EventKind::OnlineCount,
+            user_id: None,
+            online_count: Some(count),
+            ..Self::typing(room, 0, "", false, at)
+        }
+    }
+
     /// An ephemeral signal (typing, presence): carried best-effort, never stored or replayed.
     pub fn is_signal(&self) -> bool {
         matches!(
@@ -267,6 +286,7 @@ impl RoomEvent {
                 | EventKind::TypingStopped
                 | EventKind::PresenceOnline
                 | EventKind::PresenceOffline
+                | EventKind::OnlineCount
         )
     }
 
@@ -340,6 +360,7 @@ impl RoomEvent {
             edited_at: None,
             deleted: false,
             reply_to: None,
+            online_count: None,
         }
     }
 
@@ -379,6 +400,16 @@ impl RoomEvent {
     fn frame(&self, state: Option<MessageState>) -> String {
         if self.is_presence() {
             return self.presence_frame(false);
+        }
+        if self.kind == EventKind::OnlineCount {
+            return json!({
+                "data": {
+                    "purpose": "online_count",
+                    "chat_id": self.chat_id,
+                    "online_count": self.online_count,
+                }
+            })
+            .to_string();
         }
         if self.is_signal() {
             let started = self.kind == EventKind::TypingStarted;

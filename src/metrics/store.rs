@@ -18,7 +18,7 @@ use crate::domain::conversations::{
 use crate::store::admin::{Account, AdminPage, Counts, DeletedRoom, RoomRecord};
 use crate::store::edits::ChangeRule;
 use crate::store::events::LogRead;
-use crate::store::presence::{PresenceChange, PresenceChanges, PresenceState};
+use crate::store::presence::{PresenceChange, PresenceChanges, PresenceRoom, PresenceState};
 use crate::store::{
     AdminStore, Attachment, AttachmentOwner, ConversationStore, EditStore, EventLogStore, Member,
     Message, NewUser, OutboxDepth, OutboxEntry, Page, PresenceStore, RelayLease, Room, Store,
@@ -190,7 +190,7 @@ timed!(PresenceStore {
     async fn presence_sweep(now: i64, node: Option<String>) -> Vec<PresenceChange> => Presence;
     async fn presence_of(viewer: i64, subject: i64, now: i64) -> Option<PresenceState> => Presence;
     async fn online_counts(rooms: Vec<i64>, now: i64) -> Vec<(i64, i64)> => Presence;
-    async fn room_ids_of(user: i64) -> Vec<i64> => RoomRead;
+    async fn presence_rooms(users: Vec<i64>) -> Vec<PresenceRoom> => RoomRead;
     async fn set_show_last_seen(user: i64, show: bool) -> User => Presence;
 });
 

@@ -7,7 +7,7 @@
 //! and reconnects (a flap) announces nothing. A node that dies stops renewing its heartbeat;
 //! whichever node sweeps first after [`NODE_TTL`] takes its users offline.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -205,9 +205,9 @@ async fn apply(state: &SharedState, node: &str, arrived: Vec<i64>, left: Vec<i64
                 state.presence.lapsed();
             }
             state.presence.settled(&arrived, &left, Instant::now());
-            for change in changes.online.iter().chain(&changes.offline) {
-                announce(state, change).await;
-            }
+            let mut all = changes.online;
+            all.extend(changes.offline);
+            announce(state, &all).await;
             true
         }
         Err(error) => {
@@ -219,32 +219,70 @@ async fn apply(state: &SharedState, node: &str, arrived: Vec<i64>, left: Vec<i64
 
 async fn sweep(state: &SharedState, node: Option<String>) {
     match state.store.presence_sweep(now_millis(), node).await {
-        Ok(offline) => {
-            for change in &offline {
-                announce(state, change).await;
-            }
-        }
+        Ok(offline) => announce(state, &offline).await,
         Err(error) => tracing::warn!(error = %error.chain(), "presence sweep failed"),
     }
 }
 
-/// Tells the sockets of every room `change.user` is in; best effort, like every signal.
-async fn announce(state: &SharedState, change: &PresenceChange) {
-    let rooms = match state.store.room_ids_of(change.user).await {
+/// Tells the sockets of every room the changed users are in; best effort, like every
+/// signal. A room with more members than `--presence-room-limit` hears one `online_count`
+/// for the whole batch instead of a `presence` per change, so a burst of arrivals costs each
+/// of its sockets one frame per batch, not one per arrival.
+async fn announce(state: &SharedState, changes: &[PresenceChange]) {
+    if changes.is_empty() {
+        return;
+    }
+    let users = changes.iter().map(|change| change.user).collect();
+    let rooms = match state.store.presence_rooms(users).await {
         Ok(rooms) => rooms,
         Err(error) => {
-            tracing::warn!(user = change.user, error = %error.chain(), "presence not announced");
+            tracing::warn!(error = %error.chain(), "presence not announced");
             return;
         }
     };
-    let online = change.last_seen.is_none();
-    let last_seen = change.last_seen.clone().filter(|_| change.show_last_seen);
-    let at = now_timestamp();
+    let limit = state.config.presence_room_limit;
+    let mut small: HashMap<i64, Vec<i64>> = HashMap::new();
+    let mut big = BTreeSet::new();
     for room in rooms {
-        let signal = RoomEvent::presence(room, change.user, online, last_seen.clone(), &at);
-        if let Err(error) = state.transport.signal(signal).await {
-            tracing::debug!(room, user = change.user, error = %error.chain(), "presence signal dropped");
+        if room.members > limit {
+            big.insert(room.room);
+        } else {
+            small.entry(room.user).or_default().push(room.room);
         }
+    }
+    let at = now_timestamp();
+    for change in changes {
+        let online = change.last_seen.is_none();
+        let last_seen = change.last_seen.clone().filter(|_| change.show_last_seen);
+        for &room in small.get(&change.user).into_iter().flatten() {
+            let event = RoomEvent::presence(room, change.user, online, last_seen.clone(), &at);
+            signal(state, event).await;
+        }
+    }
+    if !big.is_empty() {
+        announce_counts(state, big.into_iter().collect(), &at).await;
+    }
+}
+
+/// One `online_count` to each of `rooms`, as the store counts them after the batch.
+async fn announce_counts(state: &SharedState, rooms: Vec<i64>, at: &str) {
+    let counts = match state.store.online_counts(rooms.clone(), now_millis()).await {
+        Ok(counts) => counts.into_iter().collect::<HashMap<_, _>>(),
+        Err(error) => {
+            tracing::warn!(error = %error.chain(), "online counts not announced");
+            return;
+        }
+    };
+    for room in rooms {
+        let count = counts.get(&room).copied().unwrap_or(0);
+        signal(state, RoomEvent::online_count(room, count, at)).await;
+    }
+}
+
+async fn signal(state: &SharedState, event: RoomEvent) {
+    let (room, kind) = (event.chat_id, event.kind);
+    if let Err(error) = state.transport.signal(event).await {
+        tracing::debug!(room, ?kind, error = %error.chain(), "presence signal dropped");
     }
 }
 

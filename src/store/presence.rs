@@ -17,6 +17,14 @@ pub struct PresenceChange {
     pub show_last_seen: bool,
 }
 
+/// A room of a user whose presence changed, with its size: a big room hears a count instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceRoom {
+    pub user: i64,
+    pub room: i64,
+    pub members: i64,
+}
+
 /// What one batch of socket news changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PresenceChanges {
@@ -71,8 +79,9 @@ pub trait PresenceStore: Send + Sync {
     /// How many members of each room are online, for rooms in `rooms` (absent: none).
     async fn online_counts(&self, rooms: Vec<i64>, now: i64) -> StoreResult<Vec<(i64, i64)>>;
 
-    /// The rooms `user` is a member of, by id: where their presence is announced.
-    async fn room_ids_of(&self, user: i64) -> StoreResult<Vec<i64>>;
+    /// Every room of each of `users`, with its member count: where their presence is
+    /// announced, and how.
+    async fn presence_rooms(&self, users: Vec<i64>) -> StoreResult<Vec<PresenceRoom>>;
 
     /// Sets whether others may see `user`'s last_seen; returns the user.
     async fn set_show_last_seen(&self, user: i64, show: bool) -> StoreResult<User>;

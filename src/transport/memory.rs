@@ -113,6 +113,7 @@ mod tests {
             edited_at: None,
             deleted: false,
             reply_to: None,
+            online_count: None,
         }
     }
 

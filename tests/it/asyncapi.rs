@@ -21,7 +21,7 @@ use crate::helpers::{start, test_config, TestNode, TestUser, WsClient, WAIT};
 use chatnode::config::TransportKind;
 
 /// Every kind the node publishes (`EventKind`, as its body names it).
-const KINDS: [&str; 14] = [
+const KINDS: [&str; 15] = [
     "message",
     "message_edited",
     "message_deleted",
@@ -33,6 +33,7 @@ const KINDS: [&str; 14] = [
     "typing_stopped",
     "presence_online",
     "presence_offline",
+    "online_count",
     "member_disabled",
     "member_signed_out",
     "room_deleted",
@@ -247,7 +248,10 @@ async fn drive_every_kind(node: &TestNode) {
     let alice = node.register("alice").await;
     let bob = node.register("bob").await;
     let carol = node.register("carol").await;
+    let dave = node.register("dave").await;
     let room = node.create_room(&alice, "contract", &[&bob]).await;
+    // Over the test's --presence-room-limit of 3: bob's arrival is an `online_count` there.
+    node.create_room(&alice, "big", &[&bob, &carol, &dave]).await;
     let enter = format!("/api/v1/chat/chatrooms/{room}/enter/");
     let leave = format!("/api/v1/chat/chatrooms/{room}/leave/");
     for (path, user) in [(&enter, &carol), (&leave, &carol), (&enter, &carol)] {
@@ -319,6 +323,7 @@ async fn amqp091_every_published_body_validates_against_the_asyncapi_document() 
         config.transport = TransportKind::Amqp091;
         config.broker_url = Some(broker.url.clone());
         config.exchange = exchange.clone();
+        config.presence_room_limit = 3;
         let node = start(config, data_dir).await;
         drive_every_kind(&node).await;
         // validate.mjs names any kind still missing after the wait.

@@ -374,7 +374,7 @@ impl WsClient {
 
     /// The next text frame as JSON, receipt frames included (pings and pongs are skipped);
     /// `None` when `deadline` passes first.
-    async fn next_frame_until(&mut self, deadline: tokio::time::Instant) -> Option<Value> {
+    pub async fn next_frame_until(&mut self, deadline: tokio::time::Instant) -> Option<Value> {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match self
             .socket

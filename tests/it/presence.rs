@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::broker::brokers;
 use crate::cluster::Cluster;
 use crate::faults::NodeProcess;
-use crate::helpers::{eventually, spawn, TestNode, TestUser, WsClient, WAIT};
+use crate::helpers::{eventually, spawn, spawn_with, TestNode, TestUser, WsClient, WAIT};
 
 /// Past the grace and a batch: a presence frame that was coming has come by then.
 const QUIET: Duration = GRACE.saturating_add(Duration::from_secs(2));
@@ -91,6 +91,52 @@ async fn a_user_is_online_until_their_last_socket_closes() {
     let node = spawn().await;
     online_until_the_last_tab_closes(&node, &node, "memory").await;
     a_flap_is_silent(&node, &node, "memory").await;
+}
+
+/// The `online_count`s `socket` hears until one is `upto`, failing on any `presence` frame.
+async fn counts_until(socket: &mut WsClient, room: i64, upto: i64) -> Vec<i64> {
+    let deadline = Instant::now() + WAIT;
+    let mut counts = Vec::new();
+    while counts.last() != Some(&upto) {
+        let frame = socket.next_frame_until(deadline).await;
+        let frame = frame.unwrap_or_else(|| panic!("no count of {upto} within {WAIT:?}: {counts:?}"));
+        let data = &frame["data"];
+        assert_ne!(data["purpose"], "presence", "a big room hears no member: {frame}");
+        if data["purpose"] == "online_count" {
+            assert_eq!(data["chat_id"], room, "{frame}");
+            counts.push(data["online_count"].as_i64().expect("a count"));
+        }
+    }
+    counts
+}
+
+/// A room over `--presence-room-limit` hears how many members are online, once per batch,
+/// and never who came or went; a room within it still hears each member.
+#[tokio::test]
+async fn a_room_over_the_presence_limit_hears_counts_instead_of_each_member() {
+    let node = spawn_with(|c| c.presence_room_limit = 2).await;
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let carol = node.register("carol").await;
+    let big = node.create_room(&alice, "big", &[&bob, &carol]).await;
+    let small = node.create_room(&alice, "small", &[&bob]).await;
+    let mut bob_big = opened(&node, big, &bob).await;
+    let mut bob_small = opened(&node, small, &bob).await;
+    let alice_ws = opened(&node, small, &alice).await;
+    let carol_ws = opened(&node, big, &carol).await;
+    assert_eq!(
+        bob_small.next_purpose("presence").await,
+        online_frame(small, &alice)
+    );
+    // Arrivals batched together count once; each batch reads the count after it.
+    let counts = counts_until(&mut bob_big, big, 3).await;
+    assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
+    assert!(counts.len() <= 3, "at most one count per arrival: {counts:?}");
+    drop(carol_ws);
+    assert_eq!(counts_until(&mut bob_big, big, 2).await, [2]);
+    let quiet = bob_small.next_purpose_within("presence", QUIET).await;
+    assert_eq!(quiet, None, "carol is not in the small room");
+    drop(alice_ws);
 }
 
 async fn presence_across_nodes(transport: TransportKind) {

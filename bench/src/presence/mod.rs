@@ -1,7 +1,8 @@
 //! `--presence N --churn K`: presence under churn. N users in one room, N - K of them
 //! connected; messages go to the room at a steady rate for a phase without churn (today's
 //! latency), then for a phase in whose first second the other K connect. Reports the
-//! presence frames the sockets got per second and the message latency of each phase, and
+//! presence frames (`presence`, or `online_count` in a room over the node's
+//! `--presence-room-limit`) the sockets got per second and the message latency of each phase, and
 //! checks that one user in `--presence-rooms` rooms coming online is one frame per watching
 //! socket, and that a flap (close and reopen within the node's grace) announces nothing.
 
@@ -75,7 +76,8 @@ pub struct PhaseReport {
     pub messages_sent: u64,
     pub deliveries: u64,
     pub latency_ms: LatencySummary,
-    /// Presence frames over all sockets from the phase's start until they settled.
+    /// Presence frames (`presence` and `online_count`) over all sockets from the phase's start
+    /// until they settled.
     pub presence_frames: u64,
     pub presence_frames_per_sec: f64,
     pub peak_presence_frames_per_sec: u64,
@@ -347,7 +349,8 @@ impl Counters {
             return;
         };
         let now = unix_nanos();
-        if data.purpose.as_deref() == Some("presence") {
+        // A room over the node's --presence-room-limit hears counts instead of members.
+        if matches!(data.purpose.as_deref(), Some("presence" | "online_count")) {
             let since = now.saturating_sub(self.phase_start.load(Ordering::Relaxed));
             let second = ((since / 1_000_000_000) as usize).min(MAX_SECS - 1);
             self.presence[self.phase.load(Ordering::Relaxed)][second]

@@ -10,7 +10,7 @@ use deadpool_postgres::GenericClient;
 
 use super::rows::{execute, query, query_one, query_opt, user_from_row, USER_COLUMNS};
 use super::PostgresStore;
-use crate::store::presence::{PresenceChange, PresenceChanges, PresenceState};
+use crate::store::presence::{PresenceChange, PresenceChanges, PresenceRoom, PresenceState};
 use crate::store::{format_timestamp, PresenceStore, StoreError, StoreResult, User};
 
 const HELD: &str = "SELECT EXISTS(SELECT 1 FROM presence_sessions s
@@ -205,15 +205,32 @@ impl PresenceStore for PostgresStore {
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
-    async fn room_ids_of(&self, user: i64) -> StoreResult<Vec<i64>> {
+    async fn presence_rooms(&self, users: Vec<i64>) -> StoreResult<Vec<PresenceRoom>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
         let db = self.pool.get().await?;
+        // Each room is counted once, however many of the users are in it.
         let rows = query(
             &db,
-            "SELECT room_id FROM room_members WHERE user_id = $1",
-            &[&user],
+            "WITH mine AS (
+                 SELECT user_id, room_id FROM room_members WHERE user_id = ANY($1)
+             ), sizes AS (
+                 SELECT room_id, COUNT(*) AS members FROM room_members
+                 WHERE room_id IN (SELECT room_id FROM mine) GROUP BY room_id
+             )
+             SELECT mine.user_id, mine.room_id, sizes.members FROM mine JOIN sizes USING (room_id)",
+            &[&users],
         )
         .await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        Ok(rows
+            .iter()
+            .map(|row| PresenceRoom {
+                user: row.get(0),
+                room: row.get(1),
+                members: row.get(2),
+            })
+            .collect())
     }
 
     async fn set_show_last_seen(&self, user: i64, show: bool) -> StoreResult<User> {

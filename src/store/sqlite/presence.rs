@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::queries::{user_from_row, USER_COLUMNS};
 use super::SqliteStore;
-use crate::store::presence::{PresenceChange, PresenceChanges, PresenceState};
+use crate::store::presence::{PresenceChange, PresenceChanges, PresenceRoom, PresenceState};
 use crate::store::{format_timestamp, now_timestamp, PresenceStore, StoreError, StoreResult, User};
 
 /// Whether a live node (heartbeat not expired at `now`) holds a session of `user`.
@@ -209,11 +209,21 @@ impl PresenceStore for SqliteStore {
         .await
     }
 
-    async fn room_ids_of(&self, user: i64) -> StoreResult<Vec<i64>> {
+    async fn presence_rooms(&self, users: Vec<i64>) -> StoreResult<Vec<PresenceRoom>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users = serde_json::to_string(&users).expect("ids serialise");
         self.read(move |conn| {
             Ok(conn
-                .prepare_cached("SELECT room_id FROM room_members WHERE user_id = ?1")?
-                .query_map([user], |row| row.get(0))?
+                .prepare_cached(PRESENCE_ROOMS)?
+                .query_map([users], |row| {
+                    Ok(PresenceRoom {
+                        user: row.get(0)?,
+                        room: row.get(1)?,
+                        members: row.get(2)?,
+                    })
+                })?
                 .collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -232,3 +242,13 @@ impl PresenceStore for SqliteStore {
         .await
     }
 }
+
+/// Each room is counted once, however many of the users are in it.
+const PRESENCE_ROOMS: &str = "WITH mine AS (
+        SELECT user_id, room_id FROM room_members
+        WHERE user_id IN (SELECT value FROM json_each(?1))
+    ), sizes AS (
+        SELECT room_id, COUNT(*) AS members FROM room_members
+        WHERE room_id IN (SELECT room_id FROM mine) GROUP BY room_id
+    )
+    SELECT mine.user_id, mine.room_id, sizes.members FROM mine JOIN sizes USING (room_id)";

@@ -2,7 +2,7 @@
 //! them, comes online and goes offline once however many nodes hold them, a dead node is
 //! swept once, and last_seen is stored and hidden as the user asks.
 
-use chatnode::store::presence::PresenceChange;
+use chatnode::store::presence::{PresenceChange, PresenceRoom};
 
 use super::{add_user, Backend, TEST_LIMIT};
 
@@ -165,7 +165,22 @@ async fn presence_is_for_people_sharing_a_room_and_rooms_count_who_is_online(bac
         .await
         .unwrap();
     assert!(counts.is_empty(), "{counts:?}");
-    let mut rooms = store.room_ids_of(bob.id).await.unwrap();
-    rooms.sort_unstable();
-    assert_eq!(rooms, [room.id]);
+    // Where each user's presence is announced, and how big each room is.
+    let solo = store.create_room("s", alice.id, &[], 10).await.unwrap();
+    let mut rooms = store
+        .presence_rooms(vec![bob.id, alice.id, stranger.id])
+        .await
+        .unwrap();
+    rooms.sort_unstable_by_key(|r| (r.user, r.room));
+    let of = |user, room, members| PresenceRoom {
+        user,
+        room,
+        members,
+    };
+    let expected = [
+        of(alice.id, room.id, 2),
+        of(alice.id, solo.id, 1),
+        of(bob.id, room.id, 2),
+    ];
+    assert_eq!(rooms, expected);
 }

@@ -32,6 +32,7 @@ pub fn event(room: i64, message: &str) -> RoomEvent {
         edited_at: None,
         deleted: false,
         reply_to: None,
+        online_count: None,
     }
 }
 
