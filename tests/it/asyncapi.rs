@@ -251,7 +251,8 @@ async fn drive_every_kind(node: &TestNode) {
     let dave = node.register("dave").await;
     let room = node.create_room(&alice, "contract", &[&bob]).await;
     // Over the test's --presence-room-limit of 3: bob's arrival is an `online_count` there.
-    node.create_room(&alice, "big", &[&bob, &carol, &dave]).await;
+    node.create_room(&alice, "big", &[&bob, &carol, &dave])
+        .await;
     let enter = format!("/api/v1/chat/chatrooms/{room}/enter/");
     let leave = format!("/api/v1/chat/chatrooms/{room}/leave/");
     for (path, user) in [(&enter, &carol), (&leave, &carol), (&enter, &carol)] {

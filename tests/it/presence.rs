@@ -99,9 +99,13 @@ async fn counts_until(socket: &mut WsClient, room: i64, upto: i64) -> Vec<i64> {
     let mut counts = Vec::new();
     while counts.last() != Some(&upto) {
         let frame = socket.next_frame_until(deadline).await;
-        let frame = frame.unwrap_or_else(|| panic!("no count of {upto} within {WAIT:?}: {counts:?}"));
+        let frame =
+            frame.unwrap_or_else(|| panic!("no count of {upto} within {WAIT:?}: {counts:?}"));
         let data = &frame["data"];
-        assert_ne!(data["purpose"], "presence", "a big room hears no member: {frame}");
+        assert_ne!(
+            data["purpose"], "presence",
+            "a big room hears no member: {frame}"
+        );
         if data["purpose"] == "online_count" {
             assert_eq!(data["chat_id"], room, "{frame}");
             counts.push(data["online_count"].as_i64().expect("a count"));
@@ -131,7 +135,10 @@ async fn a_room_over_the_presence_limit_hears_counts_instead_of_each_member() {
     // Arrivals batched together count once; each batch reads the count after it.
     let counts = counts_until(&mut bob_big, big, 3).await;
     assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
-    assert!(counts.len() <= 3, "at most one count per arrival: {counts:?}");
+    assert!(
+        counts.len() <= 3,
+        "at most one count per arrival: {counts:?}"
+    );
     drop(carol_ws);
     assert_eq!(counts_until(&mut bob_big, big, 2).await, [2]);
     let quiet = bob_small.next_purpose_within("presence", QUIET).await;
