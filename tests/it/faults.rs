@@ -820,8 +820,20 @@ impl Mounted {
         )
     }
 
+    /// A stopped node's last blocking tasks may still be closing their files for a moment
+    /// ("target is busy"), so the unmount is tried again for up to five seconds.
     fn unmount(&self) -> Result<(), String> {
-        run("umount", &[self.point.as_os_str()])
+        let mut attempt = run("umount", &[self.point.as_os_str()]);
+        for _ in 0..50 {
+            match &attempt {
+                Err(why) if why.contains("busy") => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    attempt = run("umount", &[self.point.as_os_str()]);
+                }
+                _ => break,
+            }
+        }
+        attempt
     }
 
     /// Fills the file system to the last byte; returns the filler file.

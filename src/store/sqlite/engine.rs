@@ -79,17 +79,34 @@ type Job = Box<dyn FnOnce(StoreResult<&Connection>) -> (bool, Reply) + Send>;
 
 pub struct SqliteStore {
     pub(super) jobs: mpsc::Sender<Job>,
+    // Declared after `jobs`: dropping `jobs` first ends the writer loop this then waits for.
+    _writer: Joined,
     pub(super) readers: Arc<Readers>,
     pub(super) outbox: Arc<Notify>,
     _watcher: CommitWatcher,
+}
+
+/// A thread joined on drop, so that its connection is closed once the store is gone (a disk
+/// can be unmounted right after a node stops). Never joined from itself: that would deadlock.
+struct Joined(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 /// Wakes the relay when anyone commits, other nodes sharing the file included: their commits
 /// reach this process only through the file, and `PRAGMA data_version` (a cheap read of the
 /// WAL index) changes with each. Stopped, and its connection closed, when the store drops.
 struct CommitWatcher {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    // Dropped before the thread is joined: the thread wakes at once when it goes.
+    _stop: std::sync::mpsc::Sender<()>,
+    _thread: Joined,
 }
 
 impl CommitWatcher {
@@ -103,19 +120,9 @@ impl CommitWatcher {
             .spawn(move || watch_commits(&conn, seen, &outbox, &stopped))
             .map_err(|e| StoreError::backend("cannot start the watch thread", e))?;
         Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
+            _stop: stop,
+            _thread: Joined(Some(thread)),
         })
-    }
-}
-
-impl Drop for CommitWatcher {
-    /// Waits for the thread (it wakes at once), so that nothing holds the file afterwards.
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -211,7 +218,7 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::backend("opening the writer panicked", e))??;
         let (jobs, queue) = mpsc::channel::<Job>(max_queued_writes.max(1));
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, queue))
             .map_err(|e| StoreError::backend("cannot start the writer thread", e))?;
@@ -223,6 +230,7 @@ impl SqliteStore {
         let watcher = CommitWatcher::start(readers.take()?, outbox.clone())?;
         Ok(Self {
             jobs,
+            _writer: Joined(Some(writer)),
             readers,
             outbox,
             _watcher: watcher,
