@@ -9,7 +9,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::messages::MessageView;
+use super::messages::{HistoryEntry, MessageView, Tombstone};
 use super::{
     authenticated, json_body, ok, page_limit, respond, room_id, with_state, ApiError, Detail,
 };
@@ -144,8 +144,8 @@ pub async fn count_online<'a>(
 pub struct ChatListEntry {
     #[serde(flatten)]
     pub room: RoomView,
-    /// The newest message, or null.
-    pub last_message: Option<MessageView>,
+    /// The newest message (its tombstone once deleted for everyone), or null.
+    pub last_message: Option<HistoryEntry>,
     /// Messages after `last_read_id` that others sent.
     pub unread_count: i64,
     /// The caller's read position (a message id; 0: nothing read).
@@ -249,7 +249,10 @@ pub async fn list_rooms(
             last_message: entry
                 .last_message
                 .as_ref()
-                .map(|m| MessageView::from(m).signed(&state.media_urls)),
+                .map(|m| match m.deleted {
+                    true => HistoryEntry::Deleted(Tombstone::from(m)),
+                    false => HistoryEntry::Message(MessageView::from(m).signed(&state.media_urls)),
+                }),
             unread_count: entry.unread_count,
             last_read_id: entry.last_read_id,
         })

@@ -209,6 +209,16 @@ async fn a_deleted_message_leaves_a_tombstone_and_nothing_else_anywhere() {
     let history = node.history(&alice, room, "").await;
     assert_eq!(history[0], tombstone);
     assert_eq!(history[1]["content"], "still here");
+    let newest = send(&node, &alice, room, "soon gone").await;
+    assert_eq!(delete(&node, &alice, room, newest).await.0, StatusCode::OK);
+    let (status, list) = node.get("/api/v1/chat/chatrooms/", Some(&bob.access)).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let last = &list["data"]["chatrooms"][0]["last_message"];
+    assert_eq!(
+        (&last["id"], &last["deleted"], last.get("content")),
+        (&json!(newest), &json!(true), None),
+        "the chat list shows the newest message's tombstone: {last}"
+    );
     assert_eq!(
         node.api.get(&url).send().await.unwrap().status,
         StatusCode::NOT_FOUND
