@@ -15,7 +15,8 @@ use crate::state::{AppState, SharedState};
 use crate::store::{self, StoreError};
 use crate::transport::TransportError;
 
-/// Longest wait for sockets and background tasks once the server has stopped accepting.
+/// Longest wait for sockets, background tasks and the outbox flush once the server has
+/// stopped accepting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Longest wait for the relay to publish the outbox once the server has stopped.
 const OUTBOX_FLUSH: Duration = Duration::from_secs(4);
@@ -216,10 +217,12 @@ impl Application {
             shutdown,
         )
         .await;
+        // One budget: the flush runs while sockets close and tasks end.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         flush_outbox(&state).await;
         relay_stop.cancel();
         state.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait())
+        if tokio::time::timeout_at(deadline, state.tasks.wait())
             .await
             .is_err()
         {
