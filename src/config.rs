@@ -162,6 +162,18 @@ pub struct Config {
     #[arg(long, env = "CHATNODE_MAX_INFLIGHT_REQUESTS", default_value_t = 1024)]
     pub max_inflight_requests: usize,
 
+    /// Seconds a drain (`chatnode admin node drain`, SIGUSR1) keeps serving REST with
+    /// `/readyz` failing, so a load balancer sees the node leave before it stops; a second
+    /// SIGUSR1, SIGTERM or Ctrl-C stops it sooner.
+    #[arg(
+        long = "drain-grace",
+        env = "CHATNODE_DRAIN_GRACE",
+        value_name = "SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(0..=3600)
+    )]
+    pub drain_grace_secs: u64,
+
     /// SQLite writes waiting for the writer thread; beyond it a write is answered 503.
     #[arg(long, env = "CHATNODE_MAX_QUEUED_WRITES", default_value_t = crate::store::DEFAULT_MAX_QUEUED_WRITES)]
     pub max_queued_writes: usize,
@@ -237,6 +249,7 @@ impl Config {
             header_read_timeout_secs: 30,
             max_inflight_requests: 1024,
             max_queued_writes: crate::store::DEFAULT_MAX_QUEUED_WRITES,
+            drain_grace_secs: 10,
             cors_origins: Vec::new(),
         }
     }
@@ -348,9 +361,31 @@ mod tests {
             )
         );
         assert!(defaults.cors_origins.is_empty());
+        assert_eq!(parsed.drain_grace_secs, defaults.drain_grace_secs);
         assert_eq!(
             (defaults.max_connections, defaults.max_inflight_requests),
             (20_000, 1024)
         );
+    }
+
+    #[test]
+    fn drain_grace_takes_0_to_3600_seconds() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        let grace = |value: &str| {
+            Cli::try_parse_from(["chatnode".into(), format!("--drain-grace={value}")])
+                .map(|c| c.config.drain_grace_secs)
+        };
+        assert_eq!(grace("0").unwrap(), 0);
+        assert_eq!(grace("3600").unwrap(), 3600);
+        for bad in ["3601", "-1", "soon"] {
+            let error = grace(bad).unwrap_err().to_string();
+            assert!(error.contains("--drain-grace"), "{bad}: {error}");
+        }
+        assert!(grace("3601").unwrap_err().to_string().contains("0..=3600"));
     }
 }

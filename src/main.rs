@@ -122,15 +122,15 @@ async fn run_admin(args: chatnode::admin::AdminArgs) {
     }
 }
 
-/// `chatnode admin node drain` signals SIGUSR1; installed before serving, since the
-/// signal's default action would end the process.
-fn on_drain_signal(drain: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+/// `chatnode admin node drain` signals SIGUSR1 (a second one ends the grace); installed
+/// before serving, since the signal's default action would end the process.
+fn on_drain_signal(mut drain: impl FnMut() + Send + 'static) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut drains = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
         tokio::spawn(async move {
-            if drains.recv().await.is_some() {
+            while drains.recv().await.is_some() {
                 drain();
             }
         });

@@ -15,8 +15,13 @@ use crate::state::{AppState, SharedState};
 use crate::store::{self, StoreError};
 use crate::transport::TransportError;
 
-/// Longest wait for sockets and background tasks once the server has stopped accepting.
+/// Longest wait for sockets, background tasks and the outbox flush once the server has
+/// stopped accepting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Longest wait for the relay to publish the outbox once the server has stopped.
+const OUTBOX_FLUSH: Duration = Duration::from_secs(4);
+/// How often the flush looks whether the outbox is empty.
+const OUTBOX_POLL: Duration = Duration::from_millis(25);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -122,14 +127,30 @@ impl Application {
         self.state.shutdown.clone()
     }
 
-    /// What a drain (`chatnode admin node drain`) calls: sockets close with 1012 and new
-    /// ones are refused, then the node shuts down as on SIGTERM.
-    pub fn drain_trigger(&self) -> impl FnOnce() + Send + 'static {
+    /// What a drain (`chatnode admin node drain`, SIGUSR1) calls. The first call closes the
+    /// sockets with 1012, refuses new ones and fails `/readyz`, while REST keeps serving for
+    /// `--drain-grace`; then the node shuts down as on SIGTERM. A second call ends the grace.
+    pub fn drain_trigger(&self) -> impl FnMut() + Send + 'static {
         let (hub, shutdown) = (self.state.hub.clone(), self.state.shutdown.clone());
+        let grace = Duration::from_secs(self.state.config.drain_grace_secs);
         move || {
+            if hub.is_draining() {
+                tracing::info!("drain signalled again: shutting down now");
+                return shutdown.cancel();
+            }
             let sockets = hub.drain();
-            tracing::info!(sockets, "draining: sockets closed with 1012, shutting down");
-            shutdown.cancel();
+            tracing::info!(
+                sockets,
+                grace_secs = grace.as_secs(),
+                "draining: sockets closed with 1012, shutting down after the grace"
+            );
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(grace) => shutdown.cancel(),
+                    _ = shutdown.cancelled() => {}
+                }
+            });
         }
     }
 
@@ -146,12 +167,11 @@ impl Application {
             move |token| crate::fanout::subscriber::run(subscriber_state.clone(), token),
         );
         let relay_state = state.clone();
-        supervise(
-            "relay",
-            &state.tasks,
-            state.shutdown.clone(),
-            move |token| crate::fanout::relay::run(relay_state.clone(), token),
-        );
+        // Stopped after the server, once the outbox is published (see `flush_outbox`).
+        let relay_stop = CancellationToken::new();
+        supervise("relay", &state.tasks, relay_stop.clone(), move |token| {
+            crate::fanout::relay::run(relay_state.clone(), token)
+        });
         state
             .tasks
             .spawn(state.limits.clone().prune_until(state.shutdown.clone()));
@@ -197,14 +217,37 @@ impl Application {
             shutdown,
         )
         .await;
+        // One budget: the flush runs while sockets close and tasks end.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        flush_outbox(&state).await;
+        relay_stop.cancel();
         state.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait())
+        if tokio::time::timeout_at(deadline, state.tasks.wait())
             .await
             .is_err()
         {
             tracing::warn!("some tasks were still running at the end of the shutdown grace period");
         }
         tracing::info!("chatnode stopped");
+    }
+}
+
+/// Gives the relay a bounded moment to publish what the requests just served committed, so a
+/// stopping node leaves nothing it acknowledged waiting in the outbox for another relay.
+/// Skipped when another node's relay publishes, or the transport is down: waiting is vain.
+async fn flush_outbox(state: &SharedState) {
+    if !state.metrics.relay_lease_is_held() || state.transport.health().is_err() {
+        return;
+    }
+    let published = async {
+        while state.store.outbox_depth().await.is_ok_and(|d| d.rows > 0) {
+            tokio::time::sleep(OUTBOX_POLL).await;
+        }
+    };
+    if tokio::time::timeout(OUTBOX_FLUSH, published).await.is_err() {
+        tracing::warn!(
+            "the outbox was not empty at the end of its flush; another relay publishes it"
+        );
     }
 }
 

@@ -1,7 +1,8 @@
 //! `chatnode admin node drain --pid <pid>`: for rolling upgrades. The command sends the node
 //! SIGUSR1; the node closes its sockets with 1012 "service restart" (clients reconnect,
-//! to another node), refuses new ones with 503 and shuts down as on SIGTERM. The command
-//! returns once the process has exited, or fails after `--timeout`.
+//! to another node), refuses new ones with 503 and fails `/readyz`, keeps serving REST for
+//! its `--drain-grace`, then shuts down as on SIGTERM (a second drain ends the grace). The
+//! command returns once the process has exited, or fails after `--timeout`.
 //!
 //! A signal, not an HTTP call: it needs no listener (nothing to protect on the network),
 //! and the permission to signal the process is the permission to stop it. In a container,
@@ -22,7 +23,8 @@ const POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// Close the node's sockets with 1012 so clients reconnect elsewhere, then stop it.
+    /// Close the node's sockets with 1012 so clients reconnect elsewhere, then stop it after
+    /// its `--drain-grace` (a second drain stops it at once).
     Drain {
         /// The node's process id.
         #[arg(long)]

@@ -39,12 +39,12 @@ pub async fn healthz() -> Response {
     ok(StatusCode::OK, json!({ "status": "ok" }))
 }
 
-/// Readiness: storage answers and accepts writes, the data directory accepts writes, and the
-/// transport and its subscriber are running.
+/// Readiness: storage answers and accepts writes, the data directory accepts writes, the
+/// transport and its subscriber are running, and the node is not draining.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     params(("verbose" = Option<String>, Query, description = "Present (any value): a plain-text report, one `[+]` or `[-]` line per check, as Kubernetes' own endpoints give")),
     responses((status = 200, description = "Ready to serve"),
-              (status = 503, description = "A dependency is down or a disk is full or read-only; the body says which")))]
+              (status = 503, description = "A dependency is down, a disk is full or read-only, or the node is draining; the body says which")))]
 pub async fn readyz(state: SharedState, query: HashMap<String, String>) -> Response {
     let store = state.store.ping().await;
     let dirs = [state.config.data_dir.clone(), state.config.media_dir()];
@@ -68,6 +68,15 @@ pub async fn readyz(state: SharedState, query: HashMap<String, String>) -> Respo
             subscriber
                 .then(|| "running".into())
                 .ok_or_else(|| "down".into()),
+        ),
+        // Fails first in a drain, so a load balancer sends nothing new before the node stops.
+        (
+            "drain",
+            if state.hub.is_draining() {
+                Err("draining".into())
+            } else {
+                Ok("serving".into())
+            },
         ),
     ];
     let ready = checks.iter().all(|(_, found)| found.is_ok());

@@ -247,6 +247,11 @@ impl Metrics {
         self.backlog.relay_lease.set(i64::from(held));
     }
 
+    /// Whether this node's relay holds the lease (it alone can publish the outbox then).
+    pub fn relay_lease_is_held(&self) -> bool {
+        self.backlog.relay_lease.get() == 1
+    }
+
     /// The text exposition, with the gauges read now.
     pub fn render(&self, now: Snapshot) -> String {
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);

@@ -261,6 +261,8 @@ async fn a_drained_node_closes_its_sockets_with_1012_and_exits() {
     let mut node = Launch::new(env!("CARGO_BIN_EXE_chatnode"))
         .arg("--data-dir")
         .arg(data_dir.path())
+        // No grace: the window it opens is drain.rs's subject.
+        .args(["--drain-grace", "0"])
         .env("CHATNODE_JWT_SECRET", crate::helpers::JWT_SECRET)
         .start()
         .await

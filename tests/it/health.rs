@@ -36,6 +36,7 @@ async fn readyz_verbose_lists_every_check_for_people() {
             "[+]data_dir ok (ok)",
             "[+]transport ok (memory)",
             "[+]subscriber ok (running)",
+            "[+]drain ok (serving)",
             "sockets: 0",
             "readyz check passed",
         ],

@@ -18,6 +18,7 @@ mod connections;
 mod conversations;
 mod cors;
 mod docs;
+mod drain;
 mod echo_bot;
 mod edits;
 mod errors;
