@@ -246,13 +246,10 @@ pub async fn list_rooms(
         .into_iter()
         .map(|entry| ChatListEntry {
             room: RoomView::new(entry.room, user.id),
-            last_message: entry
-                .last_message
-                .as_ref()
-                .map(|m| match m.deleted {
-                    true => HistoryEntry::Deleted(Tombstone::from(m)),
-                    false => HistoryEntry::Message(MessageView::from(m).signed(&state.media_urls)),
-                }),
+            last_message: entry.last_message.as_ref().map(|m| match m.deleted {
+                true => HistoryEntry::Deleted(Tombstone::from(m)),
+                false => HistoryEntry::Message(MessageView::from(m).signed(&state.media_urls)),
+            }),
             unread_count: entry.unread_count,
             last_read_id: entry.last_read_id,
         })
