@@ -81,7 +81,7 @@ pub async fn react(
     request_body = ReactionRequest,
     responses((status = 200, description = "The message's reactions; a change sends `reaction` to the room", body = ReactionState),
               (status = 400, description = "Not exactly one emoji"),
-              (status = 403, description = "Not a member of the chatroom"),
+              (status = 403, description = "Not a member of the chatroom, or a direct conversation where one blocked the other"),
               (status = 404, description = "No such chatroom, or no such (undeleted) message in it"),
               (status = 429, description = "Too many sends, edits, deletes and reactions from this user",
                headers(("retry-after" = u64, description = "Seconds to wait")))))]

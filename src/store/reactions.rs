@@ -11,7 +11,8 @@ pub trait ReactionStore: Send + Sync {
     /// Sets `user`'s reaction to message `id` of `room` to `emoji`, replacing theirs, or
     /// removes it (`None`), and queues `reaction` when that changed anything. `user` must be
     /// a member (`RoomNotFound`, `NotMember`) and the message there, not deleted
-    /// (`MessageNotFound`). The message's reactions after it.
+    /// (`MessageNotFound`); in a direct conversation with a block either way, only taking
+    /// a reaction back is allowed (`Blocked`). The message's reactions after it.
     async fn react(
         &self,
         room: i64,

@@ -1,7 +1,7 @@
 //! Reactions over REST and over the socket: one emoji per member per message, replaced by
 //! the next and taken back with `DELETE`; the room sees each change as a `reaction` frame
 //! with its `seq`, the log and an `after_seq` socket replay it, history shows the counts,
-//! and a message deleted for everyone loses them.
+//! a message deleted for everyone loses them, and a block in a direct conversation stops them.
 
 use chatnode_client::{Reaction, Socket, StatusCode};
 use serde_json::{json, Value};
@@ -320,4 +320,36 @@ async fn a_message_deleted_for_everyone_loses_its_reactions_and_takes_no_more() 
         (&logged["emoji"], &logged["reactions"], &logged["deleted"]),
         (&Value::Null, &json!([]), &json!(true))
     );
+}
+
+#[tokio::test]
+async fn a_block_in_a_direct_conversation_stops_reactions_but_not_taking_one_back() {
+    let node = spawn().await;
+    let alice = node.register("alice").await;
+    let bob = node.register("bob").await;
+    let (status, body) = node
+        .post(
+            "/api/v1/chat/direct/",
+            Some(&alice.access),
+            json!({"user_id": bob.id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let room = body["data"]["chatroom"]["id"].as_i64().unwrap();
+    let id = send(&node, &alice, room, "hi bob").await;
+    node.api.react(&bob.access, room, id, THUMBS).await.unwrap();
+    let blocking = format!("/api/v1/users/{}/block/", bob.id);
+    let (status, body) = node.post(&blocking, Some(&alice.access), json!({})).await;
+    assert!(status.is_success(), "{body}");
+
+    assert_eq!(
+        put(&node, &bob, room, id, json!({"emoji": HEART})).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        put(&node, &alice, room, id, json!({"emoji": HEART})).await,
+        StatusCode::FORBIDDEN
+    );
+    let taken_back = node.api.unreact(&bob.access, room, id).await.unwrap();
+    assert!(taken_back.reactions.is_empty());
 }

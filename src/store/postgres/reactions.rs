@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use deadpool_postgres::GenericClient;
 
+use super::conversations::{blocked_in_direct, is_direct};
 use super::rows::{check_member, enqueue, execute, query, query_opt};
 use super::PostgresStore;
 use crate::domain::events::RoomEvent;
@@ -59,6 +60,14 @@ impl ReactionStore for PostgresStore {
         let tx = db.transaction().await?;
         check_member(&tx, room, user).await?;
         lock_live_message(&tx, room, id).await?;
+        // A reaction reaches the other person as a message does: a block stops it (taking
+        // one back is still allowed).
+        if emoji.is_some()
+            && is_direct(&tx, room).await?
+            && blocked_in_direct(&tx, room, user).await?
+        {
+            return Err(StoreError::Blocked);
+        }
         let before: Option<String> = query_opt(
             &tx,
             "SELECT emoji FROM reactions WHERE message_id = $1 AND user_id = $2",

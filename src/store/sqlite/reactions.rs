@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::events::enqueue;
-use super::queries::check_member;
+use super::queries::{blocked_in_direct, check_member, is_direct};
 use super::SqliteStore;
 use crate::domain::events::RoomEvent;
 use crate::domain::{ReactionCount, Reactions};
@@ -39,6 +39,11 @@ fn react(
         .optional()?;
     if deleted != Some(false) {
         return Err(StoreError::MessageNotFound);
+    }
+    // A reaction reaches the other person as a message does: a block stops it (taking one
+    // back is still allowed).
+    if emoji.is_some() && is_direct(conn, room)? && blocked_in_direct(conn, room, user)? {
+        return Err(StoreError::Blocked);
     }
     let before: Option<String> = conn
         .prepare_cached("SELECT emoji FROM reactions WHERE message_id = ?1 AND user_id = ?2")?

@@ -1,7 +1,7 @@
 //! The store's reaction contract, on every backend: one reaction per member per message,
 //! replaced by the next; concurrent reactions from two nodes all count and each event carries
 //! the counts its commit left, in `seq` order; members and live messages only; deleting the
-//! message for everyone removes its reactions.
+//! message for everyone removes its reactions; a block in a direct room stops them.
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use super::{add_user, drain_outbox, Backend, TEST_LIMIT};
 backend_suite!(
     reactions_from_two_nodes_replace_per_member_and_count_in_commit_order,
     only_members_react_to_live_messages_and_a_delete_removes_reactions,
+    a_block_in_a_direct_room_refuses_reactions_but_not_taking_one_back,
 );
 
 const THUMBS: &str = "\u{1F44D}";
@@ -162,4 +163,29 @@ async fn only_members_react_to_live_messages_and_a_delete_removes_reactions(back
     ));
     let removing = store.react(room.id, alice.id, message.id, None).await;
     assert!(matches!(removing, Err(StoreError::MessageNotFound)));
+}
+
+async fn a_block_in_a_direct_room_refuses_reactions_but_not_taking_one_back(backend: Backend) {
+    let store = backend.open().await;
+    let alice = add_user(&store, "alice").await;
+    let bob = add_user(&store, "bob").await;
+    let (room, _) = store.direct_room(alice.id, bob.id).await.unwrap();
+    let message = store
+        .post_message(room.id, alice.id, "hi", None)
+        .await
+        .unwrap();
+    store
+        .react(room.id, bob.id, message.id, Some(THUMBS))
+        .await
+        .unwrap();
+    store.set_block(alice.id, bob.id, true).await.unwrap();
+    for user in [alice.id, bob.id] {
+        let refused = store.react(room.id, user, message.id, Some(HEART)).await;
+        assert!(matches!(refused, Err(StoreError::Blocked)), "{refused:?}");
+    }
+    let taken_back = store
+        .react(room.id, bob.id, message.id, None)
+        .await
+        .unwrap();
+    assert!(taken_back.counts.is_empty());
 }
