@@ -33,7 +33,7 @@ pub use endpoints::Attachment;
 pub use error::{ApiError, Error};
 pub use model::{
     ChatListEntry, Credentials, EventPage, HistoryQuery, Member, Message, NewAccount, Page, Person,
-    Presence, Profile, ReadPosition, Readiness, Receipt, Room, Session,
+    Presence, Profile, Reaction, Reactions, ReadPosition, Readiness, Receipt, Room, Session,
 };
 pub use process::{Launch, NodeProcess, LOG_LINES_KEPT, START_TIMEOUT};
 pub use reqwest::{header, multipart, Body, Method, StatusCode};

@@ -142,6 +142,25 @@ pub struct Message {
     /// Deleted for everyone: what history keeps is a tombstone.
     #[serde(default)]
     pub deleted: bool,
+    /// Members' reactions, most used first (history only).
+    #[serde(default)]
+    pub reactions: Vec<Reaction>,
+}
+
+/// How many members reacted to a message with one emoji.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: i64,
+}
+
+/// What a reaction change answers (`PUT`/`DELETE .../messages/<id>/reaction/`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Reactions {
+    pub message_id: i64,
+    pub reactions: Vec<Reaction>,
+    /// The caller's own reaction, if any.
+    pub my_reaction: Option<String>,
 }
 
 /// A page of a room's event log (`GET .../events/`).

@@ -6,6 +6,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use chatnode::domain::events::{EventKind, RoomEvent};
+use chatnode::domain::ReactionCount;
 use chatnode::transport::amqp::v10::broker_version;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
@@ -29,6 +30,8 @@ struct Event {
     edited_at: Option<String>,
     deleted: bool,
     online_count: Option<i64>,
+    emoji: Option<String>,
+    reactions: Option<Vec<(String, i64)>>,
 }
 
 // The first byte picks what the rest is: a message body as anyone may publish it (seeds are
@@ -52,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
                 EventKind::Message,
                 EventKind::MessageEdited,
                 EventKind::MessageDeleted,
+                EventKind::Reaction,
                 EventKind::MemberJoined,
                 EventKind::MemberLeft,
                 EventKind::Delivered,
@@ -84,6 +88,13 @@ fuzz_target!(|data: &[u8]| {
                 deleted: e.deleted,
                 reply_to: None,
                 online_count: e.online_count,
+                emoji: e.emoji,
+                reactions: e.reactions.map(|counts| {
+                    counts
+                        .into_iter()
+                        .map(|(emoji, count)| ReactionCount { emoji, count })
+                        .collect()
+                }),
             });
         }
         _ => {
@@ -132,6 +143,14 @@ fn round_trips(event: &RoomEvent) {
             Value::Null
         }
     );
+    if event.kind == EventKind::Reaction {
+        assert_eq!(data["purpose"], "reaction");
+        assert_eq!(data["message_id"], json!(event.id));
+        assert_eq!(data["user_id"], json!(event.user_id));
+        assert_eq!(data["emoji"], json!(event.emoji));
+        assert_eq!(data["reactions"], json!(event.reactions.clone().unwrap_or_default()));
+        return;
+    }
     if matches!(
         event.kind,
         EventKind::MessageEdited | EventKind::MessageDeleted

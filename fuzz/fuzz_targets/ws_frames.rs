@@ -2,7 +2,8 @@
 //! (and the socket stays open). Checked against an independent reading of the grammar in
 //! the README: `{"purpose": "send_chat_message", "message": <text>}` or
 //! `{"purpose": "catch_up", "since": <id >= 0>}` or `{"purpose": "mark_read", "upto": <id >= 0>}`
-//! or `{"purpose": "typing"}` / `{"purpose": "typing_stop"}`.
+//! or `{"purpose": "typing"}` / `{"purpose": "typing_stop"}` or `{"purpose": "react", "id":
+//! <id > 0>, "emoji": <text or null>}`.
 #![no_main]
 
 use chatnode::domain::values::{Content, MAX_CONTENT_CHARS};
@@ -69,6 +70,15 @@ fn expected(text: &str) -> Option<ClientRequest> {
         "delete_message" => {
             let id = frame.get("id")?.as_i64().filter(|&id| id > 0)?;
             Some(ClientRequest::Delete(id))
+        }
+        "react" => {
+            let id = frame.get("id")?.as_i64().filter(|&id| id > 0)?;
+            // A null or absent emoji takes the reaction back; any other must be text.
+            let emoji = match frame.get("emoji").filter(|v| !v.is_null()) {
+                None => None,
+                Some(emoji) => Some(emoji.as_str()?.to_string()),
+            };
+            Some(ClientRequest::React { id, emoji })
         }
         "typing" => Some(ClientRequest::Typing(true)),
         "typing_stop" => Some(ClientRequest::Typing(false)),

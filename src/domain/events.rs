@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::conversations::{MessageState, ReceiptKind, RoomKind};
-use super::{Attachment, Message, ReplyRef};
+use super::{Attachment, Message, ReactionCount, Reactions, ReplyRef};
 
 pub const BOT_SENDER: &str = "WhatsApp MessengerBot";
 
@@ -20,6 +20,9 @@ pub enum EventKind {
     MessageEdited,
     /// Message `id` was deleted for everyone.
     MessageDeleted,
+    /// `user_id` reacted to message `id` with `emoji` (`None`: took their reaction back);
+    /// `reactions` are the message's counts after it.
+    Reaction,
     /// A member's delivered position moved forward to `upto`.
     Delivered,
     /// A member's read position moved forward to `upto`.
@@ -86,6 +89,12 @@ pub struct RoomEvent {
     /// How many of the room's members are online (an `online_count` signal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online_count: Option<i64>,
+    /// A `reaction` event's emoji; `None` when the member took theirs back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+    /// A `reaction` event's counts for the message after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reactions: Option<Vec<ReactionCount>>,
 }
 
 pub fn attachment_url(file: &Attachment) -> String {
@@ -113,6 +122,8 @@ impl RoomEvent {
             deleted: false,
             reply_to: m.reply_to.clone(),
             online_count: None,
+            emoji: None,
+            reactions: None,
         }
     }
 
@@ -140,12 +151,27 @@ impl RoomEvent {
         }
     }
 
+    /// `user` changed their reaction to message `r.message_id` of `room` to `r.mine`.
+    pub fn reaction(room: i64, user: i64, r: &Reactions, at: &str) -> Self {
+        Self {
+            kind: EventKind::Reaction,
+            id: Some(r.message_id),
+            emoji: r.mine.clone(),
+            reactions: Some(r.counts.clone()),
+            ..Self::typing(room, user, "", false, at)
+        }
+    }
+
     /// This logged event with nothing left of its message's content, once the message was
-    /// deleted: what a replay serves from then on.
+    /// deleted: what a replay serves from then on (its reactions went with it).
     pub fn redacted(mut self) -> Self {
         self.message.clear();
         self.file = None;
         self.deleted = true;
+        self.emoji = None;
+        if self.reactions.is_some() {
+            self.reactions = Some(Vec::new());
+        }
         self
     }
 
@@ -163,7 +189,10 @@ impl RoomEvent {
     pub fn is_about_message(&self) -> bool {
         matches!(
             self.kind,
-            EventKind::Message | EventKind::MessageEdited | EventKind::MessageDeleted
+            EventKind::Message
+                | EventKind::MessageEdited
+                | EventKind::MessageDeleted
+                | EventKind::Reaction
         )
     }
 
@@ -199,6 +228,8 @@ impl RoomEvent {
             deleted: false,
             reply_to: None,
             online_count: None,
+            emoji: None,
+            reactions: None,
         }
     }
 
@@ -210,6 +241,7 @@ impl RoomEvent {
             EventKind::Message
                 | EventKind::MessageEdited
                 | EventKind::MessageDeleted
+                | EventKind::Reaction
                 | EventKind::MemberJoined
                 | EventKind::MemberLeft
                 | EventKind::Delivered
@@ -246,6 +278,8 @@ impl RoomEvent {
             deleted: false,
             reply_to: None,
             online_count: None,
+            emoji: None,
+            reactions: None,
         }
     }
 
@@ -361,6 +395,8 @@ impl RoomEvent {
             deleted: false,
             reply_to: None,
             online_count: None,
+            emoji: None,
+            reactions: None,
         }
     }
 
@@ -452,6 +488,15 @@ impl RoomEvent {
                 "id": self.id,
                 "sender": self.sender,
                 "sender_id": self.sender_id,
+                "created_at": self.created_at,
+            }),
+            EventKind::Reaction => json!({
+                "purpose": "reaction",
+                "chat_id": self.chat_id,
+                "message_id": self.id,
+                "user_id": self.user_id,
+                "emoji": self.emoji,
+                "reactions": self.reactions.as_deref().unwrap_or_default(),
                 "created_at": self.created_at,
             }),
             _ => self.message_data(),

@@ -84,6 +84,23 @@ pub struct Message {
     pub reply_to: Option<ReplyRef>,
 }
 
+/// How many members reacted to a message with one emoji.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ReactionCount {
+    #[schema(example = "\u{1F44D}")]
+    pub emoji: String,
+    pub count: i64,
+}
+
+/// A message's reactions after a change, and the changing member's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reactions {
+    pub message_id: i64,
+    /// Most used first, then by emoji.
+    pub counts: Vec<ReactionCount>,
+    pub mine: Option<String>,
+}
+
 /// Characters of the answered message a reply shows.
 pub const EXCERPT_CHARS: usize = 100;
 

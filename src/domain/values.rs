@@ -7,6 +7,9 @@ use std::fmt;
 pub const MAX_CONTENT_CHARS: usize = 10_000;
 /// Most characters a room's name may have.
 pub const MAX_ROOM_NAME_CHARS: usize = 255;
+/// Most bytes of UTF-8 a reaction's emoji may have (the longest family and flag sequences
+/// fit).
+pub const MAX_EMOJI_BYTES: usize = 32;
 
 /// Why a raw value was refused; the message is the one the API answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +26,8 @@ pub enum InvalidValue {
     Email,
     #[error("Enter a valid phone number.")]
     PhoneNumber,
+    #[error("\"emoji\" must be exactly one emoji")]
+    Emoji,
 }
 
 /// A message's text: non-blank unless a file carries the message, and bounded.
@@ -98,6 +103,27 @@ impl PhoneNumber {
     }
 }
 
+/// A reaction: exactly one emoji, i.e. one grapheme cluster (so ZWJ sequences, skin tones
+/// and flags count as one) with a pictographic code point in it, at most [`MAX_EMOJI_BYTES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emoji(String);
+
+impl Emoji {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        use unicode_properties::UnicodeEmoji;
+        use unicode_segmentation::UnicodeSegmentation;
+        let one_grapheme = raw.graphemes(true).count() == 1;
+        // Digits, '#' and '*' are Emoji=Yes too (for keycaps), so ASCII alone is not one.
+        let pictographic = raw
+            .chars()
+            .any(|c| !c.is_ascii() && c.is_emoji_char() || c == '\u{20E3}');
+        if raw.len() > MAX_EMOJI_BYTES || !one_grapheme || !pictographic {
+            return Err(InvalidValue::Emoji);
+        }
+        Ok(Self(raw.to_string()))
+    }
+}
+
 macro_rules! text_value {
     ($($name:ident),*) => {$(
         impl $name {
@@ -124,7 +150,7 @@ macro_rules! text_value {
     )*};
 }
 
-text_value!(Content, RoomName, Email, PhoneNumber);
+text_value!(Content, RoomName, Email, PhoneNumber, Emoji);
 
 /// True when `text` shows nothing: only whitespace, control characters (NUL included) and
 /// invisible format characters (zero-width spaces and joiners, word joiner, BOM, bidi
@@ -209,6 +235,35 @@ mod tests {
             "a@@x.com",
         ] {
             assert_eq!(Email::parse(bad), Err(InvalidValue::Email), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_emoji_is_one_pictographic_grapheme() {
+        for emoji in [
+            "\u{1F44D}",
+            "\u{1F44D}\u{1F3FD}",
+            "\u{2764}\u{FE0F}",
+            "\u{1F469}\u{200D}\u{1F4BB}",
+            "\u{1F1EB}\u{1F1F7}",
+            "1\u{FE0F}\u{20E3}",
+        ] {
+            assert_eq!(Emoji::parse(emoji).unwrap().as_str(), emoji, "{emoji:?}");
+        }
+        let long = format!("\u{1F44D}{}", "\u{FE0F}".repeat(10));
+        for bad in [
+            "",
+            "a",
+            "ab",
+            "1",
+            "#",
+            " ",
+            "\u{1F44D}\u{1F44D}",
+            "\u{1F44D} ",
+            "\u{00E9}",
+            long.as_str(),
+        ] {
+            assert_eq!(Emoji::parse(bad), Err(InvalidValue::Emoji), "{bad:?}");
         }
     }
 

@@ -17,7 +17,7 @@ use warp::{Filter, Reply};
 
 use super::{
     asyncapi, auth, conversations, edits, error_response, events, health, media, messages,
-    presence, receipts, rooms, users, ws, ApiError, Detail,
+    presence, reactions, receipts, rooms, users, ws, ApiError, Detail,
 };
 
 #[derive(OpenApi)]
@@ -34,6 +34,7 @@ use super::{
         rooms::list_rooms, rooms::create_room, rooms::enter_room, rooms::leave_room,
         messages::history, messages::send_json, events::events,
         edits::patch_message, edits::delete_message,
+        reactions::put_reaction, reactions::delete_reaction,
         conversations::direct, conversations::members,
         receipts::mark_read, receipts::message_receipts,
         users::lookup, users::blocked, users::block, users::unblock,
@@ -48,7 +49,8 @@ use super::{
         rooms::CreatedRoom, messages::SendRequest, messages::MessageView, messages::MessagePage,
         messages::SentMessage, media::UploadForm, events::EventPage,
         edits::EditRequest, edits::EditedMessage, edits::DeletedMessage, messages::Tombstone,
-        messages::HistoryEntry, crate::domain::ReplyRef,
+        messages::HistoryEntry, reactions::ReactionRequest, reactions::ReactionState,
+        crate::domain::ReactionCount, crate::domain::ReplyRef,
         rooms::PersonView, rooms::ChatListEntry, crate::domain::conversations::RoomKind,
         conversations::DirectRequest, conversations::MemberList,
         receipts::ReadRequest, receipts::ReadPosition, receipts::ReadAnswer, receipts::ReceiptList,

@@ -52,7 +52,7 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
     patch.or(delete).unify().boxed()
 }
 
-fn message_id(raw: &str) -> Result<i64, ApiError> {
+pub(super) fn message_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)

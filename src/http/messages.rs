@@ -15,7 +15,7 @@ use crate::auth::media_url::MediaUrls;
 use crate::domain::conversations::{MessageState, ReceiptKind, ReceiptMark};
 use crate::domain::events::attachment_url;
 use crate::domain::values::Content;
-use crate::domain::ReplyRef;
+use crate::domain::{ReactionCount, ReplyRef};
 use crate::state::SharedState;
 use crate::store::{Message, Page, StoreError, User};
 
@@ -97,6 +97,9 @@ pub struct MessageView {
     /// The message this one answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<ReplyRef>,
+    /// Members' reactions, most used first (history only; absent when there are none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionCount>,
 }
 
 /// What history keeps of a message deleted for everyone.
@@ -143,6 +146,7 @@ impl From<&Message> for MessageView {
             status: None,
             edited_at: m.edited_at.clone(),
             reply_to: m.reply_to.clone(),
+            reactions: Vec::new(),
         }
     }
 }
@@ -225,6 +229,33 @@ fn multipart(wanted: bool) -> impl Filter<Extract = (), Error = Rejection> + Clo
         .untuple_one()
 }
 
+/// The page's reactions, in one store query (tombstones have none).
+async fn add_reactions(
+    state: &SharedState,
+    room: i64,
+    detail: &mut [HistoryEntry],
+) -> Result<(), ApiError> {
+    let ids = detail
+        .iter()
+        .filter_map(|entry| match entry {
+            HistoryEntry::Message(m) => Some(m.id),
+            HistoryEntry::Deleted(_) => None,
+        })
+        .collect();
+    let mut counts = state.store.reaction_counts(room, ids).await?.into_iter();
+    let mut next = counts.next();
+    // Both are in message id order, so one pass pairs them.
+    for entry in detail.iter_mut() {
+        if let (HistoryEntry::Message(m), Some((id, _))) = (entry, &next) {
+            if m.id == *id {
+                m.reactions = next.take().map(|(_, c)| c).unwrap_or_default();
+                next = counts.next();
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A page of the room's messages, oldest first.
 #[utoipa::path(get, path = "/api/v1/chat/chatrooms/{id}/messages/", tag = "messages", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Chatroom id"), HistoryQuery),
@@ -252,7 +283,7 @@ pub async fn history(
     } else {
         None
     };
-    let detail = messages
+    let mut detail: Vec<HistoryEntry> = messages
         .iter()
         .map(|m| match &positions {
             _ if m.deleted => HistoryEntry::Deleted(Tombstone::from(m)),
@@ -263,6 +294,7 @@ pub async fn history(
             _ => HistoryEntry::Message(MessageView::from(m).signed(&state.media_urls)),
         })
         .collect();
+    add_reactions(&state, id, &mut detail).await?;
     // A page the caller was given counts as delivered to them.
     if let Some(newest) = messages.iter().rev().find(|m| m.sender_id != user.id) {
         state.receipts.mark(ReceiptMark {

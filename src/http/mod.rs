@@ -15,6 +15,7 @@ pub mod messages;
 mod metrics;
 pub mod presence;
 mod ranges;
+pub mod reactions;
 pub mod receipts;
 pub mod request_id;
 pub mod rooms;
@@ -53,6 +54,8 @@ pub fn routes(state: SharedState) -> BoxedFilter<(Response,)> {
         .or(messages::routes(state.clone()))
         .unify()
         .or(edits::routes(state.clone()))
+        .unify()
+        .or(reactions::routes(state.clone()))
         .unify()
         .or(events::routes(state.clone()))
         .unify()

@@ -17,6 +17,8 @@ const TEMPLATES: &[&str] = &[
     "/api/v1/chat/chatrooms/{id}/read/",
     "/api/v1/chat/chatrooms/{id}/members/",
     "/api/v1/chat/chatrooms/{id}/messages/{mid}/receipts/",
+    "/api/v1/chat/chatrooms/{id}/messages/{mid}/reaction/",
+    "/api/v1/chat/chatrooms/{id}/messages/{mid}/",
     "/api/v1/chat/direct/",
     "/api/v1/users/lookup/",
     "/api/v1/users/blocked/",
@@ -95,6 +97,14 @@ mod tests {
         assert_eq!(
             template("/api/v1/chat/chatrooms/3/messages/9/receipts/"),
             "/api/v1/chat/chatrooms/{id}/messages/{mid}/receipts/"
+        );
+        assert_eq!(
+            template("/api/v1/chat/chatrooms/3/messages/9/reaction/"),
+            "/api/v1/chat/chatrooms/{id}/messages/{mid}/reaction/"
+        );
+        assert_eq!(
+            template("/api/v1/chat/chatrooms/3/messages/9/"),
+            "/api/v1/chat/chatrooms/{id}/messages/{mid}/"
         );
         assert_eq!(template("/media/abc.png"), "/media/{file}");
         assert_eq!(template("/ws/chat/5/"), "/ws/chat/{id}/");

@@ -15,14 +15,15 @@ use tokio::sync::Notify;
 use crate::domain::conversations::{
     ListPage, MemberPage, MessageReceipt, ReceiptMark, RoomPositions, RoomSummary, UserLookup,
 };
+use crate::domain::{ReactionCount, Reactions};
 use crate::store::admin::{Account, AdminPage, Counts, DeletedRoom, RoomRecord};
 use crate::store::edits::ChangeRule;
 use crate::store::events::LogRead;
 use crate::store::presence::{PresenceChange, PresenceChanges, PresenceRoom, PresenceState};
 use crate::store::{
     AdminStore, Attachment, AttachmentOwner, ConversationStore, EditStore, EventLogStore, Member,
-    Message, NewUser, OutboxDepth, OutboxEntry, Page, PresenceStore, RelayLease, Room, Store,
-    StoreError, StoreResult, TokenStanding, User,
+    Message, NewUser, OutboxDepth, OutboxEntry, Page, PresenceStore, ReactionStore, RelayLease,
+    Room, Store, StoreError, StoreResult, TokenStanding, User,
 };
 
 /// The `op` label: what a store call does, not which method (several share a kind).
@@ -197,6 +198,11 @@ timed!(PresenceStore {
 timed!(EditStore {
     async fn edit_message(room: i64, user: i64, id: i64, content: &str, rule: ChangeRule) -> Message => StoreMessage;
     async fn delete_message(room: i64, user: i64, id: i64, rule: ChangeRule) -> (Message, Option<Attachment>) => StoreMessage;
+});
+
+timed!(ReactionStore {
+    async fn react(room: i64, user: i64, id: i64, emoji: Option<&str>) -> Reactions => StoreMessage;
+    async fn reaction_counts(room: i64, messages: Vec<i64>) -> Vec<(i64, Vec<ReactionCount>)> => RoomRead;
 });
 
 timed!(EventLogStore {

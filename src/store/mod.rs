@@ -8,6 +8,7 @@ pub mod events;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod presence;
+pub mod reactions;
 pub mod sqlite;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ pub use conversations::ConversationStore;
 pub use edits::EditStore;
 pub use events::EventLogStore;
 pub use presence::PresenceStore;
+pub use reactions::ReactionStore;
 
 /// Errors a store reports. Domain outcomes (not found, not a member, ...) are variants so
 /// that every backend answers them the same way and the HTTP layer maps them in one place.
@@ -157,7 +159,14 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
 pub trait Store:
-    ConversationStore + EditStore + EventLogStore + PresenceStore + AdminStore + Send + Sync
+    ConversationStore
+    + EditStore
+    + ReactionStore
+    + EventLogStore
+    + PresenceStore
+    + AdminStore
+    + Send
+    + Sync
 {
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;
     /// The user with this email (case-insensitive) and their password hash.

@@ -114,6 +114,8 @@ mod tests {
             deleted: false,
             reply_to: None,
             online_count: None,
+            emoji: None,
+            reactions: None,
         }
     }
 

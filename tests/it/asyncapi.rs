@@ -21,10 +21,11 @@ use crate::helpers::{start, test_config, TestNode, TestUser, WsClient, WAIT};
 use chatnode::config::TransportKind;
 
 /// Every kind the node publishes (`EventKind`, as its body names it).
-const KINDS: [&str; 15] = [
+const KINDS: [&str; 16] = [
     "message",
     "message_edited",
     "message_deleted",
+    "reaction",
     "member_joined",
     "member_left",
     "delivered",
@@ -217,10 +218,11 @@ async fn send_both(node: &TestNode, user: &TestUser, room: i64) -> i64 {
         .unwrap_or_else(|| panic!("the message's id: {body}"))
 }
 
-/// Alice answers message `answered`, edits the reply and deletes it; bob's socket sees each.
+/// Alice answers message `answered`, edits the reply, bob reacts to it and alice deletes it;
+/// bob's socket sees each.
 async fn edit_and_delete_a_reply(
     node: &TestNode,
-    alice: &TestUser,
+    (alice, bob): (&TestUser, &TestUser),
     room: i64,
     answered: i64,
     bob_ws: &mut WsClient,
@@ -235,6 +237,11 @@ async fn edit_and_delete_a_reply(
         .await
         .unwrap();
     assert_eq!(bob_ws.next_purpose("message_edited").await["id"], id);
+    node.api
+        .react(&bob.access, room, id, "\u{1F44D}")
+        .await
+        .unwrap();
+    assert_eq!(bob_ws.next_purpose("reaction").await["message_id"], id);
     node.api
         .delete_message(&alice.access, room, id)
         .await
@@ -275,7 +282,7 @@ async fn drive_every_kind(node: &TestNode) {
         .send_json(json!({"purpose": "mark_read", "upto": last}))
         .await;
     alice_ws.next_receipt("read", bob.id, last).await;
-    edit_and_delete_a_reply(node, &alice, room, last, &mut bob_ws).await;
+    edit_and_delete_a_reply(node, (&alice, &bob), room, last, &mut bob_ws).await;
     drop(bob_ws);
     presence_of(&mut alice_ws, &bob, "offline").await;
 

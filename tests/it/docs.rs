@@ -17,6 +17,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/chat/chatrooms/{id}/events/"),
     ("patch", "/api/v1/chat/chatrooms/{id}/messages/{mid}/"),
     ("delete", "/api/v1/chat/chatrooms/{id}/messages/{mid}/"),
+    (
+        "put",
+        "/api/v1/chat/chatrooms/{id}/messages/{mid}/reaction/",
+    ),
+    (
+        "delete",
+        "/api/v1/chat/chatrooms/{id}/messages/{mid}/reaction/",
+    ),
     ("post", "/api/v1/chat/chatrooms/{id}/messages/send/"),
     ("post", "/api/v1/chat/chatrooms/{id}/read/"),
     ("get", "/api/v1/chat/chatrooms/{id}/members/"),
@@ -67,6 +75,7 @@ async fn every_route_is_documented_and_every_documented_path_is_routed() {
                 "get" => node.api.get(&concrete),
                 "post" => node.api.post(&concrete),
                 "patch" => node.api.request(chatnode_client::Method::PATCH, &concrete),
+                "put" => node.api.request(chatnode_client::Method::PUT, &concrete),
                 "delete" => node.api.request(chatnode_client::Method::DELETE, &concrete),
                 other => panic!("unexpected method {other}"),
             };
@@ -330,4 +339,19 @@ async fn answers_match_the_documented_statuses_and_bodies() {
         let (status, answer) = node.send(request, token).await;
         check(method, documented, status, &answer);
     }
+
+    let reaction = "/api/v1/chat/chatrooms/{id}/messages/{mid}/reaction/";
+    let id = node.send_message(&alice, room, "react").await["id"].clone();
+    let path = reaction
+        .replace("{id}", &room.to_string())
+        .replace("{mid}", &id.to_string());
+    let put = node
+        .api
+        .request(chatnode_client::Method::PUT, &path)
+        .json(&json!({"emoji": "\u{1F44D}"}));
+    let (status, answer) = node.send(put, Some(&alice.access)).await;
+    check("put", reaction, status, &answer);
+    let delete = node.api.request(chatnode_client::Method::DELETE, &path);
+    let (status, answer) = node.send(delete, Some(&alice.access)).await;
+    check("delete", reaction, status, &answer);
 }

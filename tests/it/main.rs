@@ -36,6 +36,7 @@ mod messages;
 mod metrics;
 mod presence;
 mod properties;
+mod reactions;
 mod replay_property;
 mod room_limits;
 mod rooms;

@@ -87,6 +87,7 @@ mod admin;
 mod conversations;
 mod events;
 mod presence;
+mod reactions;
 
 backend_suite!(
     users_have_one_account_per_email_whatever_its_case,

@@ -3,7 +3,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{Client, Error, EventPage, HistoryQuery, Message, ReadPosition, Receipt};
+use crate::{Client, Error, EventPage, HistoryQuery, Message, Reactions, ReadPosition, Receipt};
 
 #[derive(Deserialize)]
 struct Messages {
@@ -99,6 +99,36 @@ impl Client {
             .data(StatusCode::OK)
             .await?;
         Ok(deleted.deleted)
+    }
+
+    /// `PUT .../<room>/messages/<id>/reaction/`: reacts with `emoji`, replacing the caller's
+    /// reaction; the message's reactions.
+    pub async fn react(
+        &self,
+        access: &str,
+        room: i64,
+        id: i64,
+        emoji: &str,
+    ) -> Result<Reactions, Error> {
+        self.request(
+            reqwest::Method::PUT,
+            &format!("/api/v1/chat/chatrooms/{room}/messages/{id}/reaction/"),
+        )
+        .token(access)
+        .json(&json!({ "emoji": emoji }))
+        .data(StatusCode::OK)
+        .await
+    }
+
+    /// `DELETE .../<room>/messages/<id>/reaction/`: takes the caller's reaction back.
+    pub async fn unreact(&self, access: &str, room: i64, id: i64) -> Result<Reactions, Error> {
+        self.request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/chat/chatrooms/{room}/messages/{id}/reaction/"),
+        )
+        .token(access)
+        .data(StatusCode::OK)
+        .await
     }
 
     /// `POST .../<room>/messages/send/`: the stored message, once it is committed.

@@ -80,6 +80,9 @@ pub enum ClientRequest {
     Edit { id: i64, content: String },
     /// `{"purpose": "delete_message", "id": <message id>}`
     Delete(i64),
+    /// `{"purpose": "react", "id": <message id>, "emoji": "..."}`; `"emoji": null` (or none)
+    /// takes the reaction back. The emoji is validated where REST's is.
+    React { id: i64, emoji: Option<String> },
     /// `{"purpose": "typing"}` (repeated every 3 s while the user types) and
     /// `{"purpose": "typing_stop"}`: `Typing(true)` and `Typing(false)`.
     Typing(bool),
@@ -94,6 +97,7 @@ struct ClientFrame {
     id: Option<Value>,
     reply_to: Option<Value>,
     upto: Option<Value>,
+    emoji: Option<Value>,
 }
 
 impl ClientRequest {
@@ -134,11 +138,19 @@ impl ClientRequest {
                 _ => Err(error_frame("\"message\" must be a string")),
             },
             Some("delete_message") => message_id(&frame).map(Self::Delete),
+            Some("react") => match (message_id(&frame)?, frame.emoji) {
+                (id, Some(Value::String(emoji))) => Ok(Self::React {
+                    id,
+                    emoji: Some(emoji),
+                }),
+                (id, None) => Ok(Self::React { id, emoji: None }),
+                _ => Err(error_frame("\"emoji\" must be a string or null")),
+            },
             Some("typing") => Ok(Self::Typing(true)),
             Some("typing_stop") => Ok(Self::Typing(false)),
             Some(other) => Err(error_frame(format!("Unknown purpose: {other}"))),
             None => Err(error_frame(
-                "Missing \"purpose\": expected \"send_chat_message\", \"catch_up\", \"mark_read\", \"edit_message\", \"delete_message\", \"typing\" or \"typing_stop\"",
+                "Missing \"purpose\": expected \"send_chat_message\", \"catch_up\", \"mark_read\", \"edit_message\", \"delete_message\", \"react\", \"typing\" or \"typing_stop\"",
             )),
         }
     }

@@ -240,6 +240,11 @@ impl Feed {
                 let deleted = crate::http::edits::delete(&state, room, user, id).await;
                 deleted.err().map(|e| refusal(&e))
             }
+            ClientRequest::React { id, emoji } => {
+                let reacted =
+                    crate::http::reactions::react(&state, room, user, id, emoji.as_deref()).await;
+                reacted.err().map(|e| refusal(&e))
+            }
             // Signals need no answer: the other sockets see them, or (best effort) do not.
             ClientRequest::Typing(started) => match state.limits.typing(user) {
                 Ok(()) => {

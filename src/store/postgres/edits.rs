@@ -115,6 +115,7 @@ impl EditStore for PostgresStore {
         )
         .await?;
         execute(&tx, "DELETE FROM attachments WHERE message_id = $1", &[&id]).await?;
+        execute(&tx, "DELETE FROM reactions WHERE message_id = $1", &[&id]).await?;
         redact(&tx, room, id).await?;
         message.content.clear();
         message.deleted = true;

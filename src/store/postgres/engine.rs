@@ -61,6 +61,10 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "0011_edits_and_replies",
         include_str!("../../../sql/postgres/0011_edits_and_replies.sql"),
     ),
+    (
+        "0012_reactions",
+        include_str!("../../../sql/postgres/0012_reactions.sql"),
+    ),
 ];
 
 /// Advisory lock key ("chatnode" in ASCII) held while migrating, so nodes starting together

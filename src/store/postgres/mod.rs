@@ -13,6 +13,7 @@ mod engine;
 mod events;
 mod presence;
 mod queries;
+mod reactions;
 mod rows;
 
 pub use engine::PostgresStore;

@@ -60,6 +60,8 @@ fn delete(
         .execute(params![id, now_timestamp()])?;
     conn.prepare_cached("DELETE FROM attachments WHERE message_id = ?1")?
         .execute([id])?;
+    conn.prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
+        .execute([id])?;
     redact(conn, room, id)?;
     message.content.clear();
     message.deleted = true;

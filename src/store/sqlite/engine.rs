@@ -58,6 +58,10 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "0011_edits_and_replies",
         include_str!("../../../sql/sqlite/0011_edits_and_replies.sql"),
     ),
+    (
+        "0012_reactions",
+        include_str!("../../../sql/sqlite/0012_reactions.sql"),
+    ),
 ];
 
 /// Prepared statements kept per connection: more than the hot paths use, so none of them is

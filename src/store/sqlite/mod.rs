@@ -13,6 +13,7 @@ mod events;
 mod lease;
 mod presence;
 mod queries;
+mod reactions;
 mod rows;
 
 pub use engine::SqliteStore;

@@ -112,7 +112,7 @@ pub(super) fn is_direct(conn: &Connection, room: i64) -> StoreResult<bool> {
 }
 
 /// Whether `sender` and the other member of direct room `room` blocked one another.
-fn blocked_in_direct(conn: &Connection, room: i64, sender: i64) -> StoreResult<bool> {
+pub(super) fn blocked_in_direct(conn: &Connection, room: i64, sender: i64) -> StoreResult<bool> {
     Ok(conn
         .prepare_cached(
             "SELECT EXISTS(SELECT 1 FROM room_members m JOIN blocks b

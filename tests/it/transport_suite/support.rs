@@ -33,6 +33,8 @@ pub fn event(room: i64, message: &str) -> RoomEvent {
         deleted: false,
         reply_to: None,
         online_count: None,
+        emoji: None,
+        reactions: None,
     }
 }
 
