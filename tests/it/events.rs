@@ -306,11 +306,40 @@ async fn one_log_across_nodes(a: &TestNode, b: &TestNode, label: &str) {
         .delete_message(&bob.access, room, sent[1].id)
         .await
         .unwrap();
+    // So are reactions to one message made on both nodes: the second counts the first.
+    a.api
+        .react(&alice.access, room, sent[2].id, "👍")
+        .await
+        .unwrap();
+    let counted = b
+        .api
+        .react(&bob.access, room, sent[2].id, "👍")
+        .await
+        .unwrap();
+    assert_eq!(
+        counted
+            .reactions
+            .iter()
+            .map(|r| (r.emoji.as_str(), r.count))
+            .collect::<Vec<_>>(),
+        [("👍", 2)],
+        "{label}"
+    );
     let last = send(a, &alice, room, "last").await;
     let last_seq = seq_of(b, &bob, room, last).await;
     let seen = seqs_until(&mut live, last_seq).await;
     let purposes: Vec<&Value> = seen.iter().map(|(_, data)| &data["purpose"]).collect();
-    for change in ["message_edited", "message_deleted"] {
+    let reaction = seen
+        .iter()
+        .rev()
+        .find(|(_, data)| data["purpose"] == "reaction")
+        .map(|(_, data)| data["reactions"].clone());
+    assert_eq!(
+        reaction,
+        Some(json!([{"emoji": "👍", "count": 2}])),
+        "{label}: the other node's socket has the counts"
+    );
+    for change in ["message_edited", "message_deleted", "reaction"] {
         assert!(
             purposes.contains(&&json!(change)),
             "{label}: {change} in {purposes:?}"
