@@ -1,12 +1,13 @@
-//! The replay property: for random interleavings of sends, edits and deletes, a socket that
-//! joins late with `?after_seq=k` (any `k`), starting from the state the live socket had at
-//! `k`, ends in the live socket's state, and both agree with the history.
+//! The replay property: for random interleavings of sends, edits, deletes and two members'
+//! reactions, a socket that joins late with `?after_seq=k` (any `k`), starting from the state
+//! the live socket had at `k`, ends in the live socket's state, and both agree with the
+//! history (contents, tombstones and reaction counts).
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::{spawn, TestNode, TestUser, WsClient};
 
@@ -16,33 +17,41 @@ enum Op {
     /// Edit the n-th message sent so far (modulo their number).
     Edit(usize, String),
     Delete(usize),
+    /// Alice (`false`) or Bob reacts to the n-th message with one of `EMOJI`, or (`None`)
+    /// takes their reaction back.
+    React(usize, bool, Option<usize>),
 }
+
+const EMOJI: [&str; 3] = ["👍", "❤️", "😂"];
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => "[a-z]{1,12}".prop_map(Op::Send),
         2 => (any::<usize>(), "[a-z]{1,12}").prop_map(|(n, text)| Op::Edit(n, text)),
         1 => any::<usize>().prop_map(Op::Delete),
+        3 => (any::<usize>(), any::<bool>(), prop::option::weighted(0.8, 0..EMOJI.len()))
+            .prop_map(|(n, bob, emoji)| Op::React(n, bob, emoji)),
     ]
 }
 
-/// A room as a client holds it: message id to its content, `None` once deleted.
-type State = BTreeMap<i64, Option<String>>;
+/// A room as a client holds it: message id to its content (`None` once deleted) and its
+/// reaction counts.
+type State = BTreeMap<i64, (Option<String>, Value)>;
 
 /// Applies one frame's `data` to `state`.
 fn apply(state: &mut State, data: &Value) {
-    let Some(id) = data["id"].as_i64() else {
+    let Some(id) = data["id"].as_i64().or(data["message_id"].as_i64()) else {
         return;
     };
     let deleted = data["deleted"] == true;
+    let entry = state.entry(id).or_insert((None, json!([])));
     match data["purpose"].as_str() {
         Some("new_chat_message") | Some("message_edited") => {
             let content = data["message"].as_str().unwrap_or_default().to_string();
-            state.insert(id, (!deleted).then_some(content));
+            entry.0 = (!deleted).then_some(content);
         }
-        Some("message_deleted") => {
-            state.insert(id, None);
-        }
+        Some("message_deleted") => *entry = (None, json!([])),
+        Some("reaction") => entry.1 = data["reactions"].clone(),
         _ => {}
     }
 }
@@ -67,8 +76,9 @@ async fn positioned(ws: &mut WsClient, last: i64) -> Vec<(i64, Value)> {
     seen
 }
 
-async fn run(node: &TestNode, alice: &TestUser, ops: &[Op], k_pick: usize) -> Result<(), String> {
-    let room = node.create_room(alice, "prop", &[]).await;
+async fn run(node: &TestNode, people: &[TestUser; 2], ops: &[Op], k: usize) -> Result<(), String> {
+    let [alice, bob] = people;
+    let room = node.create_room(alice, "prop", &[bob]).await;
     let mut live = node.ws(room, alice).await;
     live.next_purpose("receipts").await;
     let mut sent = Vec::new();
@@ -83,6 +93,14 @@ async fn run(node: &TestNode, alice: &TestUser, ops: &[Op], k_pick: usize) -> Re
             Op::Delete(n) if !sent.is_empty() => {
                 let id = sent[n % sent.len()];
                 let _ = node.api.delete_message(&alice.access, room, id).await;
+            }
+            Op::React(n, by_bob, emoji) if !sent.is_empty() => {
+                let (id, who) = (sent[n % sent.len()], if *by_bob { bob } else { alice });
+                // As with edits, a deleted message answers 404 and nothing changes.
+                let _ = match emoji {
+                    Some(e) => node.api.react(&who.access, room, id, EMOJI[*e]).await,
+                    None => node.api.unreact(&who.access, room, id).await,
+                };
             }
             _ => {}
         }
@@ -100,7 +118,7 @@ async fn run(node: &TestNode, alice: &TestUser, ops: &[Op], k_pick: usize) -> Re
     if seqs != (1..=last).collect::<Vec<_>>() {
         return Err(format!("live positions {seqs:?}"));
     }
-    let k = (k_pick % (last as usize + 1)) as i64;
+    let k = (k % (last as usize + 1)) as i64;
     let url = format!("{}&after_seq={k}", node.ws_url(room, &alice.access));
     let mut late = WsClient {
         socket: chatnode_client::Socket::connect(&url, None).await.unwrap(),
@@ -128,10 +146,10 @@ async fn run(node: &TestNode, alice: &TestUser, ops: &[Op], k_pick: usize) -> Re
         .iter()
         .map(|m| {
             let id = m["id"].as_i64().unwrap();
-            (
-                id,
-                (m["deleted"] != true).then(|| m["content"].as_str().unwrap().to_string()),
-            )
+            let content =
+                (m["deleted"] != true).then(|| m["content"].as_str().unwrap().to_string());
+            let reactions = m.get("reactions").cloned().unwrap_or(json!([]));
+            (id, (content, reactions))
         })
         .collect();
     if history != final_live {
@@ -143,10 +161,10 @@ async fn run(node: &TestNode, alice: &TestUser, ops: &[Op], k_pick: usize) -> Re
 #[test]
 fn a_late_socket_with_after_seq_converges_to_the_live_sockets_state() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (node, alice) = runtime.block_on(async {
+    let (node, people) = runtime.block_on(async {
         let node = spawn().await;
-        let alice = node.register("alice").await;
-        (node, alice)
+        let people = [node.register("alice").await, node.register("bob").await];
+        (node, people)
     });
     let mut runner = TestRunner::new(ProptestConfig {
         cases: 24,
@@ -157,7 +175,7 @@ fn a_late_socket_with_after_seq_converges_to_the_live_sockets_state() {
     runner
         .run(&strategy, |(ops, k)| {
             runtime
-                .block_on(run(&node, &alice, &ops, k))
+                .block_on(run(&node, &people, &ops, k))
                 .map_err(TestCaseError::fail)
         })
         .unwrap();
