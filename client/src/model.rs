@@ -145,6 +145,9 @@ pub struct Message {
     /// Members' reactions, most used first (history only).
     #[serde(default)]
     pub reactions: Vec<Reaction>,
+    /// The caller's own reaction (history only).
+    #[serde(default)]
+    pub my_reaction: Option<String>,
 }
 
 /// How many members reacted to a message with one emoji.

@@ -92,7 +92,7 @@ pub struct ReactionCount {
     pub count: i64,
 }
 
-/// A message's reactions after a change, and the changing member's own.
+/// A message's reactions, and one member's own (the changing member's, after a change).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reactions {
     pub message_id: i64,

@@ -100,6 +100,9 @@ pub struct MessageView {
     /// Members' reactions, most used first (history only; absent when there are none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionCount>,
+    /// The caller's own reaction (history only; absent when they have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub my_reaction: Option<String>,
 }
 
 /// What history keeps of a message deleted for everyone.
@@ -147,6 +150,7 @@ impl From<&Message> for MessageView {
             edited_at: m.edited_at.clone(),
             reply_to: m.reply_to.clone(),
             reactions: Vec::new(),
+            my_reaction: None,
         }
     }
 }
@@ -233,6 +237,7 @@ fn multipart(wanted: bool) -> impl Filter<Extract = (), Error = Rejection> + Clo
 async fn add_reactions(
     state: &SharedState,
     room: i64,
+    viewer: i64,
     detail: &mut [HistoryEntry],
 ) -> Result<(), ApiError> {
     let ids = detail
@@ -242,13 +247,18 @@ async fn add_reactions(
             HistoryEntry::Deleted(_) => None,
         })
         .collect();
-    let mut counts = state.store.reaction_counts(room, ids).await?.into_iter();
+    let mut counts = state
+        .store
+        .reaction_counts(room, viewer, ids)
+        .await?
+        .into_iter();
     let mut next = counts.next();
     // Both are in message id order, so one pass pairs them.
     for entry in detail.iter_mut() {
-        if let (HistoryEntry::Message(m), Some((id, _))) = (entry, &next) {
-            if m.id == *id {
-                m.reactions = next.take().map(|(_, c)| c).unwrap_or_default();
+        if let (HistoryEntry::Message(m), Some(found)) = (entry, &next) {
+            if m.id == found.message_id {
+                let found = next.take().expect("matched above");
+                (m.reactions, m.my_reaction) = (found.counts, found.mine);
                 next = counts.next();
             }
         }
@@ -294,7 +304,7 @@ pub async fn history(
             _ => HistoryEntry::Message(MessageView::from(m).signed(&state.media_urls)),
         })
         .collect();
-    add_reactions(&state, id, &mut detail).await?;
+    add_reactions(&state, id, user.id, &mut detail).await?;
     // A page the caller was given counts as delivered to them.
     if let Some(newest) = messages.iter().rev().find(|m| m.sender_id != user.id) {
         state.receipts.mark(ReceiptMark {

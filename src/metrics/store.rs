@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use crate::domain::conversations::{
     ListPage, MemberPage, MessageReceipt, ReceiptMark, RoomPositions, RoomSummary, UserLookup,
 };
-use crate::domain::{ReactionCount, Reactions};
+use crate::domain::Reactions;
 use crate::store::admin::{Account, AdminPage, Counts, DeletedRoom, RoomRecord};
 use crate::store::edits::ChangeRule;
 use crate::store::events::LogRead;
@@ -202,7 +202,7 @@ timed!(EditStore {
 
 timed!(ReactionStore {
     async fn react(room: i64, user: i64, id: i64, emoji: Option<&str>) -> Reactions => StoreMessage;
-    async fn reaction_counts(room: i64, messages: Vec<i64>) -> Vec<(i64, Vec<ReactionCount>)> => RoomRead;
+    async fn reaction_counts(room: i64, viewer: i64, messages: Vec<i64>) -> Vec<Reactions> => RoomRead;
 });
 
 timed!(EventLogStore {

@@ -21,27 +21,40 @@ pub trait ReactionStore: Send + Sync {
         emoji: Option<&str>,
     ) -> StoreResult<Reactions>;
 
-    /// The reactions of those of `messages` (of `room`) that have any: one query for a page
-    /// of history.
+    /// The reactions of those of `messages` (of `room`) that have any, in message id order,
+    /// each with `viewer`'s own: one query for a page of history.
     async fn reaction_counts(
         &self,
         room: i64,
+        viewer: i64,
         messages: Vec<i64>,
-    ) -> StoreResult<Vec<(i64, Vec<ReactionCount>)>>;
+    ) -> StoreResult<Vec<Reactions>>;
 }
 
-/// `(message, emoji, count)` rows grouped by message, each message's most used emoji first
+/// A row of the backends' count queries: message, emoji, how many, and whether the viewer
+/// is one of them.
+pub type CountRow = (i64, String, i64, bool);
+
+/// Count rows (in message order) grouped by message, each message's most used emoji first
 /// (then by emoji, the same on every backend whatever its collation).
-pub fn grouped(rows: Vec<(i64, String, i64)>) -> Vec<(i64, Vec<ReactionCount>)> {
-    let mut grouped: Vec<(i64, Vec<ReactionCount>)> = Vec::new();
-    for (message, emoji, count) in rows {
-        let entry = ReactionCount { emoji, count };
-        match grouped.last_mut() {
-            Some((last, counts)) if *last == message => counts.push(entry),
-            _ => grouped.push((message, vec![entry])),
+pub fn grouped(rows: Vec<CountRow>) -> Vec<Reactions> {
+    let mut grouped: Vec<Reactions> = Vec::new();
+    for (message, emoji, count, viewers) in rows {
+        if grouped.last().is_none_or(|last| last.message_id != message) {
+            grouped.push(Reactions {
+                message_id: message,
+                counts: Vec::new(),
+                mine: None,
+            });
         }
+        let last = grouped.last_mut().expect("pushed above");
+        if viewers {
+            last.mine = Some(emoji.clone());
+        }
+        last.counts.push(ReactionCount { emoji, count });
     }
-    for (_, counts) in &mut grouped {
+    for reactions in &mut grouped {
+        let counts = &mut reactions.counts;
         counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.emoji.cmp(&b.emoji)));
     }
     grouped

@@ -78,14 +78,18 @@ async fn members_react_replace_and_remove_and_the_room_sees_each_change_with_its
     let replaced = alice_ws.next_purpose("reaction").await;
     assert_eq!(replaced["emoji"], HEART);
     assert!(replaced["seq"].as_i64().unwrap() > first_seq, "{replaced}");
-    let history = node
-        .api
-        .history(&alice.access, room, Default::default())
-        .await;
-    assert_eq!(
-        history.unwrap()[0].reactions,
-        counts(&[(HEART, 1), (THUMBS, 1)])
-    );
+    // History has the counts, and each reader's own reaction.
+    for (reader, mine) in [(&alice, THUMBS), (&bob, HEART)] {
+        let history = node.api.history(&reader.access, room, Default::default());
+        let message = history.await.unwrap().remove(0);
+        assert_eq!(message.reactions, counts(&[(HEART, 1), (THUMBS, 1)]));
+        assert_eq!(
+            message.my_reaction.as_deref(),
+            Some(mine),
+            "{}",
+            reader.username
+        );
+    }
 
     let answer = node.api.unreact(&bob.access, room, id).await.unwrap();
     assert_eq!(

@@ -10,24 +10,26 @@ use super::conversations::{blocked_in_direct, is_direct};
 use super::rows::{check_member, enqueue, execute, query, query_opt};
 use super::PostgresStore;
 use crate::domain::events::RoomEvent;
-use crate::domain::{ReactionCount, Reactions};
+use crate::domain::Reactions;
 use crate::store::reactions::grouped;
 use crate::store::{format_timestamp, ReactionStore, StoreError, StoreResult};
 
-const COUNTS: &str = "SELECT r.message_id, r.emoji, COUNT(*) FROM reactions r
-     JOIN messages m ON m.id = r.message_id
+const COUNTS: &str = "SELECT r.message_id, r.emoji, COUNT(*), bool_or(r.user_id = $3)
+     FROM reactions r JOIN messages m ON m.id = r.message_id
      WHERE m.room_id = $1 AND r.message_id = ANY($2)
      GROUP BY r.message_id, r.emoji ORDER BY r.message_id";
 
+/// The reactions of `messages` of `room`, with `viewer`'s own.
 async fn counts<C: GenericClient>(
     db: &C,
     room: i64,
+    viewer: i64,
     messages: &[i64],
-) -> StoreResult<Vec<(i64, Vec<ReactionCount>)>> {
-    let rows = query(db, COUNTS, &[&room, &messages]).await?;
+) -> StoreResult<Vec<Reactions>> {
+    let rows = query(db, COUNTS, &[&room, &messages, &viewer]).await?;
     Ok(grouped(
         rows.iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
             .collect(),
     ))
 }
@@ -99,10 +101,10 @@ impl ReactionStore for PostgresStore {
         };
         let reactions = Reactions {
             message_id: id,
-            counts: counts(&tx, room, &[id])
+            counts: counts(&tx, room, user, &[id])
                 .await?
                 .pop()
-                .map(|(_, c)| c)
+                .map(|r| r.counts)
                 .unwrap_or_default(),
             mine: emoji.map(str::to_string),
         };
@@ -119,12 +121,13 @@ impl ReactionStore for PostgresStore {
     async fn reaction_counts(
         &self,
         room: i64,
+        viewer: i64,
         messages: Vec<i64>,
-    ) -> StoreResult<Vec<(i64, Vec<ReactionCount>)>> {
+    ) -> StoreResult<Vec<Reactions>> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
         let db = self.pool.get().await?;
-        counts(&db, room, &messages).await
+        counts(&db, room, viewer, &messages).await
     }
 }

@@ -9,18 +9,22 @@ use super::queries::{blocked_in_direct, check_member, is_direct};
 use super::SqliteStore;
 use crate::domain::events::RoomEvent;
 use crate::domain::{ReactionCount, Reactions};
-use crate::store::reactions::grouped;
+use crate::store::reactions::{grouped, CountRow};
 use crate::store::{now_timestamp, ReactionStore, StoreError, StoreResult};
 
 fn counts(conn: &Connection, id: i64) -> StoreResult<Vec<ReactionCount>> {
     let rows = conn
         .prepare_cached(
-            "SELECT message_id, emoji, COUNT(*) FROM reactions WHERE message_id = ?1
+            "SELECT message_id, emoji, COUNT(*), 0 FROM reactions WHERE message_id = ?1
              GROUP BY emoji",
         )?
-        .query_map([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .query_map([id], count_row)?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(grouped(rows).pop().map(|(_, c)| c).unwrap_or_default())
+    Ok(grouped(rows).pop().map(|r| r.counts).unwrap_or_default())
+}
+
+fn count_row(row: &rusqlite::Row) -> rusqlite::Result<CountRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
 }
 
 fn react(
@@ -95,8 +99,9 @@ impl ReactionStore for SqliteStore {
     async fn reaction_counts(
         &self,
         room: i64,
+        viewer: i64,
         messages: Vec<i64>,
-    ) -> StoreResult<Vec<(i64, Vec<ReactionCount>)>> {
+    ) -> StoreResult<Vec<Reactions>> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
@@ -109,12 +114,12 @@ impl ReactionStore for SqliteStore {
                 .join(",");
             let rows = conn
                 .prepare(&format!(
-                    "SELECT r.message_id, r.emoji, COUNT(*) FROM reactions r
+                    "SELECT r.message_id, r.emoji, COUNT(*), MAX(r.user_id = ?2) FROM reactions r
                      JOIN messages m ON m.id = r.message_id
                      WHERE m.room_id = ?1 AND r.message_id IN ({ids})
                      GROUP BY r.message_id, r.emoji ORDER BY r.message_id"
                 ))?
-                .query_map([room], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .query_map(params![room, viewer], count_row)?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(grouped(rows))
         })

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chatnode::domain::events::EventKind;
-use chatnode::domain::ReactionCount;
+use chatnode::domain::{ReactionCount, Reactions};
 use chatnode::store::edits::ChangeRule;
 use chatnode::store::{Store, StoreError, User};
 
@@ -105,11 +105,26 @@ async fn reactions_from_two_nodes_replace_per_member_and_count_in_commit_order(b
         "putting the same emoji again changes nothing"
     );
     assert_eq!(events[1].emoji, None);
-    let page = nodes[1]
-        .reaction_counts(room.id, vec![message.id, message.id + 1000])
-        .await
-        .unwrap();
-    assert_eq!(page, vec![(message.id, removed.counts)]);
+    // A page gives each viewer their own: users[0] kept the heart, users[1] has none now.
+    let page = |viewer: i64| {
+        let store = nodes[1].clone();
+        async move {
+            store
+                .reaction_counts(room.id, viewer, vec![message.id, message.id + 1000])
+                .await
+                .unwrap()
+        }
+    };
+    let seen = page(users[0].id).await;
+    assert_eq!(
+        seen,
+        vec![Reactions {
+            message_id: message.id,
+            counts: removed.counts.clone(),
+            mine: Some(HEART.to_string())
+        }]
+    );
+    assert_eq!(page(users[1].id).await[0].mine, None);
 }
 
 async fn only_members_react_to_live_messages_and_a_delete_removes_reactions(backend: Backend) {
@@ -153,7 +168,7 @@ async fn only_members_react_to_live_messages_and_a_delete_removes_reactions(back
         .await
         .unwrap();
     let counts = store
-        .reaction_counts(room.id, vec![message.id])
+        .reaction_counts(room.id, alice.id, vec![message.id])
         .await
         .unwrap();
     assert!(counts.is_empty(), "{counts:?}");
