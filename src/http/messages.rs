@@ -131,7 +131,8 @@ impl From<&Message> for Tombstone {
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum HistoryEntry {
-    Message(MessageView),
+    // Boxed: a message is several times the size of a tombstone.
+    Message(Box<MessageView>),
     Deleted(Tombstone),
 }
 
@@ -297,11 +298,11 @@ pub async fn history(
         .iter()
         .map(|m| match &positions {
             _ if m.deleted => HistoryEntry::Deleted(Tombstone::from(m)),
-            Some(positions) if m.sender_id == user.id => HistoryEntry::Message(
+            Some(positions) if m.sender_id == user.id => HistoryEntry::Message(Box::new(
                 MessageView::with_state(m, positions.state_of(m.id, user.id))
                     .signed(&state.media_urls),
-            ),
-            _ => HistoryEntry::Message(MessageView::from(m).signed(&state.media_urls)),
+            )),
+            _ => HistoryEntry::Message(Box::new(MessageView::from(m).signed(&state.media_urls))),
         })
         .collect();
     add_reactions(&state, id, user.id, &mut detail).await?;

@@ -248,7 +248,9 @@ pub async fn list_rooms(
             room: RoomView::new(entry.room, user.id),
             last_message: entry.last_message.as_ref().map(|m| match m.deleted {
                 true => HistoryEntry::Deleted(Tombstone::from(m)),
-                false => HistoryEntry::Message(MessageView::from(m).signed(&state.media_urls)),
+                false => {
+                    HistoryEntry::Message(Box::new(MessageView::from(m).signed(&state.media_urls)))
+                }
             }),
             unread_count: entry.unread_count,
             last_read_id: entry.last_read_id,
