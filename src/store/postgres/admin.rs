@@ -177,7 +177,9 @@ impl AdminStore for PostgresStore {
     }
 
     async fn revoke_user_tokens(&self, id: i64) -> StoreResult<Account> {
-        let change = "UPDATE users SET tokens_revoked_at = extract(epoch FROM now())::bigint
+        // floor, as the tokens' whole-second issue times do: a cast rounds, so half a second
+        // on, it would refuse the tokens of the next second too.
+        let change = "UPDATE users SET tokens_revoked_at = floor(extract(epoch FROM now()))::bigint
                       WHERE id = $1";
         self.change_account(id, change, Some(EventKind::MemberSignedOut))
             .await
