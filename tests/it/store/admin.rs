@@ -99,7 +99,10 @@ async fn revoking_an_accounts_tokens_refuses_those_issued_until_then(backend: Ba
     let cut = account.tokens_revoked_at.expect("a cut-off is stored");
     let after = chrono::Utc::now().timestamp();
     // The revoking second, never a later one: that would refuse tokens issued after it.
-    assert!((before..=after).contains(&cut), "{before} <= {cut} <= {after}");
+    assert!(
+        (before..=after).contains(&cut),
+        "{before} <= {cut} <= {after}"
+    );
     for issued_at in [before - 60, cut] {
         let (_, standing) = store
             .token_user(alice.id, "t", issued_at)
