@@ -58,7 +58,8 @@ service "Prometheus" "$(present has prometheus)" CHATNODE_TEST_REQUIRE_PROMETHEU
     metrics::prometheus
 service "PostgreSQL" "$(present set_ CHATNODE_TEST_DATABASE_URL)" CHATNODE_TEST_REQUIRE_DB \
     "set CHATNODE_TEST_DATABASE_URL; also skips the whole suite's pass on PostgreSQL" \
-    store::postgres store::conversations::postgres store::admin::postgres store::presence::postgres store::events::postgres
+    store::postgres store::conversations::postgres store::admin::postgres store::presence::postgres \
+    store::events::postgres store::reactions::postgres
 
 report() {
     local i name filter
